@@ -1,0 +1,299 @@
+"""YAML files plus dotted overrides, validated into typed configs.
+
+posttrain declares only its own fields; a stage's `trainer:` block is handed
+to the matching TRL config class as is and checked against that class's real
+fields. Every unknown key, at any depth, is an error naming the closest valid
+key. A LLaMA-Factory recipe is recognised and translated before validation.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import re
+from pathlib import Path
+from typing import Any, ClassVar, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from posttrain.errors import ConfigError
+
+
+# PyYAML reads `1e-5` as a string (YAML 1.1 wants a dot); users mean a float.
+class _Loader(yaml.SafeLoader):
+    pass
+
+
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:\d[\d_]*(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)$|^[-+]?(?:\d[\d_]*)?\.\d+$|^[-+]?\d[\d_]*\.$"),
+    list("-+0123456789."),
+)
+
+
+def parse_yaml(text: str) -> Any:
+    return yaml.load(text, Loader=_Loader)
+
+
+def closest(key: str, known) -> str:
+    match = difflib.get_close_matches(key, list(known), n=1, cutoff=0.5)
+    return f"; did you mean {match[0]!r}?" if match else ""
+
+
+class Strict(BaseModel):
+    """Rejects unknown keys with the closest valid one."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _unknown_keys(cls, data):
+        if isinstance(data, dict):
+            known = set(cls.model_fields) | {f.alias for f in cls.model_fields.values() if f.alias}
+            for key in data:
+                if key not in known:
+                    raise ValueError(f"unknown key {key!r}{closest(str(key), known)}")
+        return data
+
+
+class DataSpec(Strict):
+    """One data source: a file/dir/hub id, or names in a LLaMA-Factory dataset_info.json."""
+
+    path: str | None = None
+    format: str | None = None
+    dataset: str | None = None
+    dataset_dir: str = "data"
+    columns: dict[str, str] | None = None
+    tags: dict[str, str] | None = None
+    split: str = "train"
+    max_samples: int | None = Field(default=None, ge=1)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_string(cls, data):
+        return {"path": data} if isinstance(data, str) else data
+
+    @model_validator(mode="after")
+    def _one_source(self):
+        if (self.path is None) == (self.dataset is None):
+            raise ValueError("give exactly one of `path` (a file, directory or hub id) or `dataset` (names in dataset_info.json)")
+        return self
+
+
+class LoraSpec(Strict):
+    r: int = Field(default=8, ge=1)
+    alpha: int | None = None  # default 2 * r
+    dropout: float = Field(default=0.05, ge=0, lt=1)
+    target_modules: str | list[str] = "all-linear"
+
+
+class StageConfig(Strict):
+    """Fields every stage has; each stage type subclasses it and registers in STAGE_CONFIGS."""
+
+    trainer_class: ClassVar[str | None] = None  # "module:Class" of the TRL config the trainer block feeds
+
+    name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
+    type: str
+    model: str | None = None  # an earlier stage's name, `base`, or a model path; default: the pipeline's model
+    trainer: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("trainer")
+    @classmethod
+    def _trainer_keys(cls, trainer):
+        config_class = trainer_config_class(cls.trainer_class)
+        if config_class is None:
+            return trainer
+        known = {f.name for f in dataclasses.fields(config_class) if f.init}
+        for key in trainer:
+            if key in OWN_TRAINER_KEYS:
+                raise ValueError(f"{key!r} is set by posttrain ({OWN_TRAINER_KEYS[key]})")
+            if key not in known:
+                raise ValueError(f"unknown key {key!r} for {config_class.__name__}{closest(key, known)}")
+        return trainer
+
+
+OWN_TRAINER_KEYS = {"output_dir": "each stage writes to <output_dir>/<stage>/"}
+
+
+def trainer_config_class(spec: str | None):
+    if spec is None:
+        return None
+    import importlib
+
+    module, name = spec.split(":")
+    return getattr(importlib.import_module(module), name)
+
+
+class SFTStage(StageConfig):
+    """Supervised fine-tuning on conversations; `trainer:` feeds trl.SFTConfig.
+
+    SFTConfig's own `max_length`, `packing` and `assistant_only_loss` keep their
+    names in `trainer:`; posttrain's defaults are 1024, true and true, and its
+    packing is exact (attention never crosses examples).
+    """
+
+    trainer_class: ClassVar[str] = "trl:SFTConfig"
+
+    type: Literal["sft"]
+    data: DataSpec | list[DataSpec]
+    eval_data: DataSpec | list[DataSpec] | None = None
+    val_size: float = Field(default=0.0, ge=0, lt=1)
+    finetuning: Literal["full", "lora", "qlora"] = "full"
+    lora: LoraSpec = Field(default_factory=LoraSpec)
+    template: str | None = None
+    plot_loss: bool = False
+
+
+STAGE_CONFIGS: dict[str, type[StageConfig]] = {"sft": SFTStage}
+
+
+class PipelineConfig(Strict):
+    name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
+    model: str
+    output_dir: str | None = None  # default runs/<name>
+    seed: int = 42
+    dtype: Literal["auto", "bf16", "fp16", "fp32"] = "auto"
+    trust_remote_code: bool = False
+    template: str | None = None
+    attn_implementation: str | None = None
+    stages: list[StageConfig]
+
+    @field_validator("stages", mode="before")
+    @classmethod
+    def _typed_stages(cls, stages):
+        if not isinstance(stages, list) or not stages:
+            raise ValueError("expected a non-empty list of stages")
+        typed = []
+        for i, stage in enumerate(stages):
+            if not isinstance(stage, dict):
+                raise ValueError(f"stage {i}: expected a mapping with name and type")
+            kind = stage.get("type")
+            if kind not in STAGE_CONFIGS:
+                raise ValueError(f"stage {stage.get('name', i)}: unknown type {kind!r}; known: "
+                                 f"{', '.join(STAGE_CONFIGS)}{closest(str(kind), STAGE_CONFIGS)}")
+            typed.append(STAGE_CONFIGS[kind].model_validate(stage))
+        return typed
+
+    @model_validator(mode="after")
+    def _wiring(self):
+        seen: set[str] = set()
+        for stage in self.stages:
+            if stage.name in seen or stage.name == "base":
+                raise ValueError(f"stage name {stage.name!r} is used twice or is reserved")
+            seen.add(stage.name)
+        if self.output_dir is None:
+            self.output_dir = str(Path("runs") / self.name)
+        return self
+
+    def stage(self, name: str) -> StageConfig:
+        for stage in self.stages:
+            if stage.name == name:
+                return stage
+        raise ConfigError(f"no stage named {name!r}; stages: {', '.join(s.name for s in self.stages)}"
+                          f"{closest(name, [s.name for s in self.stages])}")
+
+
+def apply_override(raw: dict, override: str) -> None:
+    """Apply `a.b.c=value` to the raw config; list items are addressed by `name` or index."""
+    if "=" not in override:
+        raise ConfigError(f"override {override!r}: expected key.path=value")
+    path, text = override.split("=", 1)
+    value = parse_yaml(text) if text.strip() else ""
+    keys = path.strip().split(".")
+    node: Any = raw
+    for depth, key in enumerate(keys):
+        last = depth == len(keys) - 1
+        if isinstance(node, list):
+            index = next((i for i, item in enumerate(node) if isinstance(item, dict) and item.get("name") == key), None)
+            if index is None and key.isdigit() and int(key) < len(node):
+                index = int(key)
+            if index is None:
+                names = [item.get("name") for item in node if isinstance(item, dict)]
+                raise ConfigError(f"override {path}: no item named {key!r}{closest(key, [n for n in names if n])}")
+            if last:
+                node[index] = value
+            node = node[index]
+        elif isinstance(node, dict):
+            if last:
+                node[key] = value
+            else:
+                node = node.setdefault(key, {})
+        else:
+            raise ConfigError(f"override {path}: {'.'.join(keys[:depth])} is not a mapping")
+
+
+def load_raw(source: str | Path | dict) -> tuple[dict, Path | None]:
+    if isinstance(source, dict):
+        import copy
+
+        return copy.deepcopy(source), None
+    path = Path(source)
+    if not path.exists():
+        raise ConfigError(f"{path}: no such config file")
+    try:
+        raw = parse_yaml(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}" if mark else str(path)
+        raise ConfigError(f"{where}: invalid YAML: {getattr(e, 'problem', e)}") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: expected a mapping at the top level")
+    return raw, path
+
+
+def load_config(source: str | Path | dict, overrides: list[str] | tuple[str, ...] = ()) -> PipelineConfig:
+    """Read a pipeline file (or a LLaMA-Factory recipe), apply overrides, validate."""
+    raw, path = load_raw(source)
+    from posttrain.compat import llamafactory
+
+    if llamafactory.is_recipe(raw):
+        raw = llamafactory.to_pipeline(raw, path)
+    elif "stages" not in raw and "type" in raw:
+        raw = _single_stage(raw)
+    for override in overrides:
+        apply_override(raw, override)
+    # Stages are validated one by one first so each error can name its stage.
+    lines = []
+    for i, stage in enumerate(raw.get("stages") or []):
+        if isinstance(stage, dict) and stage.get("type") in STAGE_CONFIGS:
+            try:
+                STAGE_CONFIGS[stage["type"]].model_validate(stage)
+            except ValidationError as e:
+                lines += error_lines(e, f"stages.{stage.get('name', i)}")
+    try:
+        config = PipelineConfig.model_validate(raw)
+    except ValidationError as e:
+        # a stage's own errors were listed above; keep the pipeline's (and unknown stage types)
+        stage_errors = bool(lines)
+        lines += [line for line in error_lines(e)
+                  if not (stage_errors and line.startswith("stages") and not line.startswith("stages: stage "))]
+    if lines:
+        head = f"{path}: invalid config" if path else "invalid config"
+        raise ConfigError(head + "\n" + "\n".join(f"  {line}" for line in dict.fromkeys(lines)))
+    return config
+
+
+_PIPELINE_KEYS = {"name", "model", "output_dir", "seed", "dtype", "trust_remote_code", "template", "attn_implementation"}
+
+
+def _single_stage(raw: dict) -> dict:
+    """A file with no `stages:` is a pipeline of one stage."""
+    top = {k: v for k, v in raw.items() if k in _PIPELINE_KEYS}
+    stage = {k: v for k, v in raw.items() if k not in _PIPELINE_KEYS}
+    stage.setdefault("name", stage["type"])
+    top.setdefault("name", stage["name"])
+    return {**top, "stages": [stage]}
+
+
+def error_lines(error: ValidationError, prefix: str = "") -> list[str]:
+    lines = []
+    for item in error.errors():
+        # drop pydantic's union-branch names from the location
+        loc = [str(p) for p in item["loc"] if not (isinstance(p, str) and ("[" in p or p in ("DataSpec", "list")))]
+        message = item["msg"].removeprefix("Value error, ")
+        if item["type"] == "missing":
+            message = "missing (required)"
+        where = ".".join([prefix] * bool(prefix) + loc) or "(top level)"
+        lines.append(f"{where}: {message}")
+    return lines

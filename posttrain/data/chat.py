@@ -1,0 +1,54 @@
+"""Turn a conversation into token ids and loss labels with the tokenizer's own chat template.
+
+The template is applied exactly once, here. Labels are -100 outside
+assistant turns when `assistant_only` is set. Templates with
+`{% generation %}` markers give the assistant mask directly; for the others
+the assistant spans are found by rendering each prefix of the conversation,
+which works for every template whose renderings of a prefix are a prefix of
+the whole (ChatML, Llama 3, Mistral, and most others).
+"""
+
+from __future__ import annotations
+
+from posttrain.errors import ConfigError
+from posttrain.models.templates import has_generation_markers
+
+
+def tokenize_conversation(tokenizer, messages: list[dict], *, assistant_only: bool = True) -> dict:
+    """{"input_ids": [...], "labels": [...]} for one conversation, untruncated."""
+    if not assistant_only:
+        ids = _ids(tokenizer.apply_chat_template(messages, tokenize=True, return_dict=True))
+        return {"input_ids": ids, "labels": list(ids)}
+    if has_generation_markers(tokenizer.chat_template):
+        out = tokenizer.apply_chat_template(
+            messages, tokenize=True, return_dict=True, return_assistant_tokens_mask=True
+        )
+        ids, mask = _ids(out), list(out["assistant_masks"])
+    else:
+        ids, mask = _mask_by_prefixes(tokenizer, messages)
+    return {"input_ids": ids, "labels": [t if m else -100 for t, m in zip(ids, mask)]}
+
+
+def _ids(encoding) -> list[int]:
+    ids = encoding["input_ids"]
+    return list(ids[0] if ids and isinstance(ids[0], list) else ids)
+
+
+def _mask_by_prefixes(tokenizer, messages: list[dict]) -> tuple[list[int], list[int]]:
+    text = tokenizer.apply_chat_template(messages, tokenize=False)
+    spans = []
+    for i, message in enumerate(messages):
+        if message["role"] != "assistant":
+            continue
+        before = tokenizer.apply_chat_template(messages[:i], tokenize=False, add_generation_prompt=True)
+        through = tokenizer.apply_chat_template(messages[: i + 1], tokenize=False)
+        if not (text.startswith(through) and through.startswith(before)):
+            raise ConfigError(
+                "the tokenizer's chat template renders a conversation differently from its prefixes, so the "
+                "assistant turns cannot be located; set `template:` (chatml, qwen, llama3, mistral) or "
+                "`assistant_only_loss: false`"
+            )
+        spans.append((len(before), len(through)))
+    enc = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
+    mask = [int(any(a <= start < b for a, b in spans)) for start, _ in enc["offset_mapping"]]
+    return list(enc["input_ids"]), mask

@@ -1,0 +1,69 @@
+"""The canonical records every outside format converts to, and their checks.
+
+Stages read only these shapes, so a format module's whole job is to produce
+one of them; the validators here are the single definition of "well formed".
+
+conversation: {"messages": [{"role", "content"}, ...]}
+    an optional system message first, then user and assistant turns
+    alternating, starting with user and ending with assistant. A `tool`
+    message (a function's result) may follow an assistant turn and is
+    answered by an assistant turn.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from posttrain.errors import RecordError
+
+ROLES = ("system", "user", "assistant", "tool")
+# Which roles may follow each role (None = the start of the conversation).
+_NEXT = {
+    None: {"system", "user"},
+    "system": {"user"},
+    "user": {"assistant"},
+    "assistant": {"user", "tool"},
+    "tool": {"assistant", "tool"},
+}
+
+
+def validate_conversation(record: Any, *, require_assistant_last: bool = True) -> dict:
+    """Return the record as a clean conversation, or raise RecordError.
+
+    Extra top-level keys are dropped; message keys other than role/content
+    are kept only if they are `name` or `tool_calls` (passed to templates).
+    """
+    if not isinstance(record, dict):
+        raise RecordError("record", f"expected a JSON object, got {type(record).__name__}")
+    messages = record.get("messages")
+    if messages is None:
+        raise RecordError("messages", "missing; expected a list of {role, content} messages")
+    if not isinstance(messages, list) or not messages:
+        raise RecordError("messages", "expected a non-empty list of {role, content} messages")
+    clean = []
+    previous = None
+    for i, message in enumerate(messages):
+        field = f"messages[{i}]"
+        if not isinstance(message, dict):
+            raise RecordError(field, f"expected an object with role and content, got {type(message).__name__}")
+        role = message.get("role")
+        if role not in ROLES:
+            raise RecordError(f"{field}.role", f"expected one of {', '.join(ROLES)}, got {role!r}")
+        content = message.get("content")
+        if not isinstance(content, str):
+            raise RecordError(f"{field}.content", f"expected a string, got {type(content).__name__}")
+        if not content.strip() and role != "system":
+            raise RecordError(f"{field}.content", "empty; expected text")
+        if role not in _NEXT[previous]:
+            allowed = " or ".join(sorted(_NEXT[previous]))
+            where = "first" if previous is None else f"after {previous}"
+            raise RecordError(f"{field}.role", f"expected {allowed} {where}, got {role}")
+        item = {"role": role, "content": content}
+        for key in ("name", "tool_calls"):
+            if message.get(key) is not None:
+                item[key] = message[key]
+        clean.append(item)
+        previous = role
+    if require_assistant_last and previous != "assistant":
+        raise RecordError(f"messages[{len(messages) - 1}].role", f"expected the last turn to be assistant, got {previous}")
+    return {"messages": clean}

@@ -1,0 +1,40 @@
+"""Errors a user can act on.
+
+Every error raised for bad input derives from `PosttrainError`; the CLI prints
+its message (no traceback) and exits with status 2. Data errors name the file,
+the line or row, the field and what was expected, so the user can jump
+straight to the record.
+"""
+
+from __future__ import annotations
+
+
+class PosttrainError(Exception):
+    """Bad input or configuration; the CLI exits 2 with this message."""
+
+    exit_code = 2
+
+
+class ConfigError(PosttrainError):
+    """A config file or override that does not validate."""
+
+
+class RecordError(PosttrainError):
+    """A record that does not match its format; `DataError` adds where it is."""
+
+    def __init__(self, field: str, expected: str):
+        self.field = field
+        self.expected = expected
+        super().__init__(f"{field}: {expected}")
+
+
+class DataError(PosttrainError):
+    """A bad record at FILE:LINE (LINE is a row number for parquet and datasets)."""
+
+    def __init__(self, path, line: int | None, field: str, expected: str):
+        self.path = str(path)
+        self.line = line
+        self.field = field
+        self.expected = expected
+        where = f"{self.path}:{line}" if line is not None else self.path
+        super().__init__(f"{where}: {field}: {expected}")

@@ -1,0 +1,146 @@
+"""Load tokenizers and models the way every stage needs them.
+
+One place decides the dtype (bf16 where the GPU has it, fp32 on CPU), whether
+remote code may run (never unless the config says so), which chat template
+applies, and how LoRA / QLoRA are attached, so stages do not each re-decide.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+from pathlib import Path
+
+import torch
+
+from posttrain.errors import ConfigError, PosttrainError
+from posttrain.models.templates import TEMPLATE_TOKENS, get_template
+
+log = logging.getLogger(__name__)
+
+DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
+
+
+def resolve_dtype(name: str = "auto") -> torch.dtype:
+    if name != "auto":
+        if name not in DTYPES:
+            raise ConfigError(f"dtype: expected auto, bf16, fp16 or fp32, got {name!r}")
+        return DTYPES[name]
+    if torch.cuda.is_available():
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return torch.float32
+
+
+def _missing_model(path: str, what: str, error: Exception) -> PosttrainError:
+    local = Path(path).exists() or path.startswith((".", "/"))
+    where = "a local directory" if local else "a local directory or a hub id (the hub needs a network)"
+    return PosttrainError(f"{path}: cannot load the {what}; expected {where}: {error}")
+
+
+def load_tokenizer(path: str, *, template: str | None = None, trust_remote_code: bool = False):
+    """The tokenizer at `path`, with the named chat template when given; it must end with one."""
+    from transformers import AutoTokenizer
+
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(str(path), trust_remote_code=trust_remote_code)
+    except (OSError, ValueError) as e:
+        raise _missing_model(str(path), "tokenizer", e) from None
+    if template:
+        tokenizer.chat_template = get_template(template)
+        vocab = tokenizer.get_vocab()
+        missing = [t for t in TEMPLATE_TOKENS[template] if t not in vocab]
+        if missing:
+            log.warning(
+                "template %s writes %s, which the tokenizer at %s does not have as tokens; they are split into "
+                "ordinary tokens", template, ", ".join(missing), path,
+            )
+    elif not tokenizer.chat_template:
+        raise ConfigError(
+            f"{path}: the tokenizer has no chat template; name one with `template:` (chatml, qwen, llama3, mistral)"
+        )
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
+def load_model(
+    path: str,
+    *,
+    dtype: str = "auto",
+    trust_remote_code: bool = False,
+    attn_implementation: str | None = None,
+    quantize_4bit: bool = False,
+    task: str = "causal_lm",
+):
+    """A model for training or generation; `quantize_4bit` is QLoRA's base (CUDA + bitsandbytes only)."""
+    import transformers
+
+    auto = {
+        "causal_lm": transformers.AutoModelForCausalLM,
+        "sequence_classification": transformers.AutoModelForSequenceClassification,
+        "token_classification": transformers.AutoModelForTokenClassification,
+    }[task]
+    kwargs = {"dtype": resolve_dtype(dtype), "trust_remote_code": trust_remote_code}
+    if attn_implementation:
+        kwargs["attn_implementation"] = attn_implementation
+    if quantize_4bit:
+        require_qlora()
+        kwargs["quantization_config"] = transformers.BitsAndBytesConfig(
+            load_in_4bit=True,
+            bnb_4bit_quant_type="nf4",
+            bnb_4bit_use_double_quant=True,
+            bnb_4bit_compute_dtype=kwargs["dtype"] if kwargs["dtype"] != torch.float32 else torch.bfloat16,
+        )
+    if is_adapter_dir(path):
+        return _merged_adapter(path, auto, kwargs)
+    try:
+        return auto.from_pretrained(str(path), **kwargs)
+    except OSError as e:
+        raise _missing_model(str(path), "model", e) from None
+
+
+def _merged_adapter(path, auto, kwargs):
+    """A LoRA stage's output as the next stage's input: its base with the adapter merged in."""
+    import json
+
+    from peft import PeftModel
+
+    base = json.loads((Path(path) / "adapter_config.json").read_text()).get("base_model_name_or_path")
+    if not base:
+        raise PosttrainError(f"{path}/adapter_config.json: base_model_name_or_path: missing; cannot find the base model")
+    if kwargs.get("quantization_config") is not None:
+        raise ConfigError(f"{path}: cannot merge a LoRA adapter into a 4-bit base; export the merged model first")
+    try:
+        model = auto.from_pretrained(base, **kwargs)
+    except OSError as e:
+        raise _missing_model(base, "base model of the adapter", e) from None
+    return PeftModel.from_pretrained(model, str(path)).merge_and_unload()
+
+
+def require_qlora() -> None:
+    if not torch.cuda.is_available():
+        raise ConfigError("finetuning: qlora needs a CUDA GPU; none is present. Use `lora` on this machine.")
+    if importlib.util.find_spec("bitsandbytes") is None:
+        raise ConfigError("finetuning: qlora needs bitsandbytes: pip install 'posttrain[gpu]'")
+
+
+def lora_config(lora, task_type: str = "CAUSAL_LM"):
+    """A peft LoraConfig from the stage's `lora:` block (default: every linear layer)."""
+    from peft import LoraConfig
+
+    targets = lora.target_modules
+    if isinstance(targets, str) and targets not in ("all", "all-linear"):
+        targets = [t.strip() for t in targets.split(",") if t.strip()]
+    elif targets in ("all", "all-linear"):
+        targets = "all-linear"
+    return LoraConfig(
+        r=lora.r,
+        lora_alpha=lora.alpha if lora.alpha is not None else 2 * lora.r,
+        lora_dropout=lora.dropout,
+        target_modules=targets,
+        task_type=task_type,
+    )
+
+
+def is_adapter_dir(path: str | Path) -> bool:
+    return (Path(path) / "adapter_config.json").exists()

@@ -1,0 +1,253 @@
+"""Run the stages of a pipeline in order, skipping what is done and resuming what is not.
+
+Each stage gets a fingerprint over its resolved config, its input model's
+fingerprint and the bytes of its data. `manifest.json` records per stage the
+fingerprint, status, times and output; a rerun skips a finished stage whose
+fingerprint is unchanged and resumes an unfinished one from its last whole
+checkpoint. Every write is atomic (a temporary file renamed into place), so
+a process killed at any moment leaves a run the same command can finish.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import fcntl
+import hashlib
+import json
+import logging
+import os
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+import yaml
+
+from posttrain.config import PipelineConfig, StageConfig, load_config
+from posttrain.data.io import atomic_path, write_json
+from posttrain.data.sources import content_fingerprint, resolve_sources
+from posttrain.errors import ConfigError, PosttrainError
+
+log = logging.getLogger("posttrain")
+_WHOLE_FILE_LIMIT = 64 << 20  # bigger weight files are fingerprinted by size and their first/last 4 MiB
+
+
+def run(source, overrides=(), *, only: str | None = None, from_stage: str | None = None,
+        force: bool = False, console=None) -> Path:
+    """Run a pipeline file, dict or PipelineConfig; return its run directory."""
+    from rich.console import Console
+
+    console = console or Console(stderr=True)
+    config = source if isinstance(source, PipelineConfig) else load_config(source, overrides)
+    names = [stage.name for stage in config.stages]
+    selected = set(names)
+    if only:
+        config.stage(only)
+        selected = {only}
+    elif from_stage:
+        config.stage(from_stage)
+        selected = set(names[names.index(from_stage):])
+
+    run_dir = Path(config.output_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    with _lock(run_dir):
+        manifest = Manifest(run_dir, config)
+        fingerprints: dict[str, str] = {}
+        for stage in config.stages:
+            model_path, model_fp = input_model(stage, config, fingerprints)
+            fingerprint = stage_fingerprint(stage, config, model_fp)
+            fingerprints[stage.name] = fingerprint
+            entry = manifest.stages.get(stage.name, {})
+            stage_dir = run_dir / stage.name
+            done = entry.get("status") == "done" and entry.get("fingerprint") == fingerprint
+            if stage.name not in selected:
+                if not done and _consumers(stage.name, config, selected):
+                    raise PosttrainError(f"stage {stage.name} has not finished with its current config; run it first "
+                                         f"(without --only/--from), or name it with --from")
+                continue
+            if done and not force and (stage_dir / "model").exists():
+                console.print(f"[dim]↷ {stage.name}: unchanged since its last run, skipped[/dim]")
+                continue
+            if force or entry.get("fingerprint") not in (None, fingerprint):
+                shutil.rmtree(stage_dir, ignore_errors=True)  # config, model or data changed: start over
+            elif entry:
+                console.print(f"[yellow]↻ {stage.name}: resuming an unfinished run[/yellow]")
+            _run_stage(stage, config, model_path, stage_dir, fingerprint, manifest, console)
+    console.print(f"[bold]run directory:[/bold] {run_dir}")
+    return run_dir
+
+
+def _consumers(name: str, config: PipelineConfig, selected: set[str]) -> bool:
+    return any(stage.name in selected and stage.model == name for stage in config.stages)
+
+
+def _run_stage(stage, config, model_path, stage_dir, fingerprint, manifest, console):
+    from posttrain.stages import STAGES, StageContext
+
+    stage_dir.mkdir(parents=True, exist_ok=True)
+    with atomic_path(stage_dir / "config.yaml") as tmp:
+        resolved = {**_pipeline_settings(config), "input_model": model_path, "stage": stage.model_dump(mode="json")}
+        tmp.write_text(yaml.safe_dump(resolved, sort_keys=False), encoding="utf-8")
+    manifest.update(stage.name, status="running", fingerprint=fingerprint, type=stage.type, input_model=model_path,
+                    started=_now(), pid=os.getpid(), output=str(stage_dir / "model"))
+    console.print(f"[bold cyan]▶ {stage.name}[/bold cyan] ({stage.type}) from {model_path}")
+    started = time.time()
+    try:
+        metrics = STAGES[stage.type](StageContext(config, stage, model_path, stage_dir))
+    except BaseException as e:
+        manifest.update(stage.name, status="failed", error=f"{type(e).__name__}: {e}"[:2000], finished=_now())
+        raise
+    write_json(stage_dir / "metrics.json", metrics)
+    manifest.update(stage.name, status="done", finished=_now(), seconds=round(time.time() - started, 1),
+                    metrics={k: v for k, v in metrics.items() if isinstance(v, (int, float))}, error=None)
+    console.print(f"[green]✓ {stage.name}[/green] done in {time.time() - started:.1f}s → {stage_dir / 'model'}")
+
+
+def input_model(stage: StageConfig, config: PipelineConfig, fingerprints: dict[str, str]) -> tuple[str, str]:
+    """The model a stage starts from, and that model's fingerprint."""
+    ref = stage.model or "base"
+    if ref == "base":
+        return config.model, model_fingerprint(config.model)
+    if ref in fingerprints:
+        return str(Path(config.output_dir) / ref / "model"), fingerprints[ref]
+    if ref in (s.name for s in config.stages):
+        raise ConfigError(f"stages.{stage.name}.model: {ref!r} is a later stage; a stage can start from an earlier one")
+    return ref, model_fingerprint(ref)
+
+
+def model_fingerprint(path: str) -> str:
+    """sha256 over a model directory's files (big weight files by size and their ends); a hub id by name."""
+    root = Path(path)
+    digest = hashlib.sha256()
+    if not root.is_dir():
+        digest.update(f"hub:{path}".encode())
+        return digest.hexdigest()
+    for file in sorted(p for p in root.rglob("*") if p.is_file()):
+        digest.update(str(file.relative_to(root)).encode())
+        size = file.stat().st_size
+        digest.update(str(size).encode())
+        with open(file, "rb") as f:
+            if size <= _WHOLE_FILE_LIMIT:
+                digest.update(f.read())
+            else:
+                digest.update(f.read(4 << 20))
+                f.seek(-(4 << 20), os.SEEK_END)
+                digest.update(f.read())
+    return digest.hexdigest()
+
+
+def _pipeline_settings(config: PipelineConfig) -> dict:
+    keys = ("seed", "dtype", "trust_remote_code", "template", "attn_implementation")
+    return {key: getattr(config, key) for key in keys}
+
+
+def stage_fingerprint(stage: StageConfig, config: PipelineConfig, model_fp: str) -> str:
+    resolved = {"pipeline": _pipeline_settings(config), "stage": stage.model_dump(mode="json"), "model": model_fp}
+    for field in ("data", "eval_data"):
+        spec = getattr(stage, field, None)
+        if spec is not None:
+            resolved[f"{field}_content"] = content_fingerprint(resolve_sources(spec))
+    return hashlib.sha256(json.dumps(resolved, sort_keys=True, default=str).encode()).hexdigest()
+
+
+class Manifest:
+    """manifest.json: per stage fingerprint, status, times and output; versions; git commit."""
+
+    def __init__(self, run_dir: Path, config: PipelineConfig):
+        self.path = run_dir / "manifest.json"
+        data = read_manifest(run_dir) or {}
+        self.data = {
+            "name": config.name,
+            "created": data.get("created", _now()),
+            "versions": _versions(),
+            "git_commit": _git_commit(),
+            "stage_order": [s.name for s in config.stages],
+            "stages": data.get("stages", {}),
+        }
+        self.stages = self.data["stages"]
+        self.save()
+
+    def update(self, name: str, **fields) -> None:
+        entry = self.stages.setdefault(name, {})
+        entry.update(fields)
+        for key in [k for k, v in entry.items() if v is None]:
+            del entry[key]
+        self.data["updated"] = _now()
+        self.save()
+
+    def save(self) -> None:
+        write_json(self.path, self.data)
+
+
+def read_manifest(run_dir: str | Path) -> dict | None:
+    path = Path(run_dir) / "manifest.json"
+    if not path.exists():
+        return None
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as e:
+        raise PosttrainError(f"{path}: not valid JSON ({e.msg}); was it edited by hand?") from None
+
+
+def stage_states(run_dir: str | Path) -> list[dict]:
+    """Each stage's name, type, status (done/running/interrupted/failed/pending), times and output."""
+    manifest = read_manifest(run_dir)
+    if manifest is None:
+        raise PosttrainError(f"{run_dir}: no manifest.json; not a posttrain run directory")
+    rows = []
+    for name in manifest.get("stage_order") or list(manifest["stages"]):
+        entry = dict(manifest["stages"].get(name, {"status": "pending"}))
+        if entry.get("status") == "running" and not _alive(entry.get("pid")):
+            entry["status"] = "interrupted"
+        rows.append({"name": name, **entry})
+    return rows
+
+
+def _alive(pid) -> bool:
+    if not pid:
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except (ProcessLookupError, PermissionError, ValueError):
+        return False
+    return True
+
+
+@contextlib.contextmanager
+def _lock(run_dir: Path):
+    """One process per run directory; the OS drops the lock when the process dies, even by SIGKILL."""
+    handle = open(run_dir / ".lock", "w")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.close()
+        raise PosttrainError(f"{run_dir}: another posttrain process is running this pipeline") from None
+    try:
+        yield
+    finally:
+        fcntl.flock(handle, fcntl.LOCK_UN)
+        handle.close()
+
+
+def _now() -> str:
+    return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+
+
+def _versions() -> dict:
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {}
+    for name in ("posttrain", "torch", "transformers", "trl", "peft", "accelerate", "datasets"):
+        with contextlib.suppress(PackageNotFoundError):
+            out[name] = version(name)
+    return out
+
+
+def _git_commit() -> str | None:
+    try:
+        result = subprocess.run(["git", "rev-parse", "--verify", "-q", "HEAD"], cwd=Path(__file__).parent, capture_output=True,
+                                text=True, timeout=5)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return result.stdout.strip() or None

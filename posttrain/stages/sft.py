@@ -1,0 +1,159 @@
+"""Supervised fine-tuning on conversations, with TRL's SFTTrainer.
+
+posttrain adds what SFTTrainer lacks for this job: records from any
+supported format, the chat template applied once with loss on assistant turns
+only, exact packing (attention never crosses examples, on CPU too), resume
+from the last whole checkpoint, and LLaMA-Factory's trainer_log.jsonl. The
+stage's `trainer:` block is passed to `trl.SFTConfig` as is.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import shutil
+
+import torch
+
+from trl import SFTConfig, SFTTrainer
+
+from posttrain.data.chat import tokenize_conversation
+from posttrain.data.sources import load_conversations_from
+from posttrain.errors import PosttrainError
+from posttrain.models.loading import load_model, load_tokenizer, lora_config, resolve_dtype
+from posttrain.stages import StageContext
+from posttrain.training.checkpoints import latest_checkpoint
+from posttrain.training.logs import TrainerLogCallback, plot_loss
+from posttrain.training.packing import ExactPackingCollator
+
+log = logging.getLogger("posttrain")
+
+# Where posttrain's defaults differ from SFTConfig's, and why.
+DEFAULTS = {
+    "max_length": 1024,
+    "packing": True,  # exact, see training/packing.py
+    "assistant_only_loss": True,
+    "gradient_checkpointing": False,  # TRL turns it on; it costs ~30 % speed and small models do not need it
+    "report_to": "none",  # trackers are opt-in
+    "save_total_limit": 2,
+}
+
+
+def run(ctx: StageContext) -> dict:
+    stage, pipeline = ctx.stage, ctx.pipeline
+    settings = {**DEFAULTS, **stage.trainer}
+    max_length = int(settings.pop("max_length"))
+    packing = bool(settings.pop("packing"))
+    assistant_only = bool(settings.pop("assistant_only_loss"))
+    resume = settings.pop("resume_from_checkpoint", None)
+
+    tokenizer = load_tokenizer(ctx.model_path, template=stage.template or pipeline.template,
+                               trust_remote_code=pipeline.trust_remote_code)
+    train_records = load_conversations_from(stage.data)
+    eval_records = load_conversations_from(stage.eval_data) if stage.eval_data else []
+    if stage.val_size and not eval_records:
+        train_records, eval_records = split_off(train_records, stage.val_size, pipeline.seed)
+    if not train_records:
+        raise PosttrainError(f"stage {stage.name}: the training data holds no records")
+
+    num_proc = settings.get("dataset_num_proc")
+    train = tokenized(tokenizer, train_records, max_length, assistant_only, packing, f"{stage.name} train", num_proc)
+    evaluation = (tokenized(tokenizer, eval_records, max_length, assistant_only, packing, f"{stage.name} eval",
+                            num_proc) if eval_records else None)
+
+    dtype = resolve_dtype(pipeline.dtype)
+    model = load_model(ctx.model_path, dtype=pipeline.dtype, trust_remote_code=pipeline.trust_remote_code,
+                       attn_implementation=pipeline.attn_implementation,
+                       quantize_4bit=stage.finetuning == "qlora")
+    attention = model.config._attn_implementation or "sdpa"
+
+    settings.setdefault("bf16", dtype == torch.bfloat16)
+    settings.setdefault("fp16", dtype == torch.float16)
+    settings.setdefault("seed", pipeline.seed)
+    if evaluation is not None:
+        settings.setdefault("eval_strategy", "steps" if "eval_steps" in settings else "epoch")
+    args = SFTConfig(
+        output_dir=str(ctx.checkpoints_dir),
+        max_length=max_length,
+        packing=False,  # packed above, exactly
+        assistant_only_loss=False,  # labels are built above
+        dataset_kwargs={"skip_prepare_dataset": True},
+        **settings,
+    )
+    trainer = ExactSFTTrainer(
+        model=model,
+        args=args,
+        train_dataset=train,
+        eval_dataset=evaluation,
+        processing_class=tokenizer,
+        data_collator=ExactPackingCollator(
+            pad_token_id=tokenizer.pad_token_id,
+            varlen=attention.startswith("flash") or "flash" in attention,
+            mask_dtype=torch.bool if attention != "eager" else dtype,
+        ),
+        peft_config=lora_config(stage.lora) if stage.finetuning in ("lora", "qlora") else None,
+        callbacks=[TrainerLogCallback(ctx.log_path)],
+    )
+    checkpoint = resume if resume not in (None, "auto", True) else latest_checkpoint(ctx.checkpoints_dir)
+    result = trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
+    metrics = dict(result.metrics)
+    if evaluation is not None:
+        last_eval = next((e for e in reversed(trainer.state.log_history) if "eval_loss" in e), None)
+        if last_eval is None or last_eval.get("step") != trainer.state.global_step:
+            last_eval = trainer.evaluate()
+        metrics.update({k: v for k, v in last_eval.items() if k.startswith("eval_")})
+    metrics.update(train_examples=len(train_records), eval_examples=len(eval_records))
+
+    tmp = ctx.stage_dir / "model.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    trainer.save_model(str(tmp))
+    tokenizer.save_pretrained(str(tmp))
+    shutil.rmtree(ctx.model_dir, ignore_errors=True)
+    tmp.rename(ctx.model_dir)
+    if stage.plot_loss:
+        plot_loss(ctx.log_path, ctx.stage_dir / "training_loss.png")
+    return metrics
+
+
+def split_off(records: list, fraction: float, seed: int) -> tuple[list, list]:
+    order = list(range(len(records)))
+    random.Random(seed).shuffle(order)
+    n_eval = max(1, round(len(records) * fraction))
+    held = set(order[:n_eval])
+    return ([r for i, r in enumerate(records) if i not in held], [r for i, r in enumerate(records) if i in held])
+
+
+def tokenized(tokenizer, records, max_length, assistant_only, packing, name, num_proc=None):
+    """A datasets.Dataset of input_ids/labels, cut to max_length and packed when asked."""
+    from datasets import Dataset
+    from trl import pack_dataset
+
+    def encode(record):
+        out = tokenize_conversation(tokenizer, record["messages"], assistant_only=assistant_only)
+        return {"input_ids": out["input_ids"][:max_length], "labels": out["labels"][:max_length]}
+
+    dataset = Dataset.from_list(records).map(encode, remove_columns=["messages"], desc=f"Tokenizing {name}",
+                                             num_proc=num_proc)
+    before = len(dataset)
+    dataset = dataset.filter(lambda r: any(label != -100 for label in r["labels"][1:]), num_proc=num_proc)
+    if len(dataset) < before:
+        log.warning("%s: %d of %d records have no assistant tokens within max_length and are skipped",
+                    name, before - len(dataset), before)
+    if not len(dataset):
+        raise PosttrainError(f"{name}: no record has an assistant turn within max_length={max_length}")
+    if packing:
+        dataset = pack_dataset(dataset, max_length, "bfd", {"desc": f"Packing {name}"})
+    return dataset
+
+
+class ExactSFTTrainer(SFTTrainer):
+    """SFTTrainer that counts real tokens itself: with a 4-D mask TRL's count (the mask's sum) is wrong."""
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        real_tokens = inputs.pop("num_real_tokens", None)
+        before = self._total_train_tokens
+        out = super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+        if real_tokens is not None and model.training:
+            self._total_train_tokens = before + int(self.accelerator.gather_for_metrics(real_tokens).sum())
+            self._metrics["train"]["num_tokens"] = [self._total_train_tokens]
+        return out

@@ -1,0 +1,1 @@
+"""Glue every trainer-backed stage shares: exact packing, the trainer log, checkpoints, defaults."""

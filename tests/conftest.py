@@ -1,0 +1,57 @@
+"""Shared fixtures: a tiny model built once per session from text the tests make; nothing downloads."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+os.environ.setdefault("WANDB_MODE", "disabled")
+
+import torch  # noqa: E402
+
+# xdist runs one worker per core; more torch threads per worker only contend.
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    torch.set_num_threads(1)
+
+WORDS = ("the patient trial dose study group risk heart blood test result week drug effect sample size "
+         "placebo review search query answer think yes no one two three four five six seven eight nine").split()
+
+
+def make_chats(n: int, seed: int = 0, min_words: int = 2, max_words: int = 30) -> list[dict]:
+    """Conversations whose answer is a deterministic function of the question, so loss can fall."""
+    rng = random.Random(seed)
+    chats = []
+    for _ in range(n):
+        words = rng.choices(WORDS, k=rng.randint(min_words, max_words))
+        question = " ".join(words)
+        answer = " ".join(reversed(words[:4])) + "."
+        chats.append({"messages": [{"role": "user", "content": question}, {"role": "assistant", "content": answer}]})
+    return chats
+
+
+def write_jsonl(path: Path, records) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", encoding="utf-8") as f:
+        for record in records:
+            f.write(json.dumps(record) + "\n")
+    return path
+
+
+@pytest.fixture(scope="session")
+def chat_corpus(tmp_path_factory) -> Path:
+    return write_jsonl(tmp_path_factory.mktemp("corpus") / "chats.jsonl", make_chats(300))
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory, chat_corpus) -> Path:
+    """A ~0.1 M-parameter Qwen2 model with a ChatML byte-level BPE tokenizer."""
+    from posttrain.models.tiny import init_model
+
+    return init_model(tmp_path_factory.mktemp("models") / "tiny", [chat_corpus], size="tiny", seed=0)
