@@ -34,6 +34,8 @@ def file_kind(path: str | os.PathLike) -> str:
             return "parquet"
         raise PosttrainError(f"{p}: a directory, but neither a saved datasets directory nor one holding .parquet files")
     suffix = p.suffix.lower()
+    if suffix in (".jsonl", ".ndjson", ".json", ".parquet") and not p.exists():
+        raise PosttrainError(f"{p}: no such file")
     if suffix in (".jsonl", ".ndjson"):
         return "jsonl"
     if suffix == ".json":
@@ -238,7 +240,8 @@ def _write_parquet(path: Path, records: Iterable[dict]) -> int:
 
     def flush():
         nonlocal writer
-        table = pa.Table.from_pylist(buffer)
+        # from_pylist would take the columns of the first row only; a struct array takes the union of keys
+        table = pa.Table.from_struct_array(pa.array(buffer))
         if writer is None:
             writer = pq.ParquetWriter(path, table.schema)
         else:

@@ -8,6 +8,7 @@ percentage, elapsed_time, remaining_time, plus any eval metrics.
 from __future__ import annotations
 
 import datetime
+import logging
 import json
 import time
 from pathlib import Path
@@ -83,6 +84,8 @@ def plot_loss(log_path: Path, out: Path) -> Path | None:
 
     points = [(r["current_steps"], r["loss"]) for r in read_log(log_path) if "loss" in r]
     if not points:
+        logging.getLogger("posttrain").warning("plot_loss: %s has no logged training loss; no plot written "
+                                               "(log more often with trainer.logging_steps)", log_path)
         return None
     fig, ax = plt.subplots(figsize=(6, 4))
     ax.plot(*zip(*points), label="train loss")

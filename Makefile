@@ -1,0 +1,40 @@
+# `make demo` and `make test` each set up everything on a fresh machine:
+# a virtual environment in .venv, posttrain installed into it (editable), torch
+# pinned by constraints-cpu.txt so a CPU-only machine does not fetch CUDA builds.
+
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.posttrain-installed
+# Set TORCH_CONSTRAINTS= (empty) on a GPU machine to let pip pick a CUDA build of torch.
+TORCH_CONSTRAINTS ?= -c constraints-cpu.txt
+PYTEST_WORKERS ?= 2
+DEMO_MODEL := models/quickstart-base
+
+.PHONY: install test demo bench clean
+
+$(STAMP): pyproject.toml constraints-cpu.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet $(TORCH_CONSTRAINTS) -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q -n $(PYTEST_WORKERS) tests
+
+$(DEMO_MODEL)/config.json: | $(STAMP)
+	$(BIN)/posttrain init-model $(DEMO_MODEL) --size small \
+		--corpus examples/data/glossary_alpaca.json --corpus examples/data/sample_size_chat.jsonl
+
+demo: $(STAMP) $(DEMO_MODEL)/config.json
+	$(BIN)/posttrain validate recipes/quickstart.yaml
+	$(BIN)/posttrain run recipes/quickstart.yaml
+	$(BIN)/posttrain status runs/quickstart
+
+bench: $(STAMP)
+	$(BIN)/python bench/sft_throughput.py
+
+clean:
+	rm -rf runs/quickstart $(DEMO_MODEL)

@@ -1,0 +1,106 @@
+"""Write the sample data in examples/data/ (deterministic; run it to regenerate).
+
+The quickstart and the tests need small data in several outside formats that
+a tiny model can learn within a CPU demo: clinical-trial glossary questions
+(alpaca, stage 1) and sample-size arithmetic with <think>/<answer> (OpenAI
+messages, stage 2; sharegpt copy for the format tour), plus a LLaMA-Factory
+dataset_info.json registering them.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+
+OUT = Path(__file__).parent / "data"
+
+GLOSSARY = {
+    "randomization": "assigning participants to study arms by chance, so that the arms are comparable",
+    "blinding": "keeping participants or investigators unaware of the assigned treatment to reduce bias",
+    "placebo": "an inactive treatment given to the control arm so that expectations are the same in every arm",
+    "a control arm": "the group that receives the standard treatment or placebo, used for comparison",
+    "an endpoint": "the outcome measured to decide whether the treatment works",
+    "a primary endpoint": "the main outcome the trial is designed and powered to assess",
+    "statistical power": "the probability that the trial detects a true effect of the planned size",
+    "a type I error": "concluding that a treatment works when it does not",
+    "a type II error": "missing a treatment effect that is really there",
+    "an intention-to-treat analysis": "analysing participants in the arm they were randomized to, whatever they received",
+    "a per-protocol analysis": "analysing only the participants who followed the protocol",
+    "informed consent": "a participant's voluntary agreement after being told the purpose, risks and benefits",
+    "an inclusion criterion": "a condition a person must meet to enter the trial",
+    "an exclusion criterion": "a condition that keeps a person out of the trial",
+    "a phase I trial": "a small first-in-human study of safety and dosing",
+    "a phase II trial": "a study of efficacy and side effects in a few hundred patients",
+    "a phase III trial": "a large confirmatory study comparing the treatment with standard care",
+    "a crossover design": "a design in which each participant receives every treatment in sequence",
+    "a parallel design": "a design in which each arm receives one treatment for the whole trial",
+    "a dropout rate": "the share of participants who leave the trial before it ends",
+    "an effect size": "the size of the difference between arms that the trial aims to detect",
+    "a hazard ratio": "the ratio of event rates between two arms over time",
+    "a confidence interval": "a range of values that is likely to contain the true effect",
+    "a systematic review": "a review that searches for, appraises and combines all studies on a question",
+    "a meta-analysis": "a statistical combination of the results of several studies",
+    "stratification": "randomizing separately within subgroups so that arms stay balanced on key factors",
+    "an adverse event": "any harmful medical occurrence in a participant during the trial",
+    "a surrogate endpoint": "a marker measured in place of a clinical outcome that takes longer to observe",
+    "a non-inferiority trial": "a trial that tests whether a new treatment is not worse than the standard by a set margin",
+    "an interim analysis": "an analysis of the data before the trial is complete, often to stop early",
+}
+QUESTIONS = ["What is {t}?", "Define {t}.", "Explain {t} in one sentence.", "In clinical trials, what does {t} mean?"]
+SYSTEM = "You are a careful assistant for clinical-trial design."
+
+
+def glossary_alpaca(rng: random.Random) -> list[dict]:
+    rows = []
+    for term, meaning in GLOSSARY.items():
+        for question in QUESTIONS:
+            head = term[0].upper() + term[1:]
+            rows.append({"instruction": question.format(t=term), "input": "", "output": f"{head} is {meaning}."})
+    rng.shuffle(rows)
+    return rows
+
+
+def sample_size_chats(rng: random.Random, n: int) -> list[dict]:
+    chats = []
+    for _ in range(n):
+        arms = rng.choice([2, 3, 4])
+        per_arm = rng.choice([20, 25, 30, 40, 50, 60, 75, 80, 100, 120, 150, 200])
+        total = arms * per_arm
+        question = (f"A randomized trial has {arms} arms with {per_arm} participants in each arm. "
+                    "What is the total sample size?")
+        answer = (f"<think>There are {arms} arms and each has {per_arm} participants, so the total is "
+                  f"{arms} times {per_arm} = {total}.</think><answer>{total}</answer>")
+        chats.append({"messages": [{"role": "system", "content": SYSTEM}, {"role": "user", "content": question},
+                                   {"role": "assistant", "content": answer}]})
+    return chats
+
+
+def to_sharegpt(chat: dict) -> dict:
+    names = {"system": "system", "user": "human", "assistant": "gpt"}
+    return {"conversations": [{"from": names[m["role"]], "value": m["content"]} for m in chat["messages"]]}
+
+
+def main() -> None:
+    rng = random.Random(42)
+    OUT.mkdir(parents=True, exist_ok=True)
+    glossary = glossary_alpaca(rng)
+    (OUT / "glossary_alpaca.json").write_text(json.dumps(glossary, indent=1) + "\n")
+    chats = sample_size_chats(rng, 360)
+    with open(OUT / "sample_size_chat.jsonl", "w") as f:
+        for chat in chats[:300]:
+            f.write(json.dumps(chat) + "\n")
+    with open(OUT / "sample_size_chat_eval.jsonl", "w") as f:
+        for chat in chats[300:]:
+            f.write(json.dumps(chat) + "\n")
+    (OUT / "sample_size_sharegpt.json").write_text(json.dumps([to_sharegpt(c) for c in chats[:40]], indent=1) + "\n")
+    info = {
+        "glossary": {"file_name": "glossary_alpaca.json"},
+        "sample_size": {"file_name": "sample_size_sharegpt.json", "formatting": "sharegpt",
+                        "columns": {"messages": "conversations"}},
+    }
+    (OUT / "dataset_info.json").write_text(json.dumps(info, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,155 @@
+"""The `posttrain` command: parse, call the library, print. No logic lives here."""
+
+from __future__ import annotations
+
+import functools
+import logging
+import sys
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from posttrain.cli_data import data_app
+from posttrain.errors import PosttrainError
+
+app = typer.Typer(
+    help="posttrain: post-train an open language model (data, SFT, reward models, GRPO, evaluation, export) "
+    "from one YAML file.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+app.add_typer(data_app, name="data", help="Convert, split and check data files.")
+err = Console(stderr=True)
+out = Console()
+
+
+def _user_errors(command):
+    """Bad input is a message and exit status 2, never a traceback."""
+
+    @functools.wraps(command)
+    def wrapper(*args, **kwargs):
+        try:
+            return command(*args, **kwargs)
+        except PosttrainError as e:
+            err.print(f"[bold red]error:[/bold red] {e}", highlight=False, markup=True, soft_wrap=True)
+            raise typer.Exit(2) from None
+        except KeyboardInterrupt:
+            err.print("[yellow]interrupted; run the same command again to resume[/yellow]")
+            raise typer.Exit(130) from None
+
+    return wrapper
+
+
+def _setup_logging() -> None:
+    from rich.logging import RichHandler
+
+    logger = logging.getLogger("posttrain")
+    if not logger.handlers:
+        logger.addHandler(RichHandler(console=err, show_time=False, show_path=False))
+        logger.setLevel(logging.INFO)
+        logger.propagate = False
+
+
+OVERRIDES = typer.Argument(None, help="Dotted overrides, e.g. stages.sft1.trainer.learning_rate=2e-5 model=DIR")
+
+
+@app.command()
+@_user_errors
+def run(
+    config: Path = typer.Argument(..., help="Pipeline YAML (or a LLaMA-Factory recipe)."),
+    overrides: Optional[List[str]] = OVERRIDES,
+    only: Optional[str] = typer.Option(None, "--only", help="Run just this stage."),
+    from_stage: Optional[str] = typer.Option(None, "--from", help="Run this stage and the ones after it."),
+    force: bool = typer.Option(False, "--force", help="Rerun stages even if finished and unchanged."),
+):
+    """Run a pipeline: stages in order, finished ones skipped, interrupted ones resumed."""
+    _setup_logging()
+    from posttrain.pipeline import run as run_pipeline
+
+    run_pipeline(config, overrides or [], only=only, from_stage=from_stage, force=force, console=err)
+
+
+@app.command()
+@_user_errors
+def train(
+    config: Path = typer.Argument(..., help="A training YAML: one stage, a pipeline, or a LLaMA-Factory recipe."),
+    overrides: Optional[List[str]] = OVERRIDES,
+    force: bool = typer.Option(False, "--force", help="Retrain even if finished and unchanged."),
+):
+    """Train from one file, e.g. a LLaMA-Factory recipe with its dataset_info.json, unchanged."""
+    _setup_logging()
+    from posttrain.pipeline import run as run_pipeline
+
+    run_pipeline(config, overrides or [], force=force, console=err)
+
+
+@app.command()
+@_user_errors
+def validate(
+    config: Path = typer.Argument(..., help="Pipeline YAML or LLaMA-Factory recipe."),
+    overrides: Optional[List[str]] = OVERRIDES,
+):
+    """Check a config, its models and every data file without training. Exit 0 when fine, 2 otherwise."""
+    _setup_logging()
+    from posttrain.validate import validate as run_validate
+
+    report = run_validate(config, overrides or [])
+    for note in report.notes:
+        out.print(f"[green]ok[/green] {note}", highlight=False)
+    for problem in report.problems:
+        err.print(f"[bold red]problem[/bold red] {problem}", highlight=False)
+    if not report.ok:
+        err.print(f"[bold red]{len(report.problems)} problem(s)[/bold red]")
+        raise typer.Exit(2)
+    out.print("[bold green]valid[/bold green]")
+
+
+@app.command()
+@_user_errors
+def status(run_dir: Path = typer.Argument(..., help="A run directory (output_dir of a pipeline).")):
+    """Print each stage's state in a run directory."""
+    from posttrain.pipeline import stage_states
+
+    table = Table(title=str(run_dir))
+    for column in ("stage", "type", "status", "started", "finished", "seconds", "output"):
+        table.add_column(column)
+    colors = {"done": "green", "running": "cyan", "interrupted": "yellow", "failed": "red", "pending": "dim"}
+    for row in stage_states(run_dir):
+        state = row.get("status", "pending")
+        table.add_row(row["name"], row.get("type", ""), f"[{colors.get(state, 'white')}]{state}[/]",
+                      row.get("started", ""), row.get("finished", ""), str(row.get("seconds", "")),
+                      row.get("output", "") if state == "done" else "")
+    out.print(table)
+    for row in stage_states(run_dir):
+        if row.get("error"):
+            err.print(f"[red]{row['name']}[/red]: {row['error']}", highlight=False)
+
+
+@app.command("init-model")
+@_user_errors
+def init_model(
+    out_dir: Path = typer.Argument(..., help="Where to write the model directory."),
+    corpus: List[Path] = typer.Option(..., "--corpus", help="Text to train the tokenizer on (.txt/.json/.jsonl/.parquet)."),
+    size: str = typer.Option("tiny", "--size", help="tiny (~0.1 M parameters) or small (~2.5 M)."),
+    seed: int = typer.Option(0, "--seed"),
+):
+    """Build a small random Qwen2 model with its own BPE tokenizer and ChatML template, offline."""
+    from posttrain.models.tiny import init_model as build
+
+    path = build(out_dir, corpus, size=size, seed=seed)
+    out.print(f"model written to {path}")
+
+
+def main() -> None:
+    try:
+        app()
+    except BrokenPipeError:  # `posttrain ... | head`
+        sys.exit(0)
+
+
+if __name__ == "__main__":
+    main()

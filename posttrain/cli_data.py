@@ -1,0 +1,115 @@
+"""`posttrain data ...`: convert, split and check data files from the shell.
+
+Thin on purpose: each command parses its options, calls the library function
+a notebook would call, and prints the result. Bad input (a PosttrainError)
+prints one clear message to stderr and exits 2, never a traceback.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from typing import List, Optional
+
+import typer
+from rich.console import Console
+
+from posttrain.errors import PosttrainError
+
+data_app = typer.Typer(help="Convert, split and check data files.", no_args_is_help=True)
+
+
+def _out() -> Console:
+    # made per call so output goes wherever sys.stdout points now (test runners swap it)
+    return Console(highlight=False, soft_wrap=True)
+
+
+def _fail(message: str) -> typer.Exit:
+    Console(stderr=True, highlight=False, soft_wrap=True).print(message, markup=False, style="red")
+    return typer.Exit(2)
+
+
+def _user_errors(command):
+    @functools.wraps(command)
+    def wrapper(*args, **kwargs):
+        try:
+            return command(*args, **kwargs)
+        except PosttrainError as e:
+            raise _fail(str(e)) from None
+
+    return wrapper
+
+
+def _json_option(name: str, text: str | None) -> dict | None:
+    if text is None:
+        return None
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise PosttrainError(f"--{name}: invalid JSON ({e.msg}); expected an object such as '{{\"prompt\": \"q\"}}'")
+    if not isinstance(value, dict):
+        raise PosttrainError(f"--{name}: expected a JSON object, got {type(value).__name__}")
+    return value
+
+
+@data_app.command()
+@_user_errors
+def convert(
+    in_path: str = typer.Argument(..., metavar="IN", help="Input file (.json, .jsonl, .parquet) or directory."),
+    out_path: str = typer.Argument(..., metavar="OUT", help="Output file; its extension picks json, jsonl or parquet."),
+    from_format: Optional[str] = typer.Option(None, "--from", help="Input format (alpaca, sharegpt, openai); "
+                                              "detected from the first record when left out."),
+    to_format: str = typer.Option("openai", "--to", help="Output format."),
+    columns: Optional[str] = typer.Option(None, help="LLaMA-Factory columns mapping as JSON."),
+    tags: Optional[str] = typer.Option(None, help="LLaMA-Factory sharegpt tags as JSON."),
+    progress: bool = typer.Option(True, help="Show a progress bar on a terminal."),
+):
+    """Convert IN from one format to another, writing OUT atomically."""
+    from posttrain.data.convert import convert as run
+
+    count = run(in_path, out_path, from_format, to_format, columns=_json_option("columns", columns),
+                tags=_json_option("tags", tags), progress=progress)
+    _out().print(f"wrote {count} records to {out_path}", markup=False)
+
+
+@data_app.command()
+@_user_errors
+def split(
+    in_path: str = typer.Argument(..., metavar="IN", help="Input file."),
+    out_dir: str = typer.Argument(..., metavar="OUTDIR", help="Directory for train/validation/test files."),
+    ratios: str = typer.Option("0.8,0.1,0.1", help="Comma-separated ratios summing to 1 (2 or 3 of them)."),
+    seed: int = typer.Option(42, help="Shuffle seed; the same seed gives the same split."),
+    names: Optional[str] = typer.Option(None, help="Comma-separated split names, one per ratio."),
+):
+    """Shuffle IN with SEED and split it into OUTDIR/train, validation, test."""
+    from posttrain.data.split import split as run
+
+    try:
+        values = [float(r) for r in ratios.split(",")]
+    except ValueError:
+        raise PosttrainError(f"--ratios: expected comma-separated numbers such as 0.8,0.1,0.1, got {ratios!r}")
+    counts = run(in_path, out_dir, values, seed=seed, names=names.split(",") if names else None)
+    _out().print(", ".join(f"{name}: {n}" for name, n in counts.items()), markup=False)
+
+
+@data_app.command()
+@_user_errors
+def check(
+    file: str = typer.Argument(..., help="Data file to check."),
+    stage: str = typer.Option("sft", help="The stage that will read it (which record type to expect)."),
+    fmt: Optional[str] = typer.Option(None, "--format", help="Input format; detected when left out."),
+    model: Optional[str] = typer.Option(None, help="Model directory whose tokenizer measures token lengths."),
+    template: Optional[str] = typer.Option(None, help="Chat template for a tokenizer that has none."),
+    max_length: Optional[int] = typer.Option(None, help="Token limit training will cut at (default 1024)."),
+    against: List[str] = typer.Option([], help="Another split file to check for overlap; repeatable."),
+    columns: Optional[str] = typer.Option(None, help="LLaMA-Factory columns mapping as JSON."),
+    tags: Optional[str] = typer.Option(None, help="LLaMA-Factory sharegpt tags as JSON."),
+):
+    """Report schema, role-order, duplicate, overlap and length problems; exit 2 on errors."""
+    from posttrain.data.check import check as run
+
+    report = run(file, stage=stage, fmt=fmt, model=model, max_length=max_length, other_splits=against,
+                 columns=_json_option("columns", columns), tags=_json_option("tags", tags), template=template)
+    _out().print(report.to_text(), markup=False)
+    if not report.ok:
+        raise typer.Exit(2)

@@ -1,0 +1,255 @@
+"""LLaMA-Factory SFT recipes, run as they are.
+
+Teams moving from LLaMA-Factory bring a recipe YAML (`stage: sft`,
+`finetuning_type`, `dataset: a,b` naming entries of `data/dataset_info.json`,
+TrainingArguments keys) and expect `posttrain train RECIPE.yaml` to train the
+same model without edits. `to_pipeline` turns such a recipe into the raw dict
+of a one-stage posttrain pipeline (stage `sft`; the model ends at
+`<output_dir>/sft/model`), which `config.load_config` then validates like any
+pipeline file.
+
+The translation is a table: each key is renamed into the pipeline, handled
+by a small rule, passed to `trl.SFTConfig` as is when it is one of its
+fields, or named in a warning; none is dropped silently. Where LLaMA-Factory's
+defaults differ from posttrain's (LoRA unless told otherwise, LoRA dropout 0,
+cutoff 2048, no packing, gradient checkpointing on) the recipe gets
+LLaMA-Factory's, so it trains as it did there. Keys that need what this
+machine lacks (bf16/fp16/tf32 without CUDA, DeepSpeed, flash-attention,
+a tracker that is not installed) are dropped with a warning, so a GPU recipe
+still runs on a laptop. Dataset directories stay relative to the working
+directory, as in LLaMA-Factory.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.util
+import logging
+import re
+from pathlib import Path
+
+from posttrain.errors import ConfigError
+
+log = logging.getLogger("posttrain")
+
+# LLaMA-Factory's defaults where they differ from posttrain's.
+DEFAULTS = {"finetuning_type": "lora", "cutoff_len": 2048, "packing": False, "disable_gradient_checkpointing": False}
+LORA_DEFAULTS = {"lora_dropout": 0.0}  # rank 8, alpha 2*rank and target `all` are posttrain's defaults too
+
+# LLaMA-Factory key -> (section of the pipeline, posttrain key)
+RENAMES = {
+    "model_name_or_path": ("top", "model"),
+    "trust_remote_code": ("top", "trust_remote_code"),
+    "seed": ("top", "seed"),  # the sft stage hands it to SFTConfig; it also seeds the val_size split
+    "output_dir": ("top", "output_dir"),
+    "plot_loss": ("stage", "plot_loss"),
+    "lora_rank": ("lora", "r"),
+    "lora_alpha": ("lora", "alpha"),
+    "lora_dropout": ("lora", "dropout"),
+    "cutoff_len": ("trainer", "max_length"),
+    "preprocessing_num_workers": ("trainer", "dataset_num_proc"),
+    "evaluation_strategy": ("trainer", "eval_strategy"),  # its name before transformers 4.46
+}
+# Read by to_pipeline itself, outside the table.
+HANDLED = {"stage", "finetuning_type", "quantization_bit", "quantization_method", "dataset", "dataset_dir",
+           "eval_dataset", "max_samples", "val_size", "warmup_ratio"}
+LORA_KEYS = {"lora_rank", "lora_alpha", "lora_dropout", "lora_target"}
+PRECISION = {"bf16": "bf16", "fp16": "fp32", "tf32": None}  # kept key -> the dtype to load the model in
+FLASH = {"fa2": ("flash_attention_2", "flash_attn"), "fa3": ("flash_attention_3", "flash_attn_interface"),
+         "sdpa": ("sdpa", None), "disabled": ("eager", None), "auto": (None, None)}
+NO_EVAL_DATA = ("eval_strategy", "load_best_model_at_end")  # fail in the trainer without evaluation data
+
+
+def cuda() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def has_package(name: str) -> bool:
+    return importlib.util.find_spec(name) is not None
+
+
+def trackers() -> list[str]:
+    from transformers.integrations import get_available_reporting_integrations
+
+    return get_available_reporting_integrations()
+
+
+def sft_fields() -> set[str]:
+    from posttrain.config import SFTStage, trainer_config_class
+
+    return {f.name for f in dataclasses.fields(trainer_config_class(SFTStage.trainer_class)) if f.init}
+
+
+def is_recipe(raw: dict) -> bool:
+    return "model_name_or_path" in raw and "stage" in raw
+
+
+def to_pipeline(raw: dict, path: Path | None = None) -> dict:
+    """The raw posttrain pipeline dict for a LLaMA-Factory SFT recipe; warnings go to the `posttrain` logger."""
+    where = f"{path}: " if path else ""
+
+    def warn(key, why):
+        log.warning("%s%s: %s", where, key, why)
+
+    def fail(key, why):
+        raise ConfigError(f"{where}{key}: {why}")
+
+    given = {k: v for k, v in raw.items() if v is not None and v != ""}  # LLaMA-Factory reads empty as unset
+    if given.get("stage") != "sft":
+        from posttrain.config import STAGE_CONFIGS
+
+        fail("stage", f"{raw.get('stage')!r} is not supported; posttrain runs LLaMA-Factory recipes of stage sft "
+                      f"(posttrain's own stage types: {', '.join(STAGE_CONFIGS)})")
+    finetuning = _finetuning({**DEFAULTS, **given}, fail, warn)
+    recipe = {**DEFAULTS, **(LORA_DEFAULTS if finetuning != "full" else {}), **given}
+    out = {"top": {}, "stage": {"name": "sft", "type": "sft", "finetuning": finetuning}, "trainer": {}, "lora": {}}
+    top, stage, trainer, lora = out["top"], out["stage"], out["trainer"], out["lora"]
+
+    rules = {
+        "do_train": lambda v: v or warn("do_train", "false, but posttrain always trains; ignored"),
+        "lora_target": lambda v: lora.update(target_modules="all-linear" if v == "all" else _names(v)),
+        "template": lambda v: _template(v, stage, warn),
+        "deepspeed": lambda v: _deepspeed(v, trainer, warn),
+        "ddp_backend": lambda v: warn("ddp_backend", "multi-GPU launch is a later posttrain feature; training runs "
+                                                     "in one process; ignored"),
+        "overwrite_output_dir": lambda v: v and warn(
+            "overwrite_output_dir", "posttrain reruns a stage only when its fingerprint (config, input model, data) "
+                                    "changed, and `posttrain train --force` reruns everything; ignored"),
+        "packing": lambda v: trainer.update(packing=bool(v)),  # posttrain's packing is always exact
+        "neat_packing": lambda v: trainer.update(packing=bool(v) or trainer.get("packing", False)),
+        "train_on_prompt": lambda v: trainer.update(assistant_only_loss=not v),
+        "disable_gradient_checkpointing": lambda v: trainer.update(gradient_checkpointing=not v),
+        "flash_attn": lambda v: _flash(v, top, warn),
+        "report_to": lambda v: _report_to(v, trainer, warn),
+        **{key: (lambda v, key=key: _precision(key, v, top, trainer, warn)) for key in PRECISION},
+    }
+    fields = sft_fields()
+    for key, value in recipe.items():
+        if key in HANDLED:
+            continue
+        if key in LORA_KEYS and finetuning == "full":
+            warn(key, "finetuning_type is full; ignored")
+        elif key in RENAMES:
+            section, name = RENAMES[key]
+            out[section][name] = value
+        elif key in rules:
+            rules[key](value)
+        elif key in fields and key != "output_dir":
+            trainer[key] = value
+        elif value not in ([], {}):
+            warn(key, "not supported by posttrain; ignored")
+
+    stage["data"] = _data(recipe, "dataset", fail)
+    if "eval_dataset" in recipe:
+        stage["eval_data"] = _data(recipe, "eval_dataset", fail)
+    val_size = recipe.get("val_size", 0)
+    if not 0 <= val_size < 1:
+        fail("val_size", f"{val_size} reads as a number of examples; posttrain takes a fraction in [0, 1)")
+    if val_size:
+        stage["val_size"] = val_size
+    elif "eval_dataset" not in recipe:
+        for key in NO_EVAL_DATA:
+            if trainer.get(key) not in (None, False, "no"):
+                warn(key, "there is no evaluation data (eval_dataset or val_size); ignored")
+                trainer.pop(key)
+    ratio = recipe.get("warmup_ratio", 0)
+    if not 0 <= ratio < 1:
+        fail("warmup_ratio", f"expected a fraction in [0, 1), got {ratio}")
+    if ratio and not recipe.get("warmup_steps"):  # as in transformers, warmup_steps > 0 wins
+        trainer["warmup_steps"] = float(ratio)  # transformers 5 reads a float below 1 as a ratio
+
+    if trainer:
+        stage["trainer"] = trainer
+    if lora and finetuning != "full":
+        stage["lora"] = lora
+    output_dir = top.get("output_dir")
+    name = re.sub(r"[^A-Za-z0-9_.-]", "_", Path(str(output_dir or "")).name)
+    name = name if name.strip(".") else "sft"
+    log.info("%sLLaMA-Factory recipe translated; the model is written to %s/sft/model", where,
+             output_dir or f"runs/{name}")
+    return {"name": name, **top, "stages": [stage]}
+
+
+def _finetuning(recipe: dict, fail, warn) -> str:
+    kind, bits = recipe["finetuning_type"], recipe.get("quantization_bit")
+    if kind not in ("full", "lora"):
+        fail("finetuning_type", f"{kind!r} is not supported; posttrain does full or lora "
+                                "(lora with quantization_bit: 4 is qlora)")
+    if bits is None:
+        return kind
+    if kind != "lora" or int(bits) != 4:
+        fail("quantization_bit", f"{bits} with finetuning_type {kind}: posttrain quantizes only for lora, to 4 bits")
+    method = recipe.get("quantization_method", "bnb")
+    if method not in ("bnb", "bitsandbytes"):
+        warn("quantization_method", f"{method!r}: posttrain quantizes with bitsandbytes; ignored")
+    return "qlora"
+
+
+def _names(value) -> list[str]:
+    items = value if isinstance(value, list) else str(value).split(",")
+    return [str(item).strip() for item in items if str(item).strip()]
+
+
+def _data(recipe: dict, key: str, fail) -> dict:
+    if key not in recipe:
+        fail(key, "missing; name the datasets registered in the dataset_dir's dataset_info.json")
+    spec = {"dataset": ",".join(_names(recipe[key])), "dataset_dir": str(recipe.get("dataset_dir", "data"))}
+    if int(recipe.get("max_samples", -1)) > 0:  # LLaMA-Factory applies it to eval datasets too; -1 means all
+        spec["max_samples"] = int(recipe["max_samples"])
+    return spec
+
+
+def _template(value: str, stage: dict, warn) -> None:
+    from posttrain.models.templates import TEMPLATES
+
+    if value in ("default", "empty"):
+        return
+    if value in TEMPLATES:
+        stage["template"] = value
+    else:
+        warn("template", f"posttrain has no chat template {value!r} (it has {', '.join(TEMPLATES)}); "
+                         "the tokenizer's own chat template is used")
+
+
+def _precision(key: str, value, top: dict, trainer: dict, warn) -> None:
+    if not value:
+        trainer[key] = value
+    elif cuda():
+        trainer[key] = value
+        if PRECISION[key]:  # fp16 mixed precision needs fp32 master weights
+            top["dtype"] = PRECISION[key]
+    else:
+        warn(key, "needs a CUDA GPU and there is none; this machine trains in fp32; ignored")
+
+
+def _deepspeed(value: str, trainer: dict, warn) -> None:
+    missing = [what for what, ok in (("the deepspeed package", has_package("deepspeed")), ("a CUDA GPU", cuda()))
+               if not ok]
+    if missing:
+        warn("deepspeed", f"{value} needs {' and '.join(missing)}, which this machine lacks; training runs in one "
+                          "process without it (multi-GPU launch is a later posttrain feature); ignored")
+    else:
+        trainer["deepspeed"] = value
+
+
+def _flash(value: str, top: dict, warn) -> None:
+    if value not in FLASH:
+        warn("flash_attn", f"unknown value {value!r} (expected {', '.join(FLASH)}); ignored")
+        return
+    implementation, package = FLASH[value]
+    if package and not (cuda() and has_package(package)):
+        warn("flash_attn", f"{value} needs a CUDA GPU and the {package} package; the default attention is used")
+    elif implementation:
+        top["attn_implementation"] = implementation
+
+
+def _report_to(value, trainer: dict, warn) -> None:
+    names = _names(value)
+    available = set(trackers()) | {"none", "all"}
+    missing = [n for n in names if n not in available]
+    if missing:
+        warn("report_to", f"{', '.join(missing)} not installed; ignored")
+    kept = [n for n in names if n in available]
+    trainer["report_to"] = kept[0] if len(kept) == 1 else (kept or "none")

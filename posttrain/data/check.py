@@ -1,0 +1,202 @@
+"""The data doctor: everything wrong with a data file, before training starts.
+
+Training on bad data fails late or, worse, silently: a record out of role
+order, an empty answer, the same record twice, test records leaking into
+training, conversations the max length cuts off. `check` reads the whole file
+once, keeps going after each bad record, and reports every problem at its
+FILE:LINE, plus the statistics that explain the rest (token lengths).
+Stages map to the record type they read, so later record types plug in by
+adding a checker to `_RECORD_CHECKS` and a stage to `STAGES`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from typing import Callable, Iterator
+
+import numpy as np
+
+from posttrain.data.formats import data_files, detect_format, get_format
+from posttrain.data.io import file_kind, read_rows
+from posttrain.errors import DataError, PosttrainError, RecordError
+
+STAGES = {"sft": "conversation"}  # stage -> the canonical record type it reads
+DEFAULT_MAX_LENGTH = 1024
+
+
+@dataclass
+class Finding:
+    level: str  # error | warning | info
+    line: int | None
+    message: str
+    kind: str = ""  # json, schema, format, duplicate, overlap, length, ...
+    path: str | None = None
+
+
+@dataclass
+class CheckReport:
+    path: str
+    stage: str
+    findings: list[Finding] = field(default_factory=list)
+    stats: dict = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return not any(f.level == "error" for f in self.findings)
+
+    def count(self, level: str) -> int:
+        return sum(f.level == level for f in self.findings)
+
+    def to_text(self, max_findings: int = 50) -> str:
+        lines = [f"{f.path or self.path}:{f.line if f.line is not None else '-'}: {f.level}: {f.message}"
+                 for f in self.findings[:max_findings]]
+        if len(self.findings) > max_findings:
+            lines.append(f"... and {len(self.findings) - max_findings} more findings")
+        s = self.stats
+        lines.append(f"{self.path}: {s.get('records', 0)} records ({s.get('valid', 0)} valid), "
+                     f"{self.count('error')} errors, {self.count('warning')} warnings")
+        for key, value in s.items():
+            if key not in ("records", "valid"):
+                lines.append(f"  {key}: {json.dumps(value) if isinstance(value, dict) else value}")
+        lines.append("OK" if self.ok else "FAILED")
+        return "\n".join(lines)
+
+
+def _rows(path) -> Iterator[tuple[int | None, object, Finding | None]]:
+    """(line, row, None) or (line, None, finding), going on past bad JSON lines where the format allows."""
+    for file in data_files(path):
+        where = str(file) if str(file) != str(path) else None
+        if file_kind(file) == "jsonl":
+            with open(file, encoding="utf-8") as f:
+                for number, text in enumerate(f, 1):
+                    if text.strip():
+                        try:
+                            yield number, json.loads(text), None
+                        except json.JSONDecodeError as e:
+                            yield number, None, Finding("error", number, f"json: invalid JSON ({e.msg} at column "
+                                                        f"{e.colno})", "json", where)
+            continue
+        try:
+            for number, row in read_rows(file):
+                yield number, row, None
+        except DataError as e:  # a broken JSON array cannot be resynchronised: the rest of the file is lost
+            yield e.line, None, Finding("error", e.line, f"{e.field}: {e.expected}; the rest of the file was "
+                                        "not read", "json", where)
+
+
+def _records(path, fmt, columns, tags, record_type) -> Iterator[tuple[int | None, dict | None, Finding | None]]:
+    module = get_format(fmt) if fmt else None
+    if module is not None and module.RECORD != record_type:
+        raise PosttrainError(f"format: {fmt} makes {module.RECORD} records; this stage reads {record_type} records")
+    for line, row, finding in _rows(path):
+        if finding:
+            yield line, None, finding
+            continue
+        if module is None:
+            try:
+                name = detect_format(row)
+            except PosttrainError as e:
+                yield line, None, Finding("error", line, str(e), "format")
+                continue
+            module = get_format(name)
+        try:
+            yield line, module.to_record(row, columns, tags), None
+        except RecordError as e:
+            yield line, None, Finding("error", line, f"{e.field}: {e.expected}", "schema")
+
+
+def _digest(record: dict) -> bytes:
+    return hashlib.blake2b(json.dumps(record, sort_keys=True, ensure_ascii=False).encode(), digest_size=16).digest()
+
+
+def _conversation_checks(record: dict) -> list[tuple[str, str, str]]:
+    messages = record["messages"]
+    if messages[0]["role"] == "system" and not messages[0]["content"].strip():
+        return [("warning", "messages[0].content: empty system message", "empty")]
+    return []
+
+
+_RECORD_CHECKS: dict[str, Callable[[dict], list[tuple[str, str, str]]]] = {"conversation": _conversation_checks}
+
+
+def check(
+    path, *, stage: str = "sft", fmt: str | None = None, model: str | None = None, max_length: int | None = None,
+    columns: dict | None = None, tags: dict | None = None, other_splits=(), template: str | None = None,
+) -> CheckReport:
+    """Check every record of `path` for `stage`; `model` (a model dir) adds token-length checks.
+
+    `template` names a chat template for a tokenizer that has none (see posttrain.models.templates).
+    """
+    if stage not in STAGES:
+        raise PosttrainError(f"stage: expected one of {', '.join(STAGES)}, got {stage!r}")
+    record_type = STAGES[stage]
+    report = CheckReport(str(path), stage)
+    findings, stats = report.findings, report.stats
+
+    others: dict[bytes, tuple[str, int]] = {}
+    for other in other_splits:
+        for line, record, _ in _records(other, fmt, columns, tags, record_type):
+            if record is not None:
+                others.setdefault(_digest(record), (str(other), line))
+
+    tokenizer = _load_tokenizer(model, template) if model else None
+    max_length = max_length or DEFAULT_MAX_LENGTH
+    lengths: list[int] = []
+    seen: dict[bytes, int] = {}
+    records = valid = duplicates = overlap = over = 0
+    for line, record, finding in _records(path, fmt, columns, tags, record_type):
+        records += 1
+        if finding:
+            findings.append(finding)
+            continue
+        valid += 1
+        for level, message, kind in _RECORD_CHECKS[record_type](record):
+            findings.append(Finding(level, line, message, kind))
+        key = _digest(record)
+        if key in seen:
+            duplicates += 1
+            findings.append(Finding("warning", line, f"duplicate of line {seen[key]}", "duplicate"))
+        else:
+            seen[key] = line
+        if key in others:
+            overlap += 1
+            where, other_line = others[key]
+            findings.append(Finding("error", line, f"also in {where}:{other_line}; a record in two splits leaks "
+                                    "evaluation data into training", "overlap"))
+        if tokenizer is not None:
+            n, first_label = _token_length(tokenizer, record)
+            lengths.append(n)
+            if n > max_length:
+                over += 1
+                cut = f"{n} tokens, over max_length {max_length}; it would be cut"
+                if first_label is None or first_label >= max_length:
+                    cut += ", leaving no assistant token to learn from"
+                findings.append(Finding("warning", line, cut, "length"))
+
+    stats.update(records=records, valid=valid, invalid=records - valid, duplicates=duplicates)
+    if other_splits:
+        stats["overlap"] = overlap
+    if records == 0:
+        findings.append(Finding("warning", None, "no records", "empty"))
+    if tokenizer is not None and lengths:
+        a = np.asarray(lengths)
+        stats["tokens"] = {"min": int(a.min()), "median": float(np.median(a)), "p95": float(np.percentile(a, 95)),
+                           "max": int(a.max()), "max_length": max_length, "over_max_length": over}
+    return report
+
+
+def _load_tokenizer(model: str, template: str | None):
+    from posttrain.models.loading import load_tokenizer
+
+    return load_tokenizer(str(model), template=template)
+
+
+def _token_length(tokenizer, record: dict) -> tuple[int, int | None]:
+    """Token count of the record and the position of its first assistant (loss) token."""
+    from posttrain.data.chat import tokenize_conversation
+
+    out = tokenize_conversation(tokenizer, record["messages"], assistant_only=True)
+    first = next((i for i, label in enumerate(out["labels"]) if label != -100), None)
+    return len(out["input_ids"]), first

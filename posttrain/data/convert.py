@@ -1,0 +1,43 @@
+"""Convert a data file from one outside format to another, streaming.
+
+Rows go one at a time from the reader through the canonical record to the
+writer, so memory stays flat however large the file is; the writer is atomic,
+so a bad record anywhere leaves no output file behind.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Iterable, Iterator
+
+from posttrain.data.formats import get_format, load_conversations
+from posttrain.data.io import write_records
+from posttrain.errors import DataError, RecordError
+
+
+def convert(
+    in_path, out_path, from_format: str | None, to_format: str = "openai", *,
+    columns: dict | None = None, tags: dict | None = None, progress: bool = True,
+) -> int:
+    """Write `in_path` (in `from_format`, detected when None) to `out_path` in `to_format`; return the count."""
+    target = get_format(to_format)  # fail on a bad name before reading anything
+
+    def records() -> Iterator[dict]:
+        for line, record in load_conversations(in_path, from_format, columns=columns, tags=tags):
+            try:
+                yield target.from_conversation(record)
+            except RecordError as e:  # the target cannot hold this record (alpaca and tool turns)
+                raise DataError(in_path, line, e.field, e.expected) from None
+
+    return write_records(out_path, _progress(records(), enabled=progress, what=str(in_path)))
+
+
+def _progress(items: Iterable, *, enabled: bool, what: str) -> Iterator:
+    # a bar only helps a person watching; logs and pipes get nothing
+    if not enabled or not sys.stderr.isatty():
+        yield from items
+        return
+    from tqdm import tqdm
+
+    with tqdm(items, desc=f"converting {what}", unit=" records", file=sys.stderr) as bar:
+        yield from bar

@@ -1,0 +1,120 @@
+"""Outside data formats, one module each, behind one registry.
+
+A format module converts one row of its format into a canonical record
+(`to_record`, named `to_conversation` for conversation formats) and back
+(`from_conversation`), says whether a row looks like its format (`detect`)
+and which record type it makes (`RECORD`). Stages and tools only ever see
+canonical records, so adding a format is one module plus one `register` call.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+from pathlib import Path
+from types import ModuleType
+from typing import Iterator
+
+from posttrain.data.formats import alpaca, openai, sharegpt
+from posttrain.data.io import file_kind, read_rows
+from posttrain.errors import DataError, PosttrainError, RecordError
+
+FORMATS: dict[str, ModuleType] = {}
+_DETECT_ORDER: list[str] = []
+
+
+def register(name: str, module: ModuleType, *, aliases: tuple[str, ...] = ()) -> None:
+    """Make `module` available as format `name` (and its aliases); detection tries names in order."""
+    for key in (name, *aliases):
+        FORMATS[key] = module
+    _DETECT_ORDER.append(name)
+
+
+register("openai", openai, aliases=("conversation", "messages"))
+register("sharegpt", sharegpt)
+register("alpaca", alpaca)
+
+
+def get_format(name: str) -> ModuleType:
+    key = str(name).lower()
+    if key not in FORMATS:
+        close = difflib.get_close_matches(key, FORMATS, n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        raise PosttrainError(f"format: unknown format {name!r}; known: {', '.join(FORMATS)}{hint}")
+    return FORMATS[key]
+
+
+def detect_format(row) -> str:
+    if isinstance(row, dict):
+        for name in _DETECT_ORDER:
+            if FORMATS[name].detect(row):
+                return name
+        keys = ", ".join(map(str, row)) or "none"
+    else:
+        keys = f"not an object but {type(row).__name__}"
+    raise PosttrainError(
+        f"cannot tell the data format from the first record (keys: {keys}); expected messages (openai), "
+        "conversations (sharegpt) or instruction + output (alpaca); name the format explicitly"
+    )
+
+
+def data_files(path) -> list:
+    """The path itself, or the json/jsonl files of a plain directory (LLaMA-Factory allows those)."""
+    try:
+        kind = file_kind(path)
+    except PosttrainError:
+        files = sorted(p for p in Path(path).glob("*") if p.suffix.lower() in (".json", ".jsonl")) \
+            if os.path.isdir(path) else []
+        if not files:
+            raise
+        return files
+    # file_kind names a missing .jsonl by its suffix; say it is missing before open() fails with a traceback
+    if kind != "hub" and not os.path.exists(path):
+        raise PosttrainError(f"{path}: no such file")
+    return [path]
+
+
+def load_records(
+    path, fmt: str | None = None, *, columns: dict | None = None, tags: dict | None = None,
+    split: str = "train", max_samples: int | None = None, record: str | None = None,
+) -> Iterator[tuple[int, dict]]:
+    """Stream (line, canonical record) from `path`; a bad record raises DataError naming FILE:LINE.
+
+    `record` (conversation, preference, ...) rejects formats that make another record type.
+    """
+    module = _checked(get_format(fmt), fmt, record) if fmt else None
+    count = 0
+    for file in data_files(path):
+        for line, row in read_rows(file, split=split):
+            if max_samples is not None and count >= max_samples:
+                return
+            if module is None:
+                try:
+                    name = detect_format(row)
+                except PosttrainError as e:
+                    raise DataError(file, line, "format", str(e)) from None
+                module = _checked(get_format(name), name, record)
+            try:
+                converted = module.to_record(row, columns, tags)
+            except RecordError as e:
+                raise DataError(file, line, e.field, e.expected) from None
+            count += 1
+            yield line, converted
+
+
+def load_conversations(
+    path, fmt: str | None = None, *, columns: dict | None = None, tags: dict | None = None,
+    split: str = "train", max_samples: int | None = None,
+) -> Iterator[tuple[int, dict]]:
+    """Like `load_records`, for formats that make conversations (what SFT reads)."""
+    return load_records(path, fmt, columns=columns, tags=tags, split=split, max_samples=max_samples,
+                        record="conversation")
+
+
+def _checked(module: ModuleType, name: str, record: str | None) -> ModuleType:
+    if record and module.RECORD != record:
+        raise PosttrainError(f"format: {name} makes {module.RECORD} records; expected a format for {record} records")
+    return module
+
+
+__all__ = ["FORMATS", "register", "get_format", "detect_format", "data_files", "load_records", "load_conversations"]

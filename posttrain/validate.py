@@ -1,0 +1,111 @@
+"""Check a pipeline without training: config, models, data, lengths.
+
+The first minutes of a long GPU job should not be spent finding a typo in a
+data file. `validate` loads the config, checks every input model directory
+(config, tokenizer, chat template), runs the data doctor over every data
+source in its declared format, and counts records over `max_length`; it
+lists every problem it finds rather than stopping at the first.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from posttrain.config import load_config
+from posttrain.errors import PosttrainError
+
+
+@dataclass
+class ValidationReport:
+    problems: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+def validate(source, overrides=()) -> ValidationReport:
+    report = ValidationReport()
+    try:
+        config = load_config(source, overrides)
+    except PosttrainError as e:
+        report.problems.append(str(e))
+        return report
+    report.notes.append(f"config: {len(config.stages)} stage(s): "
+                        + ", ".join(f"{s.name} ({s.type})" for s in config.stages))
+
+    stage_names: set[str] = set()
+    base_ok = _check_model(config.model, config.template, config.trust_remote_code, report, "model")
+    for stage in config.stages:
+        ref = stage.model or "base"
+        template = getattr(stage, "template", None) or config.template
+        if ref == "base":
+            tokenizer_dir = config.model if base_ok else None
+        elif ref in stage_names:
+            tokenizer_dir = config.model if base_ok else None  # the earlier stage keeps the base tokenizer
+        elif ref in {s.name for s in config.stages}:
+            report.problems.append(f"stages.{stage.name}.model: {ref!r} is a later stage; start from an earlier one")
+            tokenizer_dir = None
+        else:
+            ok = _check_model(ref, template, config.trust_remote_code, report, f"stages.{stage.name}.model")
+            tokenizer_dir = ref if ok else None
+        stage_names.add(stage.name)
+        max_length = int(stage.trainer.get("max_length", 1024))
+        for field_name in ("data", "eval_data"):
+            spec = getattr(stage, field_name, None)
+            if spec is not None:
+                _check_data(stage, field_name, spec, tokenizer_dir, template, max_length, report)
+    return report
+
+
+def _check_model(path: str, template, trust_remote_code, report, where) -> bool:
+    root = Path(path)
+    if not root.exists():
+        if "/" in path and not path.startswith((".", "/")):
+            report.notes.append(f"{where}: {path} is not a local directory; it will be loaded from the hub")
+        else:
+            report.problems.append(f"{where}: {path}: no such model directory")
+        return False
+    if not (root / "config.json").exists() and not (root / "adapter_config.json").exists():
+        report.problems.append(f"{where}: {path}: no config.json; expected a Hugging Face model directory")
+        return False
+    from posttrain.models.loading import load_tokenizer
+
+    try:
+        load_tokenizer(path, template=template, trust_remote_code=trust_remote_code)
+    except PosttrainError as e:
+        report.problems.append(f"{where}: {e}")
+        return False
+    report.notes.append(f"{where}: {path}: config, tokenizer and chat template found")
+    return True
+
+
+def _check_data(stage, field_name, spec, tokenizer_dir, template, max_length, report) -> None:
+    from posttrain.data.check import check
+    from posttrain.data.sources import resolve_sources
+
+    where = f"stages.{stage.name}.{field_name}"
+    try:
+        sources = resolve_sources(spec)
+    except PosttrainError as e:
+        report.problems.append(f"{where}: {e}")
+        return
+    for source in sources:
+        try:
+            result = check(source.path, stage=stage.type, fmt=source.format, model=tokenizer_dir,
+                           max_length=max_length, columns=source.columns, tags=source.tags, template=template)
+        except PosttrainError as e:
+            report.problems.append(f"{where}: {e}")
+            continue
+        for finding in result.findings:
+            if finding.level == "error":
+                report.problems.append(f"{finding.path or source.path}:{finding.line}: {finding.message}")
+        stats = result.stats
+        note = f"{where}: {source.path}: {stats.get('valid', 0)} valid records"
+        tokens = stats.get("tokens")
+        if tokens:
+            note += (f"; tokens min {tokens['min']}, median {tokens['median']:.0f}, max {tokens['max']}; "
+                     f"{tokens['over_max_length']} over max_length {max_length}")
+        report.notes.append(note)
