@@ -1,0 +1,124 @@
+"""The pipeline runner: stage chaining, manifest, skip when unchanged, resume after SIGKILL."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from posttrain.errors import PosttrainError
+from posttrain.pipeline import read_manifest, run, stage_states
+from tests.conftest import make_chats, write_jsonl
+
+TRAINER = {"max_length": 128, "per_device_train_batch_size": 2, "learning_rate": 3e-3, "logging_steps": 1,
+           "report_to": "none", "dataset_num_proc": None}
+
+
+def pipeline(tmp_path, tiny_model, steps=(4, 3)) -> dict:
+    data = write_jsonl(tmp_path / "chats.jsonl", make_chats(40, seed=1))
+    return {
+        "name": "p", "model": str(tiny_model), "output_dir": str(tmp_path / "run"),
+        "stages": [
+            {"name": "sft1", "type": "sft", "data": str(data), "trainer": {**TRAINER, "max_steps": steps[0]}},
+            {"name": "sft2", "type": "sft", "model": "sft1", "data": {"path": str(data), "format": "openai"},
+             "finetuning": "lora", "lora": {"r": 4}, "trainer": {**TRAINER, "max_steps": steps[1]}},
+        ],
+    }
+
+
+def test_stages_chain_and_rerun_skips(tmp_path, tiny_model):
+    config = pipeline(tmp_path, tiny_model)
+    run_dir = run(config)
+    manifest = read_manifest(run_dir)
+    assert [manifest["stages"][s]["status"] for s in ("sft1", "sft2")] == ["done", "done"]
+    assert manifest["stages"]["sft2"]["input_model"] == str(run_dir / "sft1" / "model")
+    assert manifest["versions"]["transformers"]
+    assert (run_dir / "sft2" / "model" / "adapter_config.json").exists()
+    assert yaml.safe_load((run_dir / "sft1" / "config.yaml").read_text())["stage"]["name"] == "sft1"
+    lines = [json.loads(line) for line in (run_dir / "sft1" / "trainer_log.jsonl").read_text().splitlines()]
+    keys = {"current_steps", "total_steps", "loss", "lr", "epoch", "percentage", "elapsed_time", "remaining_time"}
+    assert keys <= set(lines[0])
+    assert [line["current_steps"] for line in lines if "loss" in line] == [1, 2, 3, 4]
+
+    weights = run_dir / "sft1" / "model" / "model.safetensors"
+    mtime = weights.stat().st_mtime_ns
+    started = time.time()
+    run(config)
+    assert time.time() - started < 10
+    assert weights.stat().st_mtime_ns == mtime
+
+    # a change to sft2 only reruns sft2; a change to sft1 reruns both (sft2's input changed)
+    run(config, ["stages.sft2.trainer.learning_rate=1e-3"])
+    assert weights.stat().st_mtime_ns == mtime
+    run(config, ["stages.sft1.trainer.learning_rate=1e-3"])
+    assert weights.stat().st_mtime_ns != mtime
+    fingerprints = {s: read_manifest(run_dir)["stages"][s]["fingerprint"] for s in ("sft1", "sft2")}
+    assert len(set(fingerprints.values())) == 2
+
+
+def test_data_change_reruns_the_stage(tmp_path, tiny_model):
+    config = pipeline(tmp_path, tiny_model, steps=(2, 2))
+    run(config, only="sft1")
+    before = read_manifest(tmp_path / "run")["stages"]["sft1"]["fingerprint"]
+    write_jsonl(tmp_path / "chats.jsonl", make_chats(40, seed=2))
+    run(config, only="sft1")
+    assert read_manifest(tmp_path / "run")["stages"]["sft1"]["fingerprint"] != before
+
+
+def test_only_a_later_stage_needs_its_input_finished(tmp_path, tiny_model):
+    with pytest.raises(PosttrainError, match="sft1 has not finished"):
+        run(pipeline(tmp_path, tiny_model), only="sft2")
+
+
+def _start(config_path: Path) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "posttrain.cli", "run", str(config_path)],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            env={**os.environ, "OMP_NUM_THREADS": "1"})
+
+
+def _wait_for(predicate, process, timeout=120):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if predicate():
+            return
+        if process.poll() is not None:
+            pytest.fail("the run ended before the kill point:\n" + process.stdout.read()[-3000:])
+        time.sleep(0.05)
+    pytest.fail("kill point not reached in time")
+
+
+@pytest.mark.parametrize("kill_point", ["startup", "after_checkpoint"])
+def test_sigkill_then_same_command_finishes(tmp_path, tiny_model, kill_point):
+    config = pipeline(tmp_path, tiny_model, steps=(40, 2))
+    config["stages"][0]["trainer"]["save_steps"] = 5
+    config_path = tmp_path / "pipeline.yaml"
+    config_path.write_text(yaml.safe_dump(config))
+    run_dir = tmp_path / "run"
+    checkpoints = run_dir / "sft1" / "checkpoints"
+
+    process = _start(config_path)
+    if kill_point == "startup":
+        _wait_for(lambda: (run_dir / "manifest.json").exists(), process)
+    else:
+        _wait_for(lambda: (checkpoints / "checkpoint-10").exists(), process)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert [row["status"] for row in stage_states(run_dir)][0] in ("interrupted", "pending")
+
+    rerun = _start(config_path)
+    output, _ = rerun.communicate(timeout=300)
+    assert rerun.returncode == 0, output[-3000:]
+    if kill_point == "after_checkpoint":
+        assert "resuming" in output
+    assert [row["status"] for row in stage_states(run_dir)] == ["done", "done"]
+    steps = [json.loads(line)["current_steps"] for line in (run_dir / "sft1" / "trainer_log.jsonl").open()
+             if "loss" in json.loads(line)]
+    assert steps == list(range(1, 41)), "each step logged once, in order, across the kill"
+    assert (run_dir / "sft2" / "model" / "adapter_model.safetensors").exists()
