@@ -115,18 +115,25 @@ def status(run_dir: Path = typer.Argument(..., help="A run directory (output_dir
     from posttrain.pipeline import stage_states
 
     table = Table(title=str(run_dir))
-    for column in ("stage", "type", "status", "started", "finished", "seconds", "output"):
-        table.add_column(column)
+    for column in ("stage", "type", "status", "seconds", "train loss", "eval loss"):
+        table.add_column(column, no_wrap=True)
     colors = {"done": "green", "running": "cyan", "interrupted": "yellow", "failed": "red", "pending": "dim"}
     for row in stage_states(run_dir):
         state = row.get("status", "pending")
+        metrics = row.get("metrics", {})
         table.add_row(row["name"], row.get("type", ""), f"[{colors.get(state, 'white')}]{state}[/]",
-                      row.get("started", ""), row.get("finished", ""), str(row.get("seconds", "")),
-                      row.get("output", "") if state == "done" else "")
+                      str(row.get("seconds", "")), _number(metrics.get("train_loss")),
+                      _number(metrics.get("eval_loss")))
     out.print(table)
     for row in stage_states(run_dir):
+        if row.get("status") == "done":
+            out.print(f"{row['name']} → {row['output']}", highlight=False, soft_wrap=True)
         if row.get("error"):
             err.print(f"[red]{row['name']}[/red]: {row['error']}", highlight=False)
+
+
+def _number(value) -> str:
+    return f"{value:.4g}" if isinstance(value, (int, float)) else ""
 
 
 @app.command("init-model")
