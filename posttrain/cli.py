@@ -99,9 +99,9 @@ def validate(
 
     report = run_validate(config, overrides or [])
     for note in report.notes:
-        out.print(f"[green]ok[/green] {note}", highlight=False)
+        out.print(f"[green]ok[/green] {note}", highlight=False, soft_wrap=True)
     for problem in report.problems:
-        err.print(f"[bold red]problem[/bold red] {problem}", highlight=False)
+        err.print(f"[bold red]problem[/bold red] {problem}", highlight=False, soft_wrap=True)
     if not report.ok:
         err.print(f"[bold red]{len(report.problems)} problem(s)[/bold red]")
         raise typer.Exit(2)
@@ -129,7 +129,7 @@ def status(run_dir: Path = typer.Argument(..., help="A run directory (output_dir
         if row.get("status") == "done":
             out.print(f"{row['name']} → {row['output']}", highlight=False, soft_wrap=True)
         if row.get("error"):
-            err.print(f"[red]{row['name']}[/red]: {row['error']}", highlight=False)
+            err.print(f"[red]{row['name']}[/red]: {row['error']}", highlight=False, soft_wrap=True)
 
 
 def _number(value) -> str:

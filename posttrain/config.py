@@ -42,19 +42,14 @@ def closest(key: str, known) -> str:
 
 
 class Strict(BaseModel):
-    """Rejects unknown keys with the closest valid one."""
+    """Rejects unknown keys; `error_lines` names the closest valid one."""
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
-    @model_validator(mode="before")
-    @classmethod
-    def _unknown_keys(cls, data):
-        if isinstance(data, dict):
-            known = set(cls.model_fields) | {f.alias for f in cls.model_fields.values() if f.alias}
-            for key in data:
-                if key not in known:
-                    raise ValueError(f"unknown key {key!r}{closest(str(key), known)}")
-        return data
+
+def _as_list(value):
+    """`data:` may be one spec or a list of them; one shape keeps errors to one line each."""
+    return value if value is None or isinstance(value, list) else [value]
 
 
 class DataSpec(Strict):
@@ -105,11 +100,11 @@ class StageConfig(Strict):
         if config_class is None:
             return trainer
         known = {f.name for f in dataclasses.fields(config_class) if f.init}
-        for key in trainer:
-            if key in OWN_TRAINER_KEYS:
-                raise ValueError(f"{key!r} is set by posttrain ({OWN_TRAINER_KEYS[key]})")
-            if key not in known:
-                raise ValueError(f"unknown key {key!r} for {config_class.__name__}{closest(key, known)}")
+        problems = [f"{key!r} is set by posttrain ({OWN_TRAINER_KEYS[key]})" for key in trainer if key in OWN_TRAINER_KEYS]
+        problems += [f"unknown key {key!r} for {config_class.__name__}{closest(key, known)}"
+                     for key in trainer if key not in known and key not in OWN_TRAINER_KEYS]
+        if problems:
+            raise ValueError("; ".join(problems))
         return trainer
 
 
@@ -136,13 +131,15 @@ class SFTStage(StageConfig):
     trainer_class: ClassVar[str] = "trl:SFTConfig"
 
     type: Literal["sft"]
-    data: DataSpec | list[DataSpec]
-    eval_data: DataSpec | list[DataSpec] | None = None
+    data: list[DataSpec] = Field(min_length=1)
+    eval_data: list[DataSpec] | None = None
     val_size: float = Field(default=0.0, ge=0, lt=1)
     finetuning: Literal["full", "lora", "qlora"] = "full"
     lora: LoraSpec = Field(default_factory=LoraSpec)
     template: str | None = None
     plot_loss: bool = False
+
+    _data_lists = field_validator("data", "eval_data", mode="before")(_as_list)
 
 
 STAGE_CONFIGS: dict[str, type[StageConfig]] = {"sft": SFTStage}
@@ -250,24 +247,38 @@ def load_config(source: str | Path | dict, overrides: list[str] | tuple[str, ...
     if llamafactory.is_recipe(raw):
         raw = llamafactory.to_pipeline(raw, path)
     elif "stages" not in raw and "type" in raw:
+        # a one-stage file: overrides may use its own keys (trainer.max_steps=2) or the pipeline's
+        for override in overrides:
+            if not override.startswith("stages."):
+                apply_override(raw, override)
+        overrides = [o for o in overrides if o.startswith("stages.")]
         raw = _single_stage(raw)
     for override in overrides:
         apply_override(raw, override)
     # Stages are validated one by one first so each error can name its stage.
     lines = []
-    for i, stage in enumerate(raw.get("stages") or []):
-        if isinstance(stage, dict) and stage.get("type") in STAGE_CONFIGS:
-            try:
-                STAGE_CONFIGS[stage["type"]].model_validate(stage)
-            except ValidationError as e:
-                lines += error_lines(e, f"stages.{stage.get('name', i)}")
+    stages = raw.get("stages")
+    for i, stage in enumerate(stages if isinstance(stages, list) else []):
+        name = stage.get("name", i) if isinstance(stage, dict) else i
+        kind = stage.get("type") if isinstance(stage, dict) else None
+        if not isinstance(stage, dict):
+            lines.append(f"stages.{i}: expected a mapping with name and type")
+            continue
+        if kind not in STAGE_CONFIGS:
+            lines.append(f"stages.{name}.type: unknown stage type {kind!r}; known: {', '.join(STAGE_CONFIGS)}"
+                         f"{closest(str(kind), STAGE_CONFIGS)}")
+            continue
+        try:
+            STAGE_CONFIGS[kind].model_validate(stage)
+        except ValidationError as e:
+            lines += error_lines(e, f"stages.{name}", STAGE_CONFIGS[kind], stage)
     try:
         config = PipelineConfig.model_validate(raw)
     except ValidationError as e:
-        # a stage's own errors were listed above; keep the pipeline's (and unknown stage types)
+        # each stage's own errors were listed above
         stage_errors = bool(lines)
-        lines += [line for line in error_lines(e)
-                  if not (stage_errors and line.startswith("stages") and not line.startswith("stages: stage "))]
+        lines += [line for line in error_lines(e, model=PipelineConfig, raw=raw)
+                  if not (stage_errors and line.startswith("stages"))]
     if lines:
         head = f"{path}: invalid config" if path else "invalid config"
         raise ConfigError(head + "\n" + "\n".join(f"  {line}" for line in dict.fromkeys(lines)))
@@ -286,14 +297,54 @@ def _single_stage(raw: dict) -> dict:
     return {**top, "stages": [stage]}
 
 
-def error_lines(error: ValidationError, prefix: str = "") -> list[str]:
+def error_lines(error: ValidationError, prefix: str = "", model: type[BaseModel] | None = None,
+                raw=None) -> list[str]:
     lines = []
     for item in error.errors():
-        # drop pydantic's union-branch names from the location
-        loc = [str(p) for p in item["loc"] if not (isinstance(p, str) and ("[" in p or p in ("DataSpec", "list")))]
+        loc = _as_written(item["loc"], raw)
         message = item["msg"].removeprefix("Value error, ")
         if item["type"] == "missing":
             message = "missing (required)"
+        elif item["type"] == "extra_forbidden":
+            key = loc.pop()
+            message = f"unknown key {key!r}{closest(key, _fields_at(model, loc))}"
         where = ".".join([prefix] * bool(prefix) + loc) or "(top level)"
         lines.append(f"{where}: {message}")
     return lines
+
+
+def _as_written(loc, raw) -> list[str]:
+    """The location as the user wrote it: `data.0` is `data` when `data:` was a single spec."""
+    out, node = [], raw
+    for part in loc:
+        if isinstance(part, int) and not isinstance(node, list):
+            continue
+        out.append(str(part))
+        node = node[part] if isinstance(node, (dict, list)) and _has(node, part) else None
+    return out
+
+
+def _has(node, part) -> bool:
+    return part in node if isinstance(node, dict) else isinstance(part, int) and part < len(node)
+
+
+def _fields_at(model, loc: list[str]) -> list[str]:
+    """The valid keys of the config model at `loc`, for the did-you-mean hint."""
+    import typing
+
+    current = model
+    for part in loc:
+        if current is None or part.isdigit():
+            continue
+        field = current.model_fields.get(part)
+        if field is None:
+            return []
+        current = None
+        pending = [field.annotation]
+        while pending:
+            annotation = pending.pop()
+            if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+                current = annotation
+                break
+            pending.extend(typing.get_args(annotation))
+    return list(current.model_fields) if current is not None else []

@@ -259,7 +259,7 @@ def test_load_config_translates_and_validates_a_recipe_file(tmp_path):
     assert config.model == "/some/dir" and config.name == "lora" and config.output_dir == "saves/lora"
     stage = config.stage("sft")
     assert stage.finetuning == "lora" and stage.template == "llama3"
-    assert stage.trainer["learning_rate"] == 1.0e-4 and stage.data.dataset == "a,b"
+    assert stage.trainer["learning_rate"] == 1.0e-4 and stage.data[0].dataset == "a,b"
 
 
 def test_load_config_reports_bad_values_by_their_posttrain_path(tmp_path):
@@ -390,8 +390,8 @@ def test_seed_000_full_sft_recipe(tmp_path, monkeypatch, caplog):
     assert config.trust_remote_code is True and config.dtype == "auto"
     stage = config.stage("sft")
     assert (stage.finetuning, stage.template, stage.plot_loss) == ("full", "llama3", True)
-    assert (stage.data.dataset, stage.data.dataset_dir, stage.data.max_samples) == ("stage_1", "data", 1000000)
-    assert (stage.eval_data.dataset, stage.eval_data.dataset_dir, stage.eval_data.max_samples) == (
+    assert (stage.data[0].dataset, stage.data[0].dataset_dir, stage.data[0].max_samples) == ("stage_1", "data", 1000000)
+    assert (stage.eval_data[0].dataset, stage.eval_data[0].dataset_dir, stage.eval_data[0].max_samples) == (
         "stage_1_eval", "data", 1000000)
     assert stage.trainer == {
         "max_length": 8192, "packing": False, "gradient_checkpointing": True, "dataset_num_proc": 2,
@@ -426,7 +426,7 @@ def test_seed_002_lora_recipe(tmp_path, monkeypatch, caplog):
     assert (stage.finetuning, stage.template) == ("lora", "qwen")
     lora = stage.lora
     assert (lora.r, lora.alpha, lora.dropout, lora.target_modules) == (64, 128, 0.1, "all-linear")
-    assert (stage.data.dataset, stage.data.dataset_dir, stage.data.max_samples) == ("reward_model_full", "./data", None)
+    assert (stage.data[0].dataset, stage.data[0].dataset_dir, stage.data[0].max_samples) == ("reward_model_full", "./data", None)
     assert stage.eval_data is None and stage.val_size == 0
     assert stage.trainer == {
         "max_length": 4096, "packing": False, "gradient_checkpointing": True, "dataset_num_proc": 2,
