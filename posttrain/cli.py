@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 import logging
 import sys
 from pathlib import Path
@@ -12,8 +11,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from posttrain.cli_common import user_errors
 from posttrain.cli_data import data_app
-from posttrain.errors import PosttrainError
 
 app = typer.Typer(
     help="posttrain: post-train an open language model (data, SFT, reward models, GRPO, evaluation, export) "
@@ -25,23 +24,6 @@ app = typer.Typer(
 app.add_typer(data_app, name="data", help="Convert, split and check data files.")
 err = Console(stderr=True)
 out = Console()
-
-
-def _user_errors(command):
-    """Bad input is a message and exit status 2, never a traceback."""
-
-    @functools.wraps(command)
-    def wrapper(*args, **kwargs):
-        try:
-            return command(*args, **kwargs)
-        except PosttrainError as e:
-            err.print(f"[bold red]error:[/bold red] {e}", highlight=False, markup=True, soft_wrap=True)
-            raise typer.Exit(2) from None
-        except KeyboardInterrupt:
-            err.print("[yellow]interrupted; run the same command again to resume[/yellow]")
-            raise typer.Exit(130) from None
-
-    return wrapper
 
 
 def _setup_logging() -> None:
@@ -58,7 +40,7 @@ OVERRIDES = typer.Argument(None, help="Dotted overrides, e.g. stages.sft1.traine
 
 
 @app.command()
-@_user_errors
+@user_errors
 def run(
     config: Path = typer.Argument(..., help="Pipeline YAML (or a LLaMA-Factory recipe)."),
     overrides: Optional[List[str]] = OVERRIDES,
@@ -74,7 +56,7 @@ def run(
 
 
 @app.command()
-@_user_errors
+@user_errors
 def train(
     config: Path = typer.Argument(..., help="A training YAML: one stage, a pipeline, or a LLaMA-Factory recipe."),
     overrides: Optional[List[str]] = OVERRIDES,
@@ -88,7 +70,7 @@ def train(
 
 
 @app.command()
-@_user_errors
+@user_errors
 def validate(
     config: Path = typer.Argument(..., help="Pipeline YAML or LLaMA-Factory recipe."),
     overrides: Optional[List[str]] = OVERRIDES,
@@ -109,7 +91,7 @@ def validate(
 
 
 @app.command()
-@_user_errors
+@user_errors
 def status(run_dir: Path = typer.Argument(..., help="A run directory (output_dir of a pipeline).")):
     """Print each stage's state in a run directory."""
     from posttrain.pipeline import stage_states
@@ -137,7 +119,7 @@ def _number(value) -> str:
 
 
 @app.command("init-model")
-@_user_errors
+@user_errors
 def init_model(
     out_dir: Path = typer.Argument(..., help="Where to write the model directory."),
     corpus: List[Path] = typer.Option(..., "--corpus", help="Text to train the tokenizer on (.txt/.json/.jsonl/.parquet)."),

@@ -7,13 +7,13 @@ prints one clear message to stderr and exits 2, never a traceback.
 
 from __future__ import annotations
 
-import functools
 import json
 from typing import List, Optional
 
 import typer
 from rich.console import Console
 
+from posttrain.cli_common import fail, user_errors
 from posttrain.errors import PosttrainError
 
 data_app = typer.Typer(help="Convert, split and check data files.", no_args_is_help=True)
@@ -22,22 +22,6 @@ data_app = typer.Typer(help="Convert, split and check data files.", no_args_is_h
 def _out() -> Console:
     # made per call so output goes wherever sys.stdout points now (test runners swap it)
     return Console(highlight=False, soft_wrap=True)
-
-
-def _fail(message: str) -> typer.Exit:
-    Console(stderr=True, highlight=False, soft_wrap=True).print(message, markup=False, style="red")
-    return typer.Exit(2)
-
-
-def _user_errors(command):
-    @functools.wraps(command)
-    def wrapper(*args, **kwargs):
-        try:
-            return command(*args, **kwargs)
-        except PosttrainError as e:
-            raise _fail(str(e)) from None
-
-    return wrapper
 
 
 def _json_option(name: str, text: str | None) -> dict | None:
@@ -53,7 +37,7 @@ def _json_option(name: str, text: str | None) -> dict | None:
 
 
 @data_app.command()
-@_user_errors
+@user_errors
 def convert(
     in_path: str = typer.Argument(..., metavar="IN", help="Input file (.json, .jsonl, .parquet) or directory."),
     out_path: str = typer.Argument(..., metavar="OUT", help="Output file; its extension picks json, jsonl or parquet."),
@@ -73,7 +57,7 @@ def convert(
 
 
 @data_app.command()
-@_user_errors
+@user_errors
 def split(
     in_path: str = typer.Argument(..., metavar="IN", help="Input file."),
     out_dir: str = typer.Argument(..., metavar="OUTDIR", help="Directory for train/validation/test files."),
@@ -93,7 +77,7 @@ def split(
 
 
 @data_app.command()
-@_user_errors
+@user_errors
 def check(
     file: str = typer.Argument(..., help="Data file to check."),
     stage: str = typer.Option("sft", help="The stage that will read it (which record type to expect)."),

@@ -98,10 +98,10 @@ def _read_json(path: Path) -> Iterator[tuple[int, Any]]:
         while True:
             pos = _skip_ws(buf, pos)
             if pos >= len(buf) - 1 and not eof:
-                more = f.read(_CHUNK)
-                eof = not more
-                line += buf.count("\n", 0, pos)
-                buf, pos = buf[pos:] + more, 0
+                refill = _refill(f, buf, pos, line)
+                eof = refill is None
+                if refill:
+                    buf, pos, line = refill
                 continue
             if pos >= len(buf):
                 raise DataError(path, line, "json", "invalid JSON (the array is not closed with ])")
@@ -115,26 +115,31 @@ def _read_json(path: Path) -> Iterator[tuple[int, Any]]:
             try:
                 value, end = _decoder.raw_decode(buf, pos)
             except json.JSONDecodeError as e:
-                if not eof:
-                    more = f.read(_CHUNK)
-                    if more:
-                        line += buf.count("\n", 0, pos)
-                        buf, pos = buf[pos:] + more, 0
-                        continue
-                    eof = True
+                # the element may just continue in the next chunk; it is bad only once the file is read
+                refill = None if eof else _refill(f, buf, pos, line)
+                if refill:
+                    buf, pos, line = refill
+                    continue
                 raise DataError(path, line + buf.count("\n", 0, e.pos), "json", f"invalid JSON ({e.msg})") from None
             if end == len(buf) and not eof:
                 # a number may continue in the next chunk: decode again with more text
-                more = f.read(_CHUNK)
-                if more:
-                    line += buf.count("\n", 0, pos)
-                    buf, pos = buf[pos:] + more, 0
+                refill = _refill(f, buf, pos, line)
+                if refill:
+                    buf, pos, line = refill
                     continue
                 eof = True
             yield line + buf.count("\n", 0, pos), value
             expect_value = False
             line += buf.count("\n", 0, end)
             buf, pos = buf[end:], 0
+
+
+def _refill(f, buf: str, pos: int, line: int) -> tuple[str, int, int] | None:
+    """Drop what was consumed, append the next chunk: (buffer, position, line at its start); None at EOF."""
+    more = f.read(_CHUNK)
+    if not more:
+        return None
+    return buf[pos:] + more, 0, line + buf.count("\n", 0, pos)
 
 
 def _skip_ws(buf: str, pos: int) -> int:

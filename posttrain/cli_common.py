@@ -1,0 +1,29 @@
+"""What every `posttrain` command shares: bad input is a message and exit status 2, never a traceback."""
+
+from __future__ import annotations
+
+import functools
+
+import typer
+from rich.console import Console
+
+from posttrain.errors import PosttrainError
+
+
+def fail(message: str) -> typer.Exit:
+    Console(stderr=True, highlight=False, soft_wrap=True).print(message, markup=False, style="red")
+    return typer.Exit(2)
+
+
+def user_errors(command):
+    @functools.wraps(command)
+    def wrapper(*args, **kwargs):
+        try:
+            return command(*args, **kwargs)
+        except PosttrainError as e:
+            raise fail(str(e)) from None
+        except KeyboardInterrupt:
+            Console(stderr=True).print("[yellow]interrupted; run the same command again to resume[/yellow]")
+            raise typer.Exit(130) from None
+
+    return wrapper
