@@ -44,8 +44,8 @@ def test_init_model_writes_a_loadable_model(chat_corpus, tmp_path):
 
 
 @pytest.mark.parametrize("args,message", [
-    (["--corpus", "{tmp}/nope.jsonl"], "error: {tmp}/nope.jsonl: no such corpus file"),
-    (["--corpus", "{corpus}", "--size", "huge"], "error: size: expected one of tiny, small, got 'huge'"),
+    (["--corpus", "{tmp}/nope.jsonl"], "{tmp}/nope.jsonl: no such corpus file"),
+    (["--corpus", "{corpus}", "--size", "huge"], "size: expected one of tiny, small, got 'huge'"),
 ])
 def test_init_model_bad_input(chat_corpus, tmp_path, args, message):
     args = [a.format(tmp=tmp_path, corpus=chat_corpus) for a in args]
@@ -69,7 +69,7 @@ def test_run_with_a_malformed_record_exits_2_and_writes_no_model(tiny_model, tmp
 
     result = _invoke("run", config)
     assert result.exit_code == 2
-    assert f"error: {data}:4: messages[1].content: empty; expected text\n" in result.stderr
+    assert f"{data}:4: messages[1].content: empty; expected text\n" in result.stderr
     assert "Traceback" not in result.output
     assert not (run_dir / "s1" / "model").exists()
     assert not (run_dir / "s1" / "model.tmp").exists()
@@ -114,7 +114,7 @@ def test_run_with_dotted_overrides(tiny_model, tmp_path):
 def test_status_of_a_dir_that_is_not_a_run(tmp_path):
     result = _invoke("status", tmp_path)
     assert result.exit_code == 2
-    assert _flat(result.stderr) == _flat(f"error: {tmp_path}: no manifest.json; not a posttrain run directory")
+    assert _flat(result.stderr) == _flat(f"{tmp_path}: no manifest.json; not a posttrain run directory")
     assert "Traceback" not in result.output
 
 
