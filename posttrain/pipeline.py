@@ -17,6 +17,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 import shutil
 import subprocess
 import time
@@ -87,7 +88,8 @@ def _run_stage(stage, config, model_path, stage_dir, fingerprint, manifest, cons
 
     stage_dir.mkdir(parents=True, exist_ok=True)
     with atomic_path(stage_dir / "config.yaml") as tmp:
-        resolved = {**_pipeline_settings(config), "input_model": model_path, "stage": stage.model_dump(mode="json")}
+        resolved = {**_pipeline_settings(config), "input_model": model_path,
+                    "stage": redact(stage.model_dump(mode="json"))}
         tmp.write_text(yaml.safe_dump(resolved, sort_keys=False), encoding="utf-8")
     manifest.update(stage.name, status="running", fingerprint=fingerprint, type=stage.type, input_model=model_path,
                     started=_now(), pid=os.getpid(), output=str(stage_dir / "model"))
@@ -102,6 +104,18 @@ def _run_stage(stage, config, model_path, stage_dir, fingerprint, manifest, cons
     manifest.update(stage.name, status="done", finished=_now(), seconds=round(time.time() - started, 1),
                     metrics={k: v for k, v in metrics.items() if isinstance(v, (int, float))}, error=None)
     console.print(f"[green]✓ {stage.name}[/green] done in {time.time() - started:.1f}s → {stage_dir / 'model'}")
+
+
+_SECRET = re.compile(r"token|secret|password|api_key|apikey", re.IGNORECASE)
+
+
+def redact(value):
+    """Secrets belong in the environment; any that reach a config are not written back out."""
+    if isinstance(value, dict):
+        return {k: "<redacted>" if _SECRET.search(str(k)) and v else redact(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [redact(v) for v in value]
+    return value
 
 
 def input_model(stage: StageConfig, config: PipelineConfig, fingerprints: dict[str, str]) -> tuple[str, str]:

@@ -122,3 +122,12 @@ def test_sigkill_then_same_command_finishes(tmp_path, tiny_model, kill_point):
              if "loss" in json.loads(line)]
     assert steps == list(range(1, 41)), "each step logged once, in order, across the kill"
     assert (run_dir / "sft2" / "model" / "adapter_model.safetensors").exists()
+
+
+def test_secrets_in_a_config_are_not_written_out(tmp_path, tiny_model):
+    config = pipeline(tmp_path, tiny_model, steps=(1, 1))
+    config["stages"][0]["trainer"]["hub_token"] = "hf_SECRET123"
+    run_dir = run(config, only="sft1")
+    for path in run_dir.rglob("*"):
+        if path.is_file() and path.suffix in (".json", ".yaml", ".jsonl"):
+            assert "hf_SECRET123" not in path.read_text(), path

@@ -10,7 +10,7 @@ from posttrain.config import load_config
 from posttrain.validate import validate
 
 ROOT = Path(__file__).resolve().parent.parent
-RECIPES = sorted((ROOT / "recipes").glob("*.yaml")) + sorted((ROOT / "recipes").glob("*.yml"))
+RECIPES = sorted((ROOT / "recipes").rglob("*.yaml")) + sorted((ROOT / "recipes").rglob("*.yml"))
 
 
 def test_there_are_recipes():
@@ -42,3 +42,26 @@ def test_quickstart_shape(tiny_model, monkeypatch):
     report = validate("recipes/quickstart.yaml", [f"model={tiny_model}"])
     assert report.ok, report.problems
     assert sum("over max_length 256" in n for n in report.notes) == 3  # sft1 data, sft2 data and eval data
+
+
+def test_quickstart_runs(tiny_model, tmp_path, monkeypatch):
+    from posttrain.pipeline import read_manifest, run
+
+    monkeypatch.chdir(ROOT)
+    run_dir = run("recipes/quickstart.yaml", [f"model={tiny_model}", f"output_dir={tmp_path / 'run'}",
+                                              "stages.sft1.trainer.max_steps=3", "stages.sft2.trainer.max_steps=3"])
+    stages = read_manifest(run_dir)["stages"]
+    assert [stages[s]["status"] for s in ("sft1", "sft2")] == ["done", "done"]
+    assert stages["sft2"]["input_model"].endswith("sft1/model")
+
+
+@pytest.mark.parametrize("recipe", sorted((ROOT / "examples" / "llamafactory").glob("*.yaml")), ids=lambda p: p.name)
+def test_llamafactory_examples_train_unchanged(recipe, tiny_model, tmp_path, monkeypatch):
+    from posttrain.pipeline import read_manifest, run
+
+    monkeypatch.chdir(ROOT)
+    run_dir = run(str(recipe.relative_to(ROOT)), [f"model={tiny_model}", f"output_dir={tmp_path / 'run'}",
+                                                   "stages.sft.trainer.max_steps=2"])
+    assert read_manifest(run_dir)["stages"]["sft"]["status"] == "done"
+    weights = "adapter_model.safetensors" if "lora" in recipe.name else "model.safetensors"
+    assert (run_dir / "sft" / "model" / weights).exists()
