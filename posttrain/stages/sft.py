@@ -69,6 +69,8 @@ def run(ctx: StageContext) -> dict:
 
     settings.setdefault("bf16", dtype == torch.bfloat16)
     settings.setdefault("fp16", dtype == torch.float16)
+    if (settings["bf16"] or settings["fp16"]) and not torch.cuda.is_available():
+        settings.setdefault("use_cpu", True)  # transformers refuses half precision on CPU unless told so
     settings.setdefault("seed", pipeline.seed)
     if evaluation is not None:
         settings.setdefault("eval_strategy", "steps" if "eval_steps" in settings else "epoch")

@@ -65,3 +65,12 @@ def test_val_size_holds_out_records(tmp_path, tiny_model):
     metrics = json.loads((run_dir / "sft" / "metrics.json").read_text())
     assert (metrics["train_examples"], metrics["eval_examples"]) == (48, 16)
     assert "eval_loss" in metrics
+
+
+def test_bf16_pipeline_trains_on_a_cpu(tmp_path, tiny_model):
+    if torch.cuda.is_available():
+        pytest.skip("checks the CPU path")
+    cfg = config(tmp_path, tiny_model, max_steps=2)
+    cfg["dtype"] = "bf16"
+    run_dir = run(cfg)
+    assert (run_dir / "sft" / "model" / "model.safetensors").exists()
