@@ -225,7 +225,10 @@ def _alive(pid) -> bool:
         os.kill(int(pid), 0)
     except (ProcessLookupError, PermissionError, ValueError):
         return False
-    return True
+    try:  # a killed process nobody has reaped yet still answers kill(0)
+        return Path(f"/proc/{int(pid)}/stat").read_text().split(") ")[-1][:1] != "Z"
+    except OSError:
+        return True
 
 
 @contextlib.contextmanager
