@@ -54,27 +54,29 @@ def run(source, overrides=(), *, only: str | None = None, from_stage: str | None
     run_dir.mkdir(parents=True, exist_ok=True)
     with _lock(run_dir):
         manifest = Manifest(run_dir, config)
-        fingerprints: dict[str, str] = {}
+        outputs: dict[str, str] = {}  # stage name -> fingerprint of the model it wrote
+        base_fingerprints: dict[str, str] = {}
         for stage in config.stages:
-            model_path, model_fp = input_model(stage, config, fingerprints)
+            model_path, model_fp = input_model(stage, config, outputs, base_fingerprints)
             fingerprint = stage_fingerprint(stage, config, model_fp)
-            fingerprints[stage.name] = fingerprint
             entry = manifest.stages.get(stage.name, {})
             stage_dir = run_dir / stage.name
-            done = entry.get("status") == "done" and entry.get("fingerprint") == fingerprint
-            if stage.name not in selected:
-                if not done and _consumers(stage.name, config, selected):
+            done = (entry.get("status") == "done" and entry.get("fingerprint") == fingerprint
+                    and (stage_dir / "model").exists())
+            if stage.name not in selected or (done and not force):
+                if not done and stage.name not in selected and _consumers(stage.name, config, selected):
                     raise PosttrainError(f"stage {stage.name} has not finished with its current config; run it first "
                                          f"(without --only/--from), or name it with --from")
-                continue
-            if done and not force and (stage_dir / "model").exists():
-                console.print(f"[dim]↷ {stage.name}: unchanged since its last run, skipped[/dim]")
+                if done:
+                    console.print(f"[dim]↷ {stage.name}: unchanged since its last run, skipped[/dim]")
+                    outputs[stage.name] = _output_fingerprint(fingerprint, entry)
                 continue
             if force or entry.get("fingerprint") not in (None, fingerprint):
                 shutil.rmtree(stage_dir, ignore_errors=True)  # config, model or data changed: start over
             elif entry:
                 console.print(f"[yellow]↻ {stage.name}: resuming an unfinished run[/yellow]")
             _run_stage(stage, config, model_path, stage_dir, fingerprint, manifest, console)
+            outputs[stage.name] = _output_fingerprint(fingerprint, manifest.stages[stage.name])
     console.print(f"[bold]run directory:[/bold] {run_dir}")
     return run_dir
 
@@ -118,16 +120,27 @@ def redact(value):
     return value
 
 
-def input_model(stage: StageConfig, config: PipelineConfig, fingerprints: dict[str, str]) -> tuple[str, str]:
+def _output_fingerprint(fingerprint: str, entry: dict) -> str:
+    """A stage's output changes when it is retrained, even with the same config (--force, a deleted model)."""
+    return hashlib.sha256(f"{fingerprint}:{entry.get('finished')}".encode()).hexdigest()
+
+
+def input_model(stage: StageConfig, config: PipelineConfig, outputs: dict[str, str],
+                cache: dict[str, str] | None = None) -> tuple[str, str]:
     """The model a stage starts from, and that model's fingerprint."""
+    cache = {} if cache is None else cache
     ref = stage.model or "base"
-    if ref == "base":
-        return config.model, model_fingerprint(config.model)
-    if ref in fingerprints:
-        return str(Path(config.output_dir) / ref / "model"), fingerprints[ref]
-    if ref in (s.name for s in config.stages):
+    if ref in outputs:
+        return str(Path(config.output_dir) / ref / "model"), outputs[ref]
+    names = [s.name for s in config.stages]
+    if ref in names:
+        if names.index(ref) < names.index(stage.name):
+            raise PosttrainError(f"stage {stage.name} starts from {ref}, which has not finished; run {ref} first")
         raise ConfigError(f"stages.{stage.name}.model: {ref!r} is a later stage; a stage can start from an earlier one")
-    return ref, model_fingerprint(ref)
+    path = config.model if ref == "base" else ref
+    if path not in cache:
+        cache[path] = model_fingerprint(path)
+    return path, cache[path]
 
 
 def model_fingerprint(path: str) -> str:
@@ -156,8 +169,20 @@ def _pipeline_settings(config: PipelineConfig) -> dict:
     return {key: getattr(config, key) for key in keys}
 
 
+# trainer keys that change how a run is logged, saved or resumed, not the model it trains
+_NOT_FINGERPRINTED = {
+    "resume_from_checkpoint", "logging_steps", "logging_strategy", "logging_first_step", "logging_dir", "save_steps",
+    "save_strategy", "save_total_limit", "report_to", "run_name", "disable_tqdm", "dataloader_num_workers",
+    "dataset_num_proc", "eval_steps", "per_device_eval_batch_size", "push_to_hub", "hub_model_id", "hub_token",
+    "hub_strategy", "hub_private_repo",
+}
+
+
 def stage_fingerprint(stage: StageConfig, config: PipelineConfig, model_fp: str) -> str:
-    resolved = {"pipeline": _pipeline_settings(config), "stage": stage.model_dump(mode="json"), "model": model_fp}
+    dumped = stage.model_dump(mode="json")
+    dumped["trainer"] = {k: v for k, v in dumped.get("trainer", {}).items() if k not in _NOT_FINGERPRINTED}
+    dumped.pop("plot_loss", None)
+    resolved = {"pipeline": _pipeline_settings(config), "stage": dumped, "model": model_fp}
     for field in ("data", "eval_data"):
         spec = getattr(stage, field, None)
         if spec is not None:

@@ -131,3 +131,42 @@ def test_secrets_in_a_config_are_not_written_out(tmp_path, tiny_model):
     for path in run_dir.rglob("*"):
         if path.is_file() and path.suffix in (".json", ".yaml", ".jsonl"):
             assert "hf_SECRET123" not in path.read_text(), path
+
+
+def test_resume_from_the_final_checkpoint_does_not_train_past_max_steps(tmp_path, tiny_model):
+    import shutil
+
+    config = pipeline(tmp_path, tiny_model, steps=(4, 1))
+    config["stages"][0]["trainer"]["save_steps"] = 2
+    run_dir = run(config, only="sft1")
+    shutil.rmtree(run_dir / "sft1" / "model")  # as if killed after the last checkpoint, before the model was saved
+    run(config, only="sft1")
+    steps = [json.loads(line)["current_steps"] for line in (run_dir / "sft1" / "trainer_log.jsonl").open()]
+    assert max(steps) == 4
+    assert not (run_dir / "sft1" / "checkpoints" / "checkpoint-5").exists()
+    assert (run_dir / "sft1" / "model" / "model.safetensors").exists()
+
+
+def test_logging_and_saving_keys_do_not_rerun_a_stage(tmp_path, tiny_model):
+    config = pipeline(tmp_path, tiny_model, steps=(2, 1))
+    run(config, only="sft1")
+    weights = tmp_path / "run" / "sft1" / "model" / "model.safetensors"
+    mtime = weights.stat().st_mtime_ns
+    run(config, ["stages.sft1.trainer.logging_steps=5", "stages.sft1.trainer.save_steps=7"], only="sft1")
+    assert weights.stat().st_mtime_ns == mtime
+
+
+def test_a_missing_explicit_checkpoint_is_a_clear_error(tmp_path, tiny_model):
+    config = pipeline(tmp_path, tiny_model, steps=(2, 1))
+    with pytest.raises(PosttrainError, match="resume_from_checkpoint: .*nope: not a checkpoint directory"):
+        run(config, [f"stages.sft1.trainer.resume_from_checkpoint={tmp_path / 'nope'}"], only="sft1")
+
+
+def test_retraining_a_stage_reruns_the_stages_after_it(tmp_path, tiny_model):
+    config = pipeline(tmp_path, tiny_model, steps=(2, 1))
+    run_dir = run(config)
+    adapter = run_dir / "sft2" / "model" / "adapter_model.safetensors"
+    mtime = adapter.stat().st_mtime_ns
+    run(config, only="sft1", force=True)
+    run(config)
+    assert adapter.stat().st_mtime_ns != mtime

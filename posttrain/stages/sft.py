@@ -9,9 +9,12 @@ stage's `trainer:` block is passed to `trl.SFTConfig` as is.
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import logging
 import random
 import shutil
+from pathlib import Path
 
 import torch
 
@@ -27,13 +30,15 @@ from posttrain.training.logs import TrainerLogCallback, plot_loss
 from posttrain.training.packing import ExactPackingCollator
 
 log = logging.getLogger("posttrain")
+# transformers 5 renamed gradient_checkpointing; setting the old name warns
+CHECKPOINTING_KEY = next((f.name for f in dataclasses.fields(SFTConfig) if f.name == "activation_checkpointing"),
+                         "gradient_checkpointing")
 
 # Where posttrain's defaults differ from SFTConfig's, and why.
 DEFAULTS = {
     "max_length": 1024,
     "packing": True,  # exact, see training/packing.py
     "assistant_only_loss": True,
-    "gradient_checkpointing": False,  # TRL turns it on; it costs ~30 % speed and small models do not need it
     "report_to": "none",  # trackers are opt-in
     "save_total_limit": 2,
 }
@@ -42,10 +47,19 @@ DEFAULTS = {
 def run(ctx: StageContext) -> dict:
     stage, pipeline = ctx.stage, ctx.pipeline
     settings = {**DEFAULTS, **stage.trainer}
-    max_length = int(settings.pop("max_length"))
+    max_length = settings.pop("max_length")
     packing = bool(settings.pop("packing"))
     assistant_only = bool(settings.pop("assistant_only_loss"))
     resume = settings.pop("resume_from_checkpoint", None)
+    if packing and not max_length:
+        raise PosttrainError(f"stages.{stage.name}.trainer.max_length: packing needs a row length; set it or "
+                             "`packing: false`")
+    if resume not in (None, "auto", True) and not (Path(str(resume)) / "trainer_state.json").exists():
+        raise PosttrainError(f"stages.{stage.name}.trainer.resume_from_checkpoint: {resume}: not a checkpoint "
+                             "directory (no trainer_state.json)")
+    # TRL turns activation checkpointing on; it costs ~30 % speed and small models do not need it
+    if "gradient_checkpointing" not in settings:
+        settings.setdefault(CHECKPOINTING_KEY, False)
 
     tokenizer = load_tokenizer(ctx.model_path, template=stage.template or pipeline.template,
                                trust_remote_code=pipeline.trust_remote_code)
@@ -97,8 +111,12 @@ def run(ctx: StageContext) -> dict:
         callbacks=[TrainerLogCallback(ctx.log_path)],
     )
     checkpoint = resume if resume not in (None, "auto", True) else latest_checkpoint(ctx.checkpoints_dir)
-    result = trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
-    metrics = dict(result.metrics)
+    if checkpoint and _finished(checkpoint):
+        # killed after the last step was saved: training again would run past max_steps
+        trainer._load_from_checkpoint(str(checkpoint))
+        metrics = {"train_loss": _last(checkpoint, "loss"), "resumed_from_final_checkpoint": 1}
+    else:
+        metrics = dict(trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None).metrics)
     if evaluation is not None:
         last_eval = next((e for e in reversed(trainer.state.log_history) if "eval_loss" in e), None)
         if last_eval is None or last_eval.get("step") != trainer.state.global_step:
@@ -115,6 +133,19 @@ def run(ctx: StageContext) -> dict:
     if stage.plot_loss:
         plot_loss(ctx.log_path, ctx.stage_dir / "training_loss.png")
     return metrics
+
+
+def _state(checkpoint) -> dict:
+    return json.loads((Path(checkpoint) / "trainer_state.json").read_text())
+
+
+def _finished(checkpoint) -> bool:
+    state = _state(checkpoint)
+    return 0 < state.get("max_steps", 0) <= state.get("global_step", 0)
+
+
+def _last(checkpoint, key: str):
+    return next((e[key] for e in reversed(_state(checkpoint).get("log_history", [])) if key in e), None)
 
 
 def split_off(records: list, fraction: float, seed: int) -> tuple[list, list]:

@@ -60,8 +60,11 @@ def truncate_log(path: Path, step: int) -> None:
     """On resume, drop lines past the checkpoint: the steps after it are run again."""
     if not path.exists():
         return
+    from posttrain.data.io import atomic_path
+
     keep = [line for line in read_log(path) if line.get("current_steps", 0) <= step]
-    path.write_text("".join(json.dumps(line) + "\n" for line in keep), encoding="utf-8")
+    with atomic_path(path) as tmp:
+        tmp.write_text("".join(json.dumps(line) + "\n" for line in keep), encoding="utf-8")
 
 
 def read_log(path: str | Path) -> list[dict]:
