@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import functools
 import re
+import typing
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator, model_validator
 
 from posttrain.errors import ConfigError
 
@@ -103,9 +105,38 @@ class StageConfig(Strict):
         problems = [f"{key!r} is set by posttrain ({OWN_TRAINER_KEYS[key]})" for key in trainer if key in OWN_TRAINER_KEYS]
         problems += [f"unknown key {key!r} for {config_class.__name__}{closest(key, known)}"
                      for key in trainer if key not in known and key not in OWN_TRAINER_KEYS]
+        for key, value in trainer.items():
+            if key not in known or value is None:  # unknown keys are reported above; None leaves a default
+                continue
+            expected = _trainer_type_error(config_class, key, value)
+            if expected:
+                problems.append(f"{key}: expected {expected}, got {value!r}")
         if problems:
             raise ValueError("; ".join(problems))
         return trainer
+
+
+@functools.lru_cache(maxsize=None)
+def _trainer_adapter(config_class, key: str):
+    hint = typing.get_type_hints(config_class).get(key)
+    try:
+        return TypeAdapter(hint), hint
+    except Exception:  # a type pydantic cannot check: leave it to the TRL config class
+        return None, hint
+
+
+def _trainer_type_error(config_class, key: str, value) -> str | None:
+    """What a trainer value should have been, when it does not fit its field's type."""
+    adapter, hint = _trainer_adapter(config_class, key)
+    if adapter is None:
+        return None
+    try:
+        adapter.validate_python(value)
+    except ValidationError:
+        if isinstance(hint, type):
+            return hint.__name__
+        return re.sub(r"\b(typing|builtins|transformers\.[\w.]+)\.", "", str(hint).replace("NoneType", "None"))
+    return None
 
 
 OWN_TRAINER_KEYS = {"output_dir": "each stage writes to <output_dir>/<stage>/"}
@@ -244,15 +275,13 @@ def load_config(source: str | Path | dict, overrides: list[str] | tuple[str, ...
     raw, path = load_raw(source)
     from posttrain.compat import llamafactory
 
-    if llamafactory.is_recipe(raw):
-        raw = llamafactory.to_pipeline(raw, path)
-    elif "stages" not in raw and "type" in raw:
-        # a one-stage file: overrides may use its own keys (trainer.max_steps=2) or the pipeline's
-        for override in overrides:
-            if not override.startswith("stages."):
-                apply_override(raw, override)
-        overrides = [o for o in overrides if o.startswith("stages.")]
-        raw = _single_stage(raw)
+    if llamafactory.is_recipe(raw) or ("stages" not in raw and "type" in raw):
+        # overrides may use the file's own keys (max_steps=2, trainer.max_steps=2) or the pipeline's
+        own = [o for o in overrides if not o.startswith("stages.") and o.split("=", 1)[0] not in _PIPELINE_KEYS]
+        for override in own:
+            apply_override(raw, override)
+        overrides = [o for o in overrides if o not in own]
+        raw = llamafactory.to_pipeline(raw, path) if llamafactory.is_recipe(raw) else _single_stage(raw)
     for override in overrides:
         apply_override(raw, override)
     # Stages are validated one by one first so each error can name its stage.

@@ -288,3 +288,21 @@ def test_unknown_stage_type_listed_with_another_stages_error():
     lines = _error(_raw(stages=[_stage(0, lerning=1), {"name": "sft5", "type": "sfft"}])).splitlines()
     assert "  stages.sft1: unknown key 'lerning'; did you mean 'finetuning'?" in lines
     assert "  stages.sft5.type: unknown stage type 'sfft'; known: sft; did you mean 'sft'?" in lines
+
+
+@pytest.mark.parametrize("override, expected", [
+    ("stages.sft1.trainer.learning_rate=abc", "stages.sft1.trainer: learning_rate: expected float, got 'abc'"),
+    ("stages.sft1.trainer.per_device_train_batch_size=2.5",
+     "stages.sft1.trainer: per_device_train_batch_size: expected int, got 2.5"),
+    ("stages.sft1.trainer.max_length=abc", "stages.sft1.trainer: max_length: expected int | None, got 'abc'"),
+])
+def test_trainer_values_are_type_checked(override, expected):
+    assert expected in _error(_raw(), [override])
+
+
+def test_llamafactory_recipe_takes_its_own_keys_as_overrides(tmp_path):
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text("model_name_or_path: m\nstage: sft\nfinetuning_type: full\ndataset: a\noutput_dir: out\n")
+    config = load_config(recipe, ["max_steps=2", "cutoff_len=64", "model=other"])
+    assert config.model == "other"
+    assert config.stage("sft").trainer["max_steps"] == 2 and config.stage("sft").trainer["max_length"] == 64

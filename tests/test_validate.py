@@ -175,3 +175,9 @@ def test_records_over_max_length_counted(tiny_model, tmp_path):
     result = runner.invoke(app, ["validate", str(path), "stages.s1.trainer.max_length=100000"])
     assert result.exit_code == 0
     assert _flat("0 over max_length 100000") in _flat(result.stdout)
+
+
+def test_trainer_values_the_trl_config_rejects_are_problems(good):
+    report = validate(str(good), ["stages.s1.trainer.lr_scheduler_type=cosin"])
+    assert not report.ok
+    assert any("stages.s1.trainer: cosin is not a valid SchedulerType" in p for p in report.problems)

@@ -44,23 +44,57 @@ DEFAULTS = {
 }
 
 
-def run(ctx: StageContext) -> dict:
-    stage, pipeline = ctx.stage, ctx.pipeline
+@dataclasses.dataclass
+class Plan:
+    """What the config decides before any data or model is read; `validate` builds it too."""
+
+    args: SFTConfig
+    max_length: int | None
+    packing: bool
+    assistant_only: bool
+    resume: str | None
+
+
+def plan(stage, pipeline, output_dir) -> Plan:
     settings = {**DEFAULTS, **stage.trainer}
     max_length = settings.pop("max_length")
     packing = bool(settings.pop("packing"))
     assistant_only = bool(settings.pop("assistant_only_loss"))
     resume = settings.pop("resume_from_checkpoint", None)
+    where = f"stages.{stage.name}.trainer"
     if packing and not max_length:
-        raise PosttrainError(f"stages.{stage.name}.trainer.max_length: packing needs a row length; set it or "
-                             "`packing: false`")
+        raise PosttrainError(f"{where}.max_length: packing needs a row length; set it or `packing: false`")
     if resume not in (None, "auto", True) and not (Path(str(resume)) / "trainer_state.json").exists():
-        raise PosttrainError(f"stages.{stage.name}.trainer.resume_from_checkpoint: {resume}: not a checkpoint "
-                             "directory (no trainer_state.json)")
+        raise PosttrainError(f"{where}.resume_from_checkpoint: {resume}: not a checkpoint directory "
+                             "(no trainer_state.json)")
     # TRL turns activation checkpointing on; it costs ~30 % speed and small models do not need it
     if "gradient_checkpointing" not in settings:
         settings.setdefault(CHECKPOINTING_KEY, False)
+    dtype = resolve_dtype(pipeline.dtype)
+    settings.setdefault("bf16", dtype == torch.bfloat16)
+    settings.setdefault("fp16", dtype == torch.float16)
+    if (settings["bf16"] or settings["fp16"]) and not torch.cuda.is_available():
+        settings.setdefault("use_cpu", True)  # transformers refuses half precision on CPU unless told so
+    settings.setdefault("seed", pipeline.seed)
+    if stage.eval_data or stage.val_size:
+        settings.setdefault("eval_strategy", "steps" if "eval_steps" in settings else "epoch")
+    try:
+        args = SFTConfig(
+            output_dir=str(output_dir),
+            max_length=max_length,
+            packing=False,  # packed by posttrain, exactly
+            assistant_only_loss=False,  # labels are built by posttrain
+            dataset_kwargs={"skip_prepare_dataset": True},
+            **settings,
+        )
+    except (TypeError, ValueError) as e:
+        raise PosttrainError(f"{where}: {e}") from None
+    return Plan(args, max_length, packing, assistant_only, resume)
 
+
+def run(ctx: StageContext) -> dict:
+    stage, pipeline = ctx.stage, ctx.pipeline
+    p = plan(stage, pipeline, ctx.checkpoints_dir)
     tokenizer = load_tokenizer(ctx.model_path, template=stage.template or pipeline.template,
                                trust_remote_code=pipeline.trust_remote_code)
     train_records = load_conversations_from(stage.data)
@@ -70,32 +104,17 @@ def run(ctx: StageContext) -> dict:
     if not train_records:
         raise PosttrainError(f"stage {stage.name}: the training data holds no records")
 
-    num_proc = settings.get("dataset_num_proc")
-    train = tokenized(tokenizer, train_records, max_length, assistant_only, packing, f"{stage.name} train", num_proc)
-    evaluation = (tokenized(tokenizer, eval_records, max_length, assistant_only, packing, f"{stage.name} eval",
-                            num_proc) if eval_records else None)
+    num_proc = p.args.dataset_num_proc
+    train = tokenized(tokenizer, train_records, p.max_length, p.assistant_only, p.packing, f"{stage.name} train",
+                      num_proc)
+    evaluation = (tokenized(tokenizer, eval_records, p.max_length, p.assistant_only, p.packing,
+                            f"{stage.name} eval", num_proc) if eval_records else None)
 
-    dtype = resolve_dtype(pipeline.dtype)
     model = load_model(ctx.model_path, dtype=pipeline.dtype, trust_remote_code=pipeline.trust_remote_code,
                        attn_implementation=pipeline.attn_implementation,
                        quantize_4bit=stage.finetuning == "qlora")
     attention = model.config._attn_implementation or "sdpa"
-
-    settings.setdefault("bf16", dtype == torch.bfloat16)
-    settings.setdefault("fp16", dtype == torch.float16)
-    if (settings["bf16"] or settings["fp16"]) and not torch.cuda.is_available():
-        settings.setdefault("use_cpu", True)  # transformers refuses half precision on CPU unless told so
-    settings.setdefault("seed", pipeline.seed)
-    if evaluation is not None:
-        settings.setdefault("eval_strategy", "steps" if "eval_steps" in settings else "epoch")
-    args = SFTConfig(
-        output_dir=str(ctx.checkpoints_dir),
-        max_length=max_length,
-        packing=False,  # packed above, exactly
-        assistant_only_loss=False,  # labels are built above
-        dataset_kwargs={"skip_prepare_dataset": True},
-        **settings,
-    )
+    args, resume = p.args, p.resume
     trainer = ExactSFTTrainer(
         model=model,
         args=args,
@@ -105,7 +124,7 @@ def run(ctx: StageContext) -> dict:
         data_collator=ExactPackingCollator(
             pad_token_id=tokenizer.pad_token_id,
             varlen=attention.startswith("flash") or "flash" in attention,
-            mask_dtype=torch.bool if attention != "eager" else dtype,
+            mask_dtype=torch.bool if attention != "eager" else model.dtype,
         ),
         peft_config=lora_config(stage.lora) if stage.finetuning in ("lora", "qlora") else None,
         callbacks=[TrainerLogCallback(ctx.log_path)],
