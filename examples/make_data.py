@@ -61,19 +61,35 @@ def glossary_alpaca(rng: random.Random) -> list[dict]:
     return rows
 
 
-def sample_size_chats(rng: random.Random, n: int) -> list[dict]:
-    chats = []
-    for _ in range(n):
-        arms = rng.choice([2, 3, 4])
-        per_arm = rng.choice([20, 25, 30, 40, 50, 60, 75, 80, 100, 120, 150, 200])
-        total = arms * per_arm
-        question = (f"A randomized trial has {arms} arms with {per_arm} participants in each arm. "
-                    "What is the total sample size?")
-        answer = (f"<think>There are {arms} arms and each has {per_arm} participants, so the total is "
-                  f"{arms} times {per_arm} = {total}.</think><answer>{total}</answer>")
-        chats.append({"messages": [{"role": "system", "content": SYSTEM}, {"role": "user", "content": question},
-                                   {"role": "assistant", "content": answer}]})
-    return chats
+QUESTION_FORMS = [
+    "A randomized trial has {arms} arms with {per_arm} participants in each arm. What is the total sample size?",
+    "A trial randomizes {per_arm} participants to each of {arms} arms. How many participants are enrolled in total?",
+    "How many participants does a {arms}-arm trial need if every arm enrolls {per_arm}?",
+]
+
+
+def sample_size_chat(rng: random.Random, arms: int, per_arm: int) -> dict:
+    total = arms * per_arm
+    question = rng.choice(QUESTION_FORMS).format(arms=arms, per_arm=per_arm)
+    answer = (f"<think>There are {arms} arms and each has {per_arm} participants, so the total is "
+              f"{arms} times {per_arm} = {total}.</think><answer>{total}</answer>")
+    return {"messages": [{"role": "system", "content": SYSTEM}, {"role": "user", "content": question},
+                         {"role": "assistant", "content": answer}]}
+
+
+def sample_size_splits(rng: random.Random, n_train: int, n_eval: int) -> tuple[list[dict], list[dict]]:
+    """Held-out chats use (arms, per-arm) designs that training never sees, so the eval loss is honest."""
+    designs = [(arms, per_arm) for arms in range(2, 7) for per_arm in range(10, 310, 5)]
+    rng.shuffle(designs)
+    held, seen = designs[:n_eval], designs[n_eval:]
+    eval_chats = [sample_size_chat(rng, *design) for design in held]
+    train, texts = [], set()
+    while len(train) < n_train:
+        chat = sample_size_chat(rng, *rng.choice(seen))
+        if chat["messages"][1]["content"] not in texts:
+            texts.add(chat["messages"][1]["content"])
+            train.append(chat)
+    return train, eval_chats
 
 
 def to_sharegpt(chat: dict) -> dict:
@@ -86,14 +102,12 @@ def main() -> None:
     OUT.mkdir(parents=True, exist_ok=True)
     glossary = glossary_alpaca(rng)
     (OUT / "glossary_alpaca.json").write_text(json.dumps(glossary, indent=1) + "\n")
-    chats = sample_size_chats(rng, 360)
+    train, held_out = sample_size_splits(rng, 300, 60)
     with open(OUT / "sample_size_chat.jsonl", "w") as f:
-        for chat in chats[:300]:
-            f.write(json.dumps(chat) + "\n")
+        f.writelines(json.dumps(chat) + "\n" for chat in train)
     with open(OUT / "sample_size_chat_eval.jsonl", "w") as f:
-        for chat in chats[300:]:
-            f.write(json.dumps(chat) + "\n")
-    (OUT / "sample_size_sharegpt.json").write_text(json.dumps([to_sharegpt(c) for c in chats[:40]], indent=1) + "\n")
+        f.writelines(json.dumps(chat) + "\n" for chat in held_out)
+    (OUT / "sample_size_sharegpt.json").write_text(json.dumps([to_sharegpt(c) for c in train[:40]], indent=1) + "\n")
     info = {
         "glossary": {"file_name": "glossary_alpaca.json"},
         "sample_size": {"file_name": "sample_size_sharegpt.json", "formatting": "sharegpt",

@@ -101,10 +101,18 @@ def _check_data(stage, field_name, spec, tokenizer_dir, template, max_length, re
     except PosttrainError as e:
         report.problems.append(f"{where}: {e}")
         return
+    # training records that also sit in the stage's evaluation data would make its eval loss a training loss
+    held_out = []
+    if field_name == "data" and getattr(stage, "eval_data", None):
+        try:
+            held_out = [s.path for s in resolve_sources(stage.eval_data)]
+        except PosttrainError:
+            pass  # reported when eval_data itself is checked
     for source in sources:
         try:
             result = check(source.path, stage=stage.type, fmt=source.format, model=tokenizer_dir,
-                           max_length=max_length, columns=source.columns, tags=source.tags, template=template)
+                           max_length=max_length, columns=source.columns, tags=source.tags, template=template,
+                           other_splits=held_out)
         except PosttrainError as e:
             report.problems.append(f"{where}: {e}")
             continue

@@ -181,3 +181,14 @@ def test_trainer_values_the_trl_config_rejects_are_problems(good):
     report = validate(str(good), ["stages.s1.trainer.lr_scheduler_type=cosin"])
     assert not report.ok
     assert any("stages.s1.trainer: cosin is not a valid SchedulerType" in p for p in report.problems)
+
+
+def test_training_records_in_the_eval_data_are_a_problem(tiny_model, tmp_path):
+    chats = make_chats(12, seed=9)
+    train = write_jsonl(tmp_path / "train.jsonl", chats)
+    held = write_jsonl(tmp_path / "eval.jsonl", chats[10:] + make_chats(3, seed=10))
+    config = _pipeline(tmp_path / "p.yaml", tiny_model, [
+        {"name": "s1", "type": "sft", "data": str(train), "eval_data": str(held)}])
+    report = validate(str(config))
+    leaks = [p for p in report.problems if "also in" in p and str(held) in p]
+    assert [p.split(": ")[0] for p in leaks] == [f"{train}:11", f"{train}:12"]
