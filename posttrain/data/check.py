@@ -19,7 +19,7 @@ from typing import Callable, Iterator
 import numpy as np
 
 from posttrain.data.formats import data_files, detect_format, get_format
-from posttrain.data.io import file_kind, read_rows
+from posttrain.data.io import read_rows
 from posttrain.errors import DataError, PosttrainError, RecordError
 
 STAGES = {"sft": "conversation"}  # stage -> the canonical record type it reads
@@ -68,22 +68,21 @@ def _rows(path) -> Iterator[tuple[int | None, object, Finding | None]]:
     """(line, row, None) or (line, None, finding), going on past bad JSON lines where the format allows."""
     for file in data_files(path):
         where = str(file) if str(file) != str(path) else None
-        if file_kind(file) == "jsonl":
-            with open(file, encoding="utf-8") as f:
-                for number, text in enumerate(f, 1):
-                    if text.strip():
-                        try:
-                            yield number, json.loads(text), None
-                        except json.JSONDecodeError as e:
-                            yield number, None, Finding("error", number, f"json: invalid JSON ({e.msg} at column "
-                                                        f"{e.colno})", "json", where)
-            continue
+        bad: list[DataError] = []
         try:
-            for number, row in read_rows(file):
+            for number, row in read_rows(file, on_bad_line=bad.append):
+                yield from _bad_lines(bad, where)
                 yield number, row, None
+            yield from _bad_lines(bad, where)
         except DataError as e:  # a broken JSON array cannot be resynchronised: the rest of the file is lost
             yield e.line, None, Finding("error", e.line, f"{e.field}: {e.expected}; the rest of the file was "
                                         "not read", "json", where)
+
+
+def _bad_lines(bad: list, where) -> Iterator[tuple[int | None, object, Finding | None]]:
+    while bad:
+        e = bad.pop(0)
+        yield e.line, None, Finding("error", e.line, f"{e.field}: {e.expected}", "json", where)
 
 
 def _records(path, fmt, columns, tags, record_type) -> Iterator[tuple[int | None, dict | None, Finding | None]]:

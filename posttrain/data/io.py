@@ -49,11 +49,15 @@ def file_kind(path: str | os.PathLike) -> str:
     raise PosttrainError(f"{p}: unknown file type {suffix or '(none)'}; expected .json, .jsonl, .parquet or a directory")
 
 
-def read_rows(path: str | os.PathLike, *, split: str = "train") -> Iterator[tuple[int, Any]]:
-    """Yield (line or row number, row) from a json/jsonl/parquet file, a saved datasets dir or a hub id."""
+def read_rows(path: str | os.PathLike, *, split: str = "train", on_bad_line=None) -> Iterator[tuple[int, Any]]:
+    """Yield (line or row number, row) from a json/jsonl/parquet file, a saved datasets dir or a hub id.
+
+    A bad JSON line raises DataError, or with `on_bad_line` (jsonl only; an array cannot be resynchronised)
+    is handed to it and skipped.
+    """
     kind = file_kind(path)
     if kind == "jsonl":
-        yield from _read_jsonl(Path(path))
+        yield from _read_jsonl(Path(path), on_bad_line)
     elif kind == "json":
         yield from _read_json(Path(path))
     elif kind == "parquet":
@@ -64,15 +68,20 @@ def read_rows(path: str | os.PathLike, *, split: str = "train") -> Iterator[tupl
         yield from _read_hub(str(path), split)
 
 
-def _read_jsonl(path: Path) -> Iterator[tuple[int, Any]]:
+def _read_jsonl(path: Path, on_bad_line=None) -> Iterator[tuple[int, Any]]:
     with open(path, encoding="utf-8") as f:
         for number, line in enumerate(f, 1):
             if not line.strip():
                 continue
             try:
-                yield number, json.loads(line)
+                row = json.loads(line)
             except json.JSONDecodeError as e:
-                raise DataError(path, number, "json", f"invalid JSON ({e.msg} at column {e.colno})") from None
+                error = DataError(path, number, "json", f"invalid JSON ({e.msg} at column {e.colno})")
+                if on_bad_line is None:
+                    raise error from None
+                on_bad_line(error)
+                continue
+            yield number, row
 
 
 def _read_json(path: Path) -> Iterator[tuple[int, Any]]:
