@@ -194,6 +194,9 @@ class PipelineConfig(Strict):
             raise ValueError("expected a non-empty list of stages")
         typed = []
         for i, stage in enumerate(stages):
+            if isinstance(stage, StageConfig):  # already validated by load_config
+                typed.append(stage)
+                continue
             if not isinstance(stage, dict):
                 raise ValueError(f"stage {i}: expected a mapping with name and type")
             kind = stage.get("type")
@@ -285,7 +288,8 @@ def load_config(source: str | Path | dict, overrides: list[str] | tuple[str, ...
     for override in overrides:
         apply_override(raw, override)
     # Stages are validated one by one first so each error can name its stage.
-    lines = []
+    lines: list[str] = []
+    typed: list[StageConfig] = []
     stages = raw.get("stages")
     for i, stage in enumerate(stages if isinstance(stages, list) else []):
         name = stage.get("name", i) if isinstance(stage, dict) else i
@@ -298,9 +302,11 @@ def load_config(source: str | Path | dict, overrides: list[str] | tuple[str, ...
                          f"{closest(str(kind), STAGE_CONFIGS)}")
             continue
         try:
-            STAGE_CONFIGS[kind].model_validate(stage)
+            typed.append(STAGE_CONFIGS[kind].model_validate(stage))
         except ValidationError as e:
             lines += error_lines(e, f"stages.{name}", STAGE_CONFIGS[kind], stage)
+    if not lines and typed:
+        raw = {**raw, "stages": typed}
     try:
         config = PipelineConfig.model_validate(raw)
     except ValidationError as e:
