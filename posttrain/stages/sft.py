@@ -114,22 +114,21 @@ def run(ctx: StageContext) -> dict:
                        attn_implementation=pipeline.attn_implementation,
                        quantize_4bit=stage.finetuning == "qlora")
     attention = model.config._attn_implementation or "sdpa"
-    args, resume = p.args, p.resume
     trainer = ExactSFTTrainer(
         model=model,
-        args=args,
+        args=p.args,
         train_dataset=train,
         eval_dataset=evaluation,
         processing_class=tokenizer,
         data_collator=ExactPackingCollator(
             pad_token_id=tokenizer.pad_token_id,
-            varlen=attention.startswith("flash") or "flash" in attention,
+            varlen="flash" in attention,  # flash-attention isolates packed examples by position_ids
             mask_dtype=torch.bool if attention != "eager" else model.dtype,
         ),
         peft_config=lora_config(stage.lora) if stage.finetuning in ("lora", "qlora") else None,
         callbacks=[TrainerLogCallback(ctx.log_path)],
     )
-    checkpoint = resume if resume not in (None, "auto", True) else latest_checkpoint(ctx.checkpoints_dir)
+    checkpoint = p.resume if p.resume not in (None, "auto", True) else latest_checkpoint(ctx.checkpoints_dir)
     if checkpoint and _finished(checkpoint):
         # killed after the last step was saved: training again would run past max_steps
         trainer._load_from_checkpoint(str(checkpoint))
