@@ -21,6 +21,7 @@ import re
 import shutil
 import subprocess
 import time
+import uuid
 from pathlib import Path
 
 import yaml
@@ -94,7 +95,7 @@ def _run_stage(stage, config, model_path, stage_dir, fingerprint, manifest, cons
                     "stage": redact(stage.model_dump(mode="json"))}
         tmp.write_text(yaml.safe_dump(resolved, sort_keys=False), encoding="utf-8")
     manifest.update(stage.name, status="running", fingerprint=fingerprint, type=stage.type, input_model=model_path,
-                    started=_now(), pid=os.getpid(), output=str(stage_dir / "model"))
+                    started=_now(), pid=os.getpid(), output=str(stage_dir / "model"), run_id=uuid.uuid4().hex)
     console.print(f"[bold cyan]▶ {stage.name}[/bold cyan] ({stage.type}) from {model_path}")
     started = time.time()
     try:
@@ -122,7 +123,7 @@ def redact(value):
 
 def _output_fingerprint(fingerprint: str, entry: dict) -> str:
     """A stage's output changes when it is retrained, even with the same config (--force, a deleted model)."""
-    return hashlib.sha256(f"{fingerprint}:{entry.get('finished')}".encode()).hexdigest()
+    return hashlib.sha256(f"{fingerprint}:{entry.get('run_id')}".encode()).hexdigest()
 
 
 def input_model(stage: StageConfig, config: PipelineConfig, outputs: dict[str, str],
