@@ -1,0 +1,57 @@
+"""The same reward functions behind the two entry points RL trainers call.
+
+- `trl_reward(name)`: a TRL GRPOTrainer reward function, called with the
+  completions and the dataset's columns as keyword arguments; returns floats.
+- `compute_score(data_source, solution_str, ground_truth, extra_info=None, **kw)`:
+  VERL's `custom_reward_function`, dispatching on `data_source`
+  (`study_search_train` -> `study_search`). VERL loads this file by path as
+  a standalone module, so it imports only absolute, installed names.
+"""
+
+from __future__ import annotations
+
+import re
+
+from posttrain.rewards import get, names, score_value
+
+_SPLIT_SUFFIX = re.compile(r"_(train|training|val|valid|validation|dev|test|eval)$")
+# data sources whose reward has another name
+ALIASES = {"sample_size": "sample_size_estimation"}
+
+
+def reward_for_source(data_source: str) -> str:
+    base = _SPLIT_SUFFIX.sub("", str(data_source))
+    base = ALIASES.get(base, base)
+    if base not in names():
+        raise ValueError(f"data_source {data_source!r}: no posttrain reward for {base!r}; "
+                         f"rewards: {', '.join(names())}")
+    return base
+
+
+def compute_score(data_source, solution_str, ground_truth, extra_info=None, **kwargs):
+    """VERL's entry point: the reward named by `data_source`, as a float or a dict with `score`."""
+    return get(reward_for_source(data_source))(solution_str, ground_truth, extra_info)
+
+
+def completion_text(completion) -> str:
+    """TRL hands a completion as text, or as messages for conversational data: the assistant's text."""
+    if isinstance(completion, list):
+        return "".join(m.get("content") or "" for m in completion if isinstance(m, dict))
+    return completion if isinstance(completion, str) else ""
+
+
+def trl_reward(name: str):
+    """A TRL reward function over the reward `name`; its __name__ is what TRL logs per step."""
+    function = get(name)
+
+    def reward(completions, ground_truth=None, extra_info=None, **kwargs) -> list[float]:
+        n = len(completions)
+        truths = ground_truth if isinstance(ground_truth, list) else [ground_truth] * n
+        infos = extra_info if isinstance(extra_info, list) else [extra_info] * n
+        scores = []
+        for completion, truth, info in zip(completions, truths, infos):
+            scores.append(score_value(function(completion_text(completion), truth, info)))
+        return scores
+
+    reward.__name__ = name.rsplit(":", 1)[-1]
+    return reward

@@ -1,0 +1,53 @@
+"""Clinical-trial rewards (seed 000, TrialPanorama), scored exactly as the original code scores them.
+
+sample_size_estimation: -2 for a bad target or bad format (exactly one each
+of <think>, </think>, <answer>, </answer>, in that order); the first number
+of the answer (commas and spaces removed), 0 when there is none; 1.1 when
+0.8 x target <= prediction <= 1.2 x target, otherwise 0.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+
+from posttrain.rewards import register
+from posttrain.rewards.formatting import extract_answer, parse_number, response_part
+
+_TAGS = ("<think>", "</think>", "<answer>", "</answer>")
+BAD_FORMAT = -2.0
+
+
+def _ground_truth(value):
+    # VERL parquet may hand the struct over as a JSON string
+    if isinstance(value, str):
+        try:
+            return json.loads(value)
+        except json.JSONDecodeError:
+            return value
+    return value
+
+
+def think_answer_format(text: str) -> bool:
+    """Exactly one of each tag, in the order <think> </think> <answer> </answer>."""
+    if any(text.count(tag) != 1 for tag in _TAGS):
+        return False
+    positions = [text.index(tag) for tag in _TAGS]
+    return positions == sorted(positions)
+
+
+@register("sample_size_estimation")
+def sample_size_estimation(solution_str, ground_truth, extra_info=None) -> float:
+    ground_truth = _ground_truth(ground_truth)
+    try:
+        target = float(ground_truth["target"])
+    except (KeyError, TypeError, ValueError):
+        return BAD_FORMAT
+    if not math.isfinite(target) or not isinstance(solution_str, str):
+        return BAD_FORMAT
+    if not think_answer_format(response_part(solution_str)):
+        return BAD_FORMAT
+    prediction = parse_number(extract_answer(solution_str))
+    if prediction is None:
+        return 0.0
+    return 1.1 if 0.8 * target <= prediction <= 1.2 * target else 0.0
