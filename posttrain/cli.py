@@ -13,6 +13,7 @@ from rich.table import Table
 
 from posttrain.cli_common import user_errors
 from posttrain.cli_data import data_app
+from posttrain.cli_search import search_app
 
 app = typer.Typer(
     help="posttrain: post-train an open language model (data, SFT, reward models, GRPO, evaluation, export) "
@@ -22,6 +23,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 app.add_typer(data_app, name="data", help="Convert, split and check data files.")
+app.add_typer(search_app, name="search", help="Build and query the offline study-search index.")
 err = Console(stderr=True)
 out = Console()
 

@@ -1,5 +1,11 @@
 """Clinical-trial rewards (seed 000, TrialPanorama), scored exactly as the original code scores them.
 
+study_search (and study_search_think): -2 unless the response holds exactly
+one <answer>...</answer> (the think variant also one <think>...</think>
+before it); the answer is a PubMed Boolean query, run on the configured
+backend (rewards/search); recall@100 over the relevant PMIDs; 0.1 + recall
+when recall > 0, else 0 (also for an empty, untranslatable or failed query).
+
 sample_size_estimation: -2 for a bad target or bad format (exactly one each
 of <think>, </think>, <answer>, </answer>, in that order); the first number
 of the answer (commas and spaces removed), 0 when there is none; 1.1 when
@@ -51,3 +57,39 @@ def sample_size_estimation(solution_str, ground_truth, extra_info=None) -> float
     if prediction is None:
         return 0.0
     return 1.1 if 0.8 * target <= prediction <= 1.2 * target else 0.0
+
+
+def _study_search(solution_str, ground_truth, think: bool) -> float:
+    from posttrain.rewards.search import search
+    from posttrain.rewards.search.query import QueryError
+
+    if not isinstance(solution_str, str):
+        return BAD_FORMAT
+    text = response_part(solution_str)
+    tags = _TAGS if think else _TAGS[2:]
+    if any(text.count(tag) != 1 for tag in tags):
+        return BAD_FORMAT
+    positions = [text.index(tag) for tag in tags]
+    if positions != sorted(positions):
+        return BAD_FORMAT
+    ground_truth = _ground_truth(ground_truth)
+    relevant = set(map(str, (ground_truth or {}).get("relevant_pmids") or [])) if isinstance(ground_truth, dict) else set()
+    query = extract_answer(text)
+    if not relevant or not query:
+        return 0.0
+    try:
+        found = search(query, 1000)[:100]
+    except QueryError:
+        return 0.0
+    recall = len(relevant.intersection(found)) / len(relevant)
+    return 0.1 + recall if recall > 0 else 0.0
+
+
+@register("study_search")
+def study_search(solution_str, ground_truth, extra_info=None) -> float:
+    return _study_search(solution_str, ground_truth, think=False)
+
+
+@register("study_search_think")
+def study_search_think(solution_str, ground_truth, extra_info=None) -> float:
+    return _study_search(solution_str, ground_truth, think=True)
