@@ -13,6 +13,7 @@ from rich.table import Table
 
 from posttrain.cli_common import user_errors
 from posttrain.cli_data import data_app
+from posttrain.cli_rewards import rewards_app
 from posttrain.cli_search import search_app
 
 app = typer.Typer(
@@ -24,6 +25,7 @@ app = typer.Typer(
 )
 app.add_typer(data_app, name="data", help="Convert, split and check data files.")
 app.add_typer(search_app, name="search", help="Build and query the offline study-search index.")
+app.add_typer(rewards_app, name="rewards", help="List and test rewards.")
 err = Console(stderr=True)
 out = Console()
 

@@ -44,6 +44,7 @@ def think_answer_format(text: str) -> bool:
 
 @register("sample_size_estimation")
 def sample_size_estimation(solution_str, ground_truth, extra_info=None) -> float:
+    """1.1 when the <answer> is within ±20 % of ground_truth["target"], 0 when not, -2 for bad format or target."""
     ground_truth = _ground_truth(ground_truth)
     try:
         target = float(ground_truth["target"])
@@ -87,9 +88,11 @@ def _study_search(solution_str, ground_truth, think: bool) -> float:
 
 @register("study_search")
 def study_search(solution_str, ground_truth, extra_info=None) -> float:
+    """0.1 + recall@100 of the relevant PMIDs for the <answer> PubMed query (0 when none found), -2 for bad format."""
     return _study_search(solution_str, ground_truth, think=False)
 
 
 @register("study_search_think")
 def study_search_think(solution_str, ground_truth, extra_info=None) -> float:
+    """study_search, with one <think>...</think> required before the <answer>."""
     return _study_search(solution_str, ground_truth, think=True)

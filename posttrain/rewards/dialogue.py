@@ -34,6 +34,7 @@ def rouge_l(candidate: str, reference: str) -> float:
 
 @register("medical_dialogue_quality")
 def medical_dialogue_quality(solution_str, ground_truth, extra_info=None) -> float:
+    """Length bands + 2 x ROUGE-L F1 with the reference + end punctuation + word variety (seed 001)."""
     text = solution_str.strip() if isinstance(solution_str, str) else ""
     reference = ground_truth.get("reference", "") if isinstance(ground_truth, dict) else ground_truth
     reference = reference if isinstance(reference, str) else ""

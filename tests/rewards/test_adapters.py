@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import importlib.util
-import math
-import time
 
 import pytest
 
@@ -53,22 +51,9 @@ def test_custom_rewards_by_module_and_by_file(tmp_path):
         rewards.get("exact_mach")
 
 
-PROBES = ["", "x" * (1 << 20), "<answer>" * 10_000 + "</answer>" * 10_000, "<think>" * 10_000,
-          "\ud800\x00\u202e\uffff 🧪", "<answer>NaN</answer>", "<answer>inf</answer>", "<answer>1e308</answer>",
-          "<think>t</think><answer>" + "9" * 400 + "</answer>"]
-TRUTHS = [{"target": 200}, {"target": 0}, {"target": -5}, {"target": float("nan")}, {"target": float("inf")},
-          {"target": 1e308}, "Paris", None]
-
-
 @pytest.mark.parametrize("name", rewards.names())
-def test_every_builtin_reward_survives_probes(name):
-    function = rewards.get(name)
-    trl = adapters.trl_reward(name)
-    for probe in PROBES:
-        for truth in TRUTHS:
-            started = time.perf_counter()
-            value = rewards.score_value(function(probe, truth, None))
-            assert time.perf_counter() - started < 1.0
-            assert math.isfinite(value), (name, probe[:40], truth)
-            assert rewards.score_value(function(probe, truth, None)) == value
-            assert trl([probe], ground_truth=[truth], extra_info=[None]) == [value]
+def test_every_builtin_reward_passes_the_harness(name):
+    from posttrain.rewards.harness import run_probes
+
+    failures = [f"{c.name}: {c.detail}" for c in run_probes(name) if not c.ok]
+    assert not failures, failures

@@ -1,0 +1,130 @@
+"""The reward test harness: a reward's own cases, then probes it did not choose.
+
+A reward runs inside a trainer on whatever a model writes, millions of
+times. Before that, `posttrain rewards test NAME` checks the cases a user
+wrote (completion, ground_truth, expected) and then meets every reward with
+hostile probes: empty, 1 MB, 10,000 nested or repeated tags, unicode junk,
+NaN / inf / 1e308 / negative / zero targets. Each probe must give a finite
+number, without raising, within 1 s, the same value twice, and the same
+value through the TRL and the VERL adapters.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from posttrain.rewards import get, names, score_value
+from posttrain.rewards.adapters import compute_score, trl_reward
+
+COMPLETIONS = {
+    "empty": "",
+    "1 MB": "x" * (1 << 20),
+    "1 MB of words": "<think>" + "dose arm trial " * 70_000 + "</think><answer>200</answer>",
+    "10,000 nested tags": "<answer>" * 10_000 + "200" + "</answer>" * 10_000,
+    "10,000 repeated tags": "<think>t</think><answer>1</answer>" * 10_000,
+    "10,000 parentheses": "<answer>" + "(" * 10_000 + "heart" + ")" * 10_000 + "</answer>",
+    "unicode junk": "<answer>\ud800\x00\u202e\uffff 🧪 \u0000</answer>",
+    "NaN": "<think>t</think><answer>NaN</answer>",
+    "inf": "<think>t</think><answer>inf</answer>",
+    "1e308": "<think>t</think><answer>1e308</answer>",
+    "400 digits": "<think>t</think><answer>" + "9" * 400 + "</answer>",
+    "well formed": "<think>2 arms of 100</think><answer>200</answer>",
+}
+TRUTHS = {
+    "target 200": {"target": 200}, "target 0": {"target": 0}, "target -5": {"target": -5},
+    "target NaN": {"target": float("nan")}, "target inf": {"target": float("inf")}, "target 1e308": {"target": 1e308},
+    "pmids": {"relevant_pmids": ["1", "2"]}, "no pmids": {"relevant_pmids": []}, "text": "Rest and drink fluids.",
+    "empty dict": {}, "none": None,
+}
+TIME_LIMIT = 1.0
+
+
+@dataclass
+class Check:
+    name: str
+    ok: bool
+    detail: str
+
+
+def run_cases(reward: str, cases: list[dict], tolerance: float = 1e-9) -> list[Check]:
+    function = get(reward)
+    checks = []
+    for i, case in enumerate(cases, 1):
+        got = score_value(function(case["completion"], case.get("ground_truth"), case.get("extra_info")))
+        ok = math.isclose(got, float(case["expected"]), rel_tol=0, abs_tol=tolerance)
+        checks.append(Check(f"case {i}", ok, f"expected {case['expected']}, got {got}"))
+    return checks
+
+
+def run_probes(reward: str) -> list[Check]:
+    function, trl = get(reward), trl_reward(reward)
+    verl = reward in names()  # a custom reward is not reachable by data_source
+    checks = []
+    with probe_index():
+        for completion_name, completion in COMPLETIONS.items():
+            for truth_name, truth in TRUTHS.items():
+                checks.append(_probe(function, trl, reward if verl else None, completion, truth,
+                                     f"{completion_name} / {truth_name}"))
+    return checks
+
+
+def _probe(function, trl, source, completion, truth, name) -> Check:
+    try:
+        started = time.perf_counter()
+        value = score_value(function(completion, truth, None))
+        seconds = time.perf_counter() - started
+        again = score_value(function(completion, truth, None))
+        via_trl = trl([completion], ground_truth=[truth], extra_info=[None])[0]
+        via_verl = score_value(compute_score(source, completion, truth, None)) if source else value
+    except Exception as e:  # the point of a probe: any exception is a failure to report
+        return Check(name, False, f"raised {type(e).__name__}: {str(e)[:200]}")
+    problems = []
+    if not math.isfinite(value):
+        problems.append(f"not finite ({value})")
+    if seconds > TIME_LIMIT:
+        problems.append(f"took {seconds:.2f} s")
+    if again != value and not (math.isnan(again) and math.isnan(value)):
+        problems.append(f"not deterministic ({value} then {again})")
+    if via_trl != value or via_verl != value:
+        problems.append(f"adapters differ (direct {value}, TRL {via_trl}, VERL {via_verl})")
+    return Check(name, not problems, "; ".join(problems) or f"{value:g} in {seconds * 1000:.1f} ms")
+
+
+@contextlib.contextmanager
+def probe_index():
+    """A three-document search index, so study-search probes reach a real query."""
+    from posttrain.rewards import search
+    from posttrain.rewards.search.index import build_index
+
+    with tempfile.TemporaryDirectory() as folder:
+        corpus = Path(folder) / "corpus.jsonl"
+        corpus.write_text("".join(json.dumps({"pmid": str(i), "title": f"heart trial {i}", "abstract": "dose arm"})
+                                  + "\n" for i in range(1, 4)))
+        build_index(corpus, Path(folder) / "index.db", progress=False)
+        previous = dict(search._configured)
+        search.configure(index=Path(folder) / "index.db")
+        try:
+            yield
+        finally:
+            search.configure(previous.get("index"))
+
+
+def read_cases(path: str | Path) -> list[dict]:
+    from posttrain.data.io import read_rows
+    from posttrain.errors import DataError
+
+    cases = []
+    for line, row in read_rows(path):
+        for field in ("completion", "expected"):
+            if not isinstance(row, dict) or field not in row:
+                raise DataError(path, line, field, "missing; a case is {completion, ground_truth, expected}")
+        if not isinstance(row["expected"], (int, float)):
+            raise DataError(path, line, "expected", f"expected a number, got {type(row['expected']).__name__}")
+        cases.append(row)
+    return cases
