@@ -43,7 +43,8 @@ def convert(
     out_path: str = typer.Argument(..., metavar="OUT", help="Output file; its extension picks json, jsonl or parquet."),
     from_format: Optional[str] = typer.Option(None, "--from", help="Input format (alpaca, sharegpt, openai); "
                                               "detected from the first record when left out."),
-    to_format: str = typer.Option("openai", "--to", help="Output format."),
+    to_format: Optional[str] = typer.Option(None, "--to", help="Output format (default: openai for conversations, "
+                                            "rl_prompt for RL prompts; verl writes VERL's parquet rows)."),
     columns: Optional[str] = typer.Option(None, help="LLaMA-Factory columns mapping as JSON."),
     tags: Optional[str] = typer.Option(None, help="LLaMA-Factory sharegpt tags as JSON."),
     progress: bool = typer.Option(True, help="Show a progress bar on a terminal."),

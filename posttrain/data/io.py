@@ -244,6 +244,15 @@ def write_records(path: str | os.PathLike, records: Iterable[dict], fmt: str | N
     return count
 
 
+def _parquet_safe(value):
+    """Parquet cannot store a struct with no fields: an empty object is written as null (and read back as None)."""
+    if isinstance(value, dict):
+        return {k: _parquet_safe(v) for k, v in value.items()} if value else None
+    if isinstance(value, list):
+        return [_parquet_safe(v) for v in value]
+    return value
+
+
 def _write_parquet(path: Path, records: Iterable[dict]) -> int:
     import pyarrow as pa
     import pyarrow.parquet as pq
@@ -265,7 +274,7 @@ def _write_parquet(path: Path, records: Iterable[dict]) -> int:
 
     try:
         for record in records:
-            buffer.append(record)
+            buffer.append(_parquet_safe(record))
             count += 1
             if len(buffer) >= 10 * _PARQUET_BATCH:
                 flush()

@@ -67,3 +67,28 @@ def validate_conversation(record: Any, *, require_assistant_last: bool = True) -
     if require_assistant_last and previous != "assistant":
         raise RecordError(f"messages[{len(messages) - 1}].role", f"expected the last turn to be assistant, got {previous}")
     return {"messages": clean}
+
+
+def validate_rl_prompt(record: Any) -> dict:
+    """rl_prompt: {"prompt": messages (no assistant turn at the end), "data_source": str, "ground_truth": any,
+    "extra_info": dict}. The prompt stays as messages: the chat template is applied once, when training."""
+    if not isinstance(record, dict):
+        raise RecordError("record", f"expected a JSON object, got {type(record).__name__}")
+    prompt = record.get("prompt")
+    if isinstance(prompt, str):
+        prompt = [{"role": "user", "content": prompt}]
+    try:
+        messages = validate_conversation({"messages": prompt}, require_assistant_last=False)["messages"]
+    except RecordError as e:
+        raise RecordError("prompt" + e.field[len("messages"):], e.expected) from None
+    if messages[-1]["role"] == "assistant":
+        raise RecordError(f"prompt[{len(messages) - 1}].role", "expected the prompt to end with a user turn")
+    source = record.get("data_source")
+    if not isinstance(source, str) or not source.strip():
+        raise RecordError("data_source", "expected a non-empty string naming the task (it selects the reward)")
+    if "ground_truth" not in record:
+        raise RecordError("ground_truth", "missing; expected the reference the reward scores against")
+    extra = record.get("extra_info") or {}
+    if not isinstance(extra, dict):
+        raise RecordError("extra_info", f"expected an object, got {type(extra).__name__}")
+    return {"prompt": messages, "data_source": source, "ground_truth": record["ground_truth"], "extra_info": extra}

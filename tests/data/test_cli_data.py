@@ -64,8 +64,9 @@ def test_convert_bad_input_exits_2_with_file_line_and_no_output(tmp_path, fmt, b
 
 
 @pytest.mark.parametrize("args,message", [
-    (["--from", "alpacca"], "format: unknown format 'alpacca'; known: openai, conversation, messages, sharegpt, "
-                            "alpaca; did you mean 'alpaca'?"),
+    (["--from", "alpacca"], "format: unknown format 'alpacca'; known: verl, rl_prompt, openai, conversation, "
+                            "messages, sharegpt, alpaca, trialpanorama-study-search, trialpanorama-sample-size, "
+                            "trialpanorama-sample-size-sft; did you mean 'alpaca'?"),
     (["--columns", "{bad"], "--columns: invalid JSON (Expecting property name enclosed in double quotes); expected "
                             "an object such as '{\"prompt\": \"q\"}'"),
 ])

@@ -15,7 +15,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Iterator
 
-from posttrain.data.formats import alpaca, openai, sharegpt
+from posttrain.data.formats import alpaca, openai, rl_prompt, sharegpt, trialpanorama, verl
 from posttrain.data.io import file_kind, read_rows
 from posttrain.errors import DataError, PosttrainError, RecordError
 
@@ -30,9 +30,21 @@ def register(name: str, module: ModuleType, *, aliases: tuple[str, ...] = ()) ->
     _DETECT_ORDER.append(name)
 
 
+register("verl", verl)
+register("rl_prompt", rl_prompt)
 register("openai", openai, aliases=("conversation", "messages"))
 register("sharegpt", sharegpt)
 register("alpaca", alpaca)
+register("trialpanorama-study-search", trialpanorama.STUDY_SEARCH)
+register("trialpanorama-sample-size", trialpanorama.SAMPLE_SIZE)
+register("trialpanorama-sample-size-sft", trialpanorama.SAMPLE_SIZE_SFT)
+# the canonical file format of each record type, the default target of a conversion
+CANONICAL = {"conversation": "openai", "rl_prompt": "rl_prompt"}
+
+
+def writer(module: ModuleType):
+    """The function that turns a canonical record into a row of this format, or None."""
+    return getattr(module, "from_record", None) or getattr(module, "from_conversation", None)
 
 
 def get_format(name: str) -> ModuleType:
@@ -117,4 +129,5 @@ def _checked(module: ModuleType, name: str, record: str | None) -> ModuleType:
     return module
 
 
-__all__ = ["FORMATS", "register", "get_format", "detect_format", "data_files", "load_records", "load_conversations"]
+__all__ = ["FORMATS", "CANONICAL", "register", "writer", "get_format", "detect_format", "data_files", "load_records",
+           "load_conversations"]

@@ -1,0 +1,96 @@
+"""TrialPanorama source records (seed 000) -> RL prompts and SFT conversations, with the seed's prompts.
+
+study search: {"inputs": {"background", "objectives", "selection criteria"}, "labels": [pmid],
+"metadata": {"review_pmid"}} -> an rl_prompt scored by `study_search`.
+sample size: {"question", "answer", "answer_type", "trial_id", "pmid", "explanation"} -> an rl_prompt
+scored by `sample_size_estimation`, or (trialpanorama-sample-size-sft) a conversation whose answer is
+the explanation inside <think> plus <answer>N</answer>.
+
+The original put chat-template tokens inside the prompt text and the RL
+loader templated it again; here prompts stay plain messages and the
+tokenizer's template is applied once, when training.
+"""
+
+from __future__ import annotations
+
+import math
+from types import SimpleNamespace
+
+from posttrain.data.records import validate_conversation, validate_rl_prompt
+from posttrain.errors import RecordError
+
+STUDY_SEARCH_PROMPT = (
+    "You are an expert in systematic reviews. Create a PubMed search query for a systematic review with the "
+    "following background, objectives and selection criteria.\n\n"
+    "Background: {background}\n\nObjectives: {objectives}\n\nSelection criteria: {criteria}\n\n"
+    "Write the query with the Boolean operators AND and OR and parentheses. Put the query inside "
+    "<answer></answer> and write nothing after </answer>."
+)
+SAMPLE_SIZE_PROMPT = (
+    "Estimate the sample size of this clinical trial design. Think step by step.\n\n{question}\n\n"
+    "Put all your reasoning in one <think></think> block, then give the total number of participants as "
+    "<answer>N</answer>."
+)
+
+
+def _text(row: dict, key: str, where: str | None = None) -> str:
+    value = row.get(key)
+    if not isinstance(value, str) or not value.strip():
+        raise RecordError(where or key, "missing or empty; expected text")
+    return value.strip()
+
+
+def study_search(row: dict, columns=None, tags=None) -> dict:
+    inputs = row.get("inputs")
+    if not isinstance(inputs, dict):
+        raise RecordError("inputs", "missing; expected {background, objectives, selection criteria}")
+    prompt = STUDY_SEARCH_PROMPT.format(
+        background=_text(inputs, "background", "inputs.background"),
+        objectives=_text(inputs, "objectives", "inputs.objectives"),
+        criteria=_text(inputs, "selection criteria", "inputs.selection criteria"))
+    labels = row.get("labels")
+    if not isinstance(labels, list) or not labels:
+        raise RecordError("labels", "expected a non-empty list of relevant PMIDs")
+    review = (row.get("metadata") or {}).get("review_pmid")
+    return validate_rl_prompt({
+        "prompt": [{"role": "user", "content": prompt}], "data_source": "study_search",
+        "ground_truth": {"relevant_pmids": [str(p) for p in labels], "review_pmid": str(review or "")},
+        "extra_info": {"ability": "study_search"}})
+
+
+def _target(row: dict) -> float:
+    try:
+        target = float(str(row.get("answer")).replace(",", ""))
+    except ValueError:
+        raise RecordError("answer", f"expected a number, got {row.get('answer')!r}") from None
+    if not math.isfinite(target):
+        raise RecordError("answer", f"expected a finite number, got {row.get('answer')!r}")
+    return target
+
+
+def sample_size(row: dict, columns=None, tags=None) -> dict:
+    target = _target(row)
+    return validate_rl_prompt({
+        "prompt": [{"role": "user", "content": SAMPLE_SIZE_PROMPT.format(question=_text(row, "question"))}],
+        "data_source": "sample_size_estimation",
+        "ground_truth": {"target": target, "answer_type": row.get("answer_type"), "trial_id": row.get("trial_id"),
+                         "pmid": row.get("pmid")},
+        "extra_info": {"ability": "sample_size_estimation"}})
+
+
+def sample_size_sft(row: dict, columns=None, tags=None) -> dict:
+    target = _target(row)
+    number = int(target) if target.is_integer() else target
+    answer = f"<think>{_text(row, 'explanation')}</think><answer>{number}</answer>"
+    return validate_conversation({"messages": [
+        {"role": "user", "content": SAMPLE_SIZE_PROMPT.format(question=_text(row, "question"))},
+        {"role": "assistant", "content": answer}]})
+
+
+def _format(record: str, convert) -> SimpleNamespace:
+    return SimpleNamespace(RECORD=record, to_record=convert, detect=lambda row: False, from_record=None)
+
+
+STUDY_SEARCH = _format("rl_prompt", study_search)
+SAMPLE_SIZE = _format("rl_prompt", sample_size)
+SAMPLE_SIZE_SFT = _format("conversation", sample_size_sft)

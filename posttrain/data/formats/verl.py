@@ -1,0 +1,52 @@
+"""VERL's RL parquet rows, both ways.
+
+A row is `data_source`, `prompt` (messages), `ability`, `reward_model:
+{style, ground_truth}` and `extra_info`, as VERL's `main_ppo` reads it and
+as the seeds' RL data is stored. posttrain reads them into rl_prompt records
+and writes rl_prompt records back, so a posttrain GRPO dataset can be handed
+to VERL unchanged.
+"""
+
+from __future__ import annotations
+
+import re
+
+from posttrain.data.records import validate_rl_prompt
+from posttrain.errors import RecordError
+
+RECORD = "rl_prompt"
+_SPLIT = re.compile(r"_(train|val|validation|test)$")
+
+
+def detect(row: dict) -> bool:
+    return "data_source" in row and "reward_model" in row
+
+
+def _plain(value):
+    # parquet hands back numpy arrays for lists; records are plain JSON values
+    if hasattr(value, "tolist"):
+        value = value.tolist()
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    return value
+
+
+def to_record(row: dict, columns: dict | None = None, tags: dict | None = None) -> dict:
+    row = _plain(row)
+    reward_model = row.get("reward_model")
+    if not isinstance(reward_model, dict) or "ground_truth" not in reward_model:
+        raise RecordError("reward_model.ground_truth", "missing; expected {style, ground_truth}")
+    extra = dict(row.get("extra_info") or {})
+    if row.get("ability"):
+        extra.setdefault("ability", row["ability"])
+    return validate_rl_prompt({"prompt": row.get("prompt"), "data_source": row.get("data_source"),
+                               "ground_truth": reward_model["ground_truth"], "extra_info": extra})
+
+
+def from_record(record: dict) -> dict:
+    extra = dict(record.get("extra_info") or {})
+    ability = extra.pop("ability", None) or _SPLIT.sub("", record["data_source"])
+    return {"data_source": record["data_source"], "prompt": record["prompt"], "ability": ability,
+            "reward_model": {"style": "rule", "ground_truth": record["ground_truth"]}, "extra_info": extra}
