@@ -10,11 +10,8 @@ stage's `trainer:` block is passed to `trl.SFTConfig` as is.
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import random
-import shutil
-from pathlib import Path
 
 import torch
 
@@ -25,8 +22,8 @@ from posttrain.data.sources import load_conversations_from
 from posttrain.errors import PosttrainError
 from posttrain.models.loading import load_model, load_tokenizer, lora_config, resolve_dtype
 from posttrain.stages import StageContext
-from posttrain.training.checkpoints import latest_checkpoint
-from posttrain.training.logs import TrainerLogCallback, plot_loss
+from posttrain.training.finish import check_resume, train_and_save
+from posttrain.training.logs import TrainerLogCallback
 from posttrain.training.packing import ExactPackingCollator
 
 log = logging.getLogger("posttrain")
@@ -64,9 +61,7 @@ def plan(stage, pipeline, output_dir) -> Plan:
     where = f"stages.{stage.name}.trainer"
     if packing and not max_length:
         raise PosttrainError(f"{where}.max_length: packing needs a row length; set it or `packing: false`")
-    if resume not in (None, "auto", True) and not (Path(str(resume)) / "trainer_state.json").exists():
-        raise PosttrainError(f"{where}.resume_from_checkpoint: {resume}: not a checkpoint directory "
-                             "(no trainer_state.json)")
+    check_resume(resume, where)
     # TRL turns activation checkpointing on; it costs ~30 % speed and small models do not need it
     if "gradient_checkpointing" not in settings:
         settings.setdefault(CHECKPOINTING_KEY, False)
@@ -128,42 +123,9 @@ def run(ctx: StageContext) -> dict:
         peft_config=lora_config(stage.lora) if stage.finetuning in ("lora", "qlora") else None,
         callbacks=[TrainerLogCallback(ctx.log_path)],
     )
-    checkpoint = p.resume if p.resume not in (None, "auto", True) else latest_checkpoint(ctx.checkpoints_dir)
-    if checkpoint and _finished(checkpoint):
-        # killed after the last step was saved: training again would run past max_steps
-        trainer._load_from_checkpoint(str(checkpoint))
-        metrics = {"train_loss": _last(checkpoint, "loss"), "resumed_from_final_checkpoint": 1}
-    else:
-        metrics = dict(trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None).metrics)
-    if evaluation is not None:
-        last_eval = next((e for e in reversed(trainer.state.log_history) if "eval_loss" in e), None)
-        if last_eval is None or last_eval.get("step") != trainer.state.global_step:
-            last_eval = trainer.evaluate()
-        metrics.update({k: v for k, v in last_eval.items() if k.startswith("eval_")})
+    metrics = train_and_save(trainer, ctx, tokenizer, p.resume, evaluate=evaluation is not None)
     metrics.update(train_examples=len(train_records), eval_examples=len(eval_records))
-
-    tmp = ctx.stage_dir / "model.tmp"
-    shutil.rmtree(tmp, ignore_errors=True)
-    trainer.save_model(str(tmp))
-    tokenizer.save_pretrained(str(tmp))
-    shutil.rmtree(ctx.model_dir, ignore_errors=True)
-    tmp.rename(ctx.model_dir)
-    if stage.plot_loss:
-        plot_loss(ctx.log_path, ctx.stage_dir / "training_loss.png")
     return metrics
-
-
-def _state(checkpoint) -> dict:
-    return json.loads((Path(checkpoint) / "trainer_state.json").read_text())
-
-
-def _finished(checkpoint) -> bool:
-    state = _state(checkpoint)
-    return 0 < state.get("max_steps", 0) <= state.get("global_step", 0)
-
-
-def _last(checkpoint, key: str):
-    return next((e[key] for e in reversed(_state(checkpoint).get("log_history", [])) if key in e), None)
 
 
 def split_off(records: list, fraction: float, seed: int) -> tuple[list, list]:

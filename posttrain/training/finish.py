@@ -1,0 +1,63 @@
+"""Train from the right checkpoint and save the result atomically: what every trainer-backed stage ends with.
+
+A stage resumes from its newest whole checkpoint; one killed after its last
+step was checkpointed (but before the model was saved) loads that checkpoint
+instead of training past max_steps. The model and tokenizer are written to
+`model.tmp` and renamed to `model`, so a kill never leaves half a model.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+from posttrain.errors import PosttrainError
+from posttrain.training.checkpoints import latest_checkpoint
+from posttrain.training.logs import plot_loss
+
+EXPLICIT = lambda resume: resume not in (None, "auto", True)  # noqa: E731
+
+
+def check_resume(resume, where: str) -> None:
+    if EXPLICIT(resume) and not (Path(str(resume)) / "trainer_state.json").exists():
+        raise PosttrainError(f"{where}.resume_from_checkpoint: {resume}: not a checkpoint directory "
+                             "(no trainer_state.json)")
+
+
+def train_and_save(trainer, ctx, tokenizer, resume=None, evaluate: bool = False) -> dict:
+    checkpoint = resume if EXPLICIT(resume) else latest_checkpoint(ctx.checkpoints_dir)
+    if checkpoint and _finished(checkpoint):
+        # killed after the last step was saved: training again would run past max_steps
+        trainer._load_from_checkpoint(str(checkpoint))
+        metrics = {"train_loss": _last(checkpoint, "loss"), "resumed_from_final_checkpoint": 1}
+    else:
+        metrics = dict(trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None).metrics)
+    if evaluate:
+        last_eval = next((e for e in reversed(trainer.state.log_history) if "eval_loss" in e), None)
+        if last_eval is None or last_eval.get("step") != trainer.state.global_step:
+            last_eval = trainer.evaluate()
+        metrics.update({k: v for k, v in last_eval.items() if k.startswith("eval_")})
+
+    tmp = ctx.stage_dir / "model.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    trainer.save_model(str(tmp))
+    tokenizer.save_pretrained(str(tmp))
+    shutil.rmtree(ctx.model_dir, ignore_errors=True)
+    tmp.rename(ctx.model_dir)
+    if getattr(ctx.stage, "plot_loss", False):
+        plot_loss(ctx.log_path, ctx.stage_dir / "training_loss.png")
+    return metrics
+
+
+def _state(checkpoint) -> dict:
+    return json.loads((Path(checkpoint) / "trainer_state.json").read_text())
+
+
+def _finished(checkpoint) -> bool:
+    state = _state(checkpoint)
+    return 0 < state.get("max_steps", 0) <= state.get("global_step", 0)
+
+
+def _last(checkpoint, key: str):
+    return next((e[key] for e in reversed(_state(checkpoint).get("log_history", [])) if key in e), None)
