@@ -173,7 +173,45 @@ class SFTStage(StageConfig):
     _data_lists = field_validator("data", "eval_data", mode="before")(_as_list)
 
 
-STAGE_CONFIGS: dict[str, type[StageConfig]] = {"sft": SFTStage}
+class RewardSpec(Strict):
+    name: str  # a built-in reward, module:function or path/to/file.py:function
+    weight: float = 1.0
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_string(cls, data):
+        return {"name": data} if isinstance(data, str) else data
+
+    @field_validator("name")
+    @classmethod
+    def _known(cls, name):
+        from posttrain import rewards
+
+        try:
+            rewards.get(name)
+        except ConfigError as e:
+            raise ValueError(str(e)) from None
+        return name
+
+
+class GRPOStage(StageConfig):
+    """Reinforcement with verifiable rewards on rl_prompt records; `trainer:` feeds trl.GRPOConfig."""
+
+    trainer_class: ClassVar[str] = "trl:GRPOConfig"
+
+    type: Literal["grpo"]
+    data: list[DataSpec] = Field(min_length=1)
+    rewards: list[RewardSpec] = Field(min_length=1)
+    finetuning: Literal["full", "lora", "qlora"] = "full"
+    lora: LoraSpec = Field(default_factory=LoraSpec)
+    template: str | None = None
+    search_index: str | None = None  # the study-search index the rewards query
+    plot_loss: bool = False
+
+    _data_lists = field_validator("data", mode="before")(_as_list)
+
+
+STAGE_CONFIGS: dict[str, type[StageConfig]] = {"sft": SFTStage, "grpo": GRPOStage}
 
 
 class PipelineConfig(Strict):

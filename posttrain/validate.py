@@ -9,6 +9,7 @@ lists every problem it finds rather than stopping at the first.
 
 from __future__ import annotations
 
+import importlib
 import sys
 import tempfile
 from dataclasses import dataclass, field
@@ -54,13 +55,12 @@ def validate(source, overrides=()) -> ValidationReport:
             ok = _check_model(ref, template, config.trust_remote_code, report, f"stages.{stage.name}.model")
             tokenizer_dir = ref if ok else None
         stage_names.add(stage.name)
-        if stage.type == "sft":
-            from posttrain.stages import sft
-
-            try:
-                sft.plan(stage, config, Path(tempfile.gettempdir()) / "posttrain-validate")
-            except PosttrainError as e:
-                report.problems.append(str(e))
+        # build the trainer config exactly as a run would: the TRL class's own checks run too
+        stage_module = importlib.import_module(f"posttrain.stages.{stage.type}")
+        try:
+            stage_module.plan(stage, config, Path(tempfile.gettempdir()) / "posttrain-validate")
+        except PosttrainError as e:
+            report.problems.append(str(e))
         max_length = stage.trainer.get("max_length", 1024) or sys.maxsize  # None: nothing is cut
         for field_name in ("data", "eval_data"):
             spec = getattr(stage, field_name, None)

@@ -22,7 +22,7 @@ from posttrain.data.formats import data_files, detect_format, get_format
 from posttrain.data.io import read_rows
 from posttrain.errors import DataError, PosttrainError, RecordError
 
-STAGES = {"sft": "conversation"}  # stage -> the canonical record type it reads
+STAGES = {"sft": "conversation", "grpo": "rl_prompt"}  # stage -> the canonical record type it reads
 DEFAULT_MAX_LENGTH = 1024
 
 
@@ -117,7 +117,10 @@ def _conversation_checks(record: dict) -> list[tuple[str, str, str]]:
     return []
 
 
-_RECORD_CHECKS: dict[str, Callable[[dict], list[tuple[str, str, str]]]] = {"conversation": _conversation_checks}
+_RECORD_CHECKS: dict[str, Callable[[dict], list[tuple[str, str, str]]]] = {
+    "conversation": _conversation_checks,
+    "rl_prompt": lambda record: [],  # validate_rl_prompt has said everything there is to say
+}
 
 
 def check(
@@ -140,7 +143,8 @@ def check(
             if record is not None:
                 others.setdefault(_digest(record), (str(other), line))
 
-    tokenizer = _load_tokenizer(model, template) if model else None
+    # token lengths are measured on conversations (what SFT cuts to max_length)
+    tokenizer = _load_tokenizer(model, template) if model and record_type == "conversation" else None
     max_length = max_length or DEFAULT_MAX_LENGTH
     lengths: list[int] = []
     seen: dict[bytes, int] = {}

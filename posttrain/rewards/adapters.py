@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 
 from posttrain.rewards import get, names, score_value
@@ -45,6 +46,11 @@ def trl_reward(name: str):
     function = get(name)
 
     def reward(completions, ground_truth=None, extra_info=None, **kwargs) -> list[float]:
+        # posttrain's GRPO datasets carry them as JSON text: Arrow cannot mix their shapes in one column
+        if ground_truth is None and "ground_truth_json" in kwargs:
+            ground_truth = [json.loads(v) for v in kwargs["ground_truth_json"]]
+        if extra_info is None and "extra_info_json" in kwargs:
+            extra_info = [json.loads(v) for v in kwargs["extra_info_json"]]
         n = len(completions)
         truths = ground_truth if isinstance(ground_truth, list) else [ground_truth] * n
         infos = extra_info if isinstance(extra_info, list) else [extra_info] * n

@@ -45,4 +45,10 @@ def _sft(ctx: StageContext) -> dict:
     return sft.run(ctx)
 
 
-STAGES: dict[str, Callable[[StageContext], dict]] = {"sft": _sft}
+def _grpo(ctx: StageContext) -> dict:
+    from posttrain.stages import grpo
+
+    return grpo.run(ctx)
+
+
+STAGES: dict[str, Callable[[StageContext], dict]] = {"sft": _sft, "grpo": _grpo}

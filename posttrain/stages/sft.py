@@ -20,24 +20,21 @@ from trl import SFTConfig, SFTTrainer
 from posttrain.data.chat import tokenize_conversation
 from posttrain.data.sources import load_conversations_from
 from posttrain.errors import PosttrainError
-from posttrain.models.loading import load_model, load_tokenizer, lora_config, resolve_dtype
+from posttrain.models.loading import load_model, load_tokenizer, lora_config
 from posttrain.stages import StageContext
+from posttrain.training.defaults import COMMON, apply_common
 from posttrain.training.finish import check_resume, train_and_save
 from posttrain.training.logs import TrainerLogCallback
 from posttrain.training.packing import ExactPackingCollator
 
 log = logging.getLogger("posttrain")
-# transformers 5 renamed gradient_checkpointing; setting the old name warns
-CHECKPOINTING_KEY = next((f.name for f in dataclasses.fields(SFTConfig) if f.name == "activation_checkpointing"),
-                         "gradient_checkpointing")
 
-# Where posttrain's defaults differ from SFTConfig's, and why.
+# Where posttrain's defaults differ from SFTConfig's, and why (more in training/defaults.py).
 DEFAULTS = {
+    **COMMON,
     "max_length": 1024,
     "packing": True,  # exact, see training/packing.py
     "assistant_only_loss": True,
-    "report_to": "none",  # trackers are opt-in
-    "save_total_limit": 2,
 }
 
 
@@ -62,15 +59,7 @@ def plan(stage, pipeline, output_dir) -> Plan:
     if packing and not max_length:
         raise PosttrainError(f"{where}.max_length: packing needs a row length; set it or `packing: false`")
     check_resume(resume, where)
-    # TRL turns activation checkpointing on; it costs ~30 % speed and small models do not need it
-    if "gradient_checkpointing" not in settings:
-        settings.setdefault(CHECKPOINTING_KEY, False)
-    dtype = resolve_dtype(pipeline.dtype)
-    settings.setdefault("bf16", dtype == torch.bfloat16)
-    settings.setdefault("fp16", dtype == torch.float16)
-    if (settings["bf16"] or settings["fp16"]) and not torch.cuda.is_available():
-        settings.setdefault("use_cpu", True)  # transformers refuses half precision on CPU unless told so
-    settings.setdefault("seed", pipeline.seed)
+    apply_common(settings, pipeline, SFTConfig)
     if stage.eval_data or stage.val_size:
         settings.setdefault("eval_strategy", "steps" if "eval_steps" in settings else "epoch")
     try:

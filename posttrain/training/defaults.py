@@ -1,0 +1,28 @@
+"""Trainer settings every stage defaults the same way, where posttrain differs from TRL, and why."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import torch
+
+from posttrain.models.loading import resolve_dtype
+
+COMMON = {"report_to": "none", "save_total_limit": 2}  # trackers are opt-in; checkpoints are for resume
+
+
+def apply_common(settings: dict, pipeline, config_class) -> dict:
+    """Activation checkpointing off unless asked, precision from the pipeline's dtype, the pipeline's seed."""
+    # TRL turns activation checkpointing on; it costs ~30 % speed and small models do not need it.
+    # transformers 5 renamed gradient_checkpointing, and setting the old name warns.
+    names = {f.name for f in dataclasses.fields(config_class)}
+    if "gradient_checkpointing" not in settings:
+        settings.setdefault("activation_checkpointing" if "activation_checkpointing" in names
+                            else "gradient_checkpointing", False)
+    dtype = resolve_dtype(pipeline.dtype)
+    settings.setdefault("bf16", dtype == torch.bfloat16)
+    settings.setdefault("fp16", dtype == torch.float16)
+    if (settings["bf16"] or settings["fp16"]) and not torch.cuda.is_available():
+        settings.setdefault("use_cpu", True)  # transformers refuses half precision on CPU unless told so
+    settings.setdefault("seed", pipeline.seed)
+    return settings
