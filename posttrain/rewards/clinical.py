@@ -79,7 +79,7 @@ def _study_search(solution_str, ground_truth, think: bool) -> float:
     if not relevant or not query:
         return 0.0
     try:
-        found = search(query, 1000)[:100]
+        found = search(query, 100)  # recall@100: the seed retrieves 1,000 and keeps the top 100
     except QueryError:
         return 0.0
     recall = len(relevant.intersection(found)) / len(relevant)
