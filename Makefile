@@ -35,6 +35,7 @@ demo: $(STAMP) $(DEMO_MODEL)/config.json
 
 bench: $(STAMP)
 	$(BIN)/python bench/sft_throughput.py
+	$(BIN)/python bench/rewards_throughput.py
 
 clean:
 	rm -rf runs/quickstart $(DEMO_MODEL)
