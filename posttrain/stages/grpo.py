@@ -11,7 +11,6 @@ stage's `trainer:` block is passed to `trl.GRPOConfig` as is.
 from __future__ import annotations
 
 import json
-import os
 
 from trl import GRPOConfig, GRPOTrainer
 
@@ -21,23 +20,18 @@ from posttrain.errors import PosttrainError
 from posttrain.models.loading import load_model, load_tokenizer, lora_config
 from posttrain.rewards.adapters import trl_reward
 from posttrain.stages import StageContext
-from posttrain.training.defaults import COMMON, apply_common
-from posttrain.training.finish import check_resume, train_and_save
+from posttrain.training.defaults import COMMON, apply_common, build_config
+from posttrain.training.finish import train_and_save
 from posttrain.training.logs import TrainerLogCallback
 
 
 
 def plan(stage, pipeline, output_dir) -> tuple[GRPOConfig, object]:
     settings = {**COMMON, **stage.trainer}
-    resume = settings.pop("resume_from_checkpoint", None)
     where = f"stages.{stage.name}.trainer"
-    check_resume(resume, where)
-    apply_common(settings, pipeline, GRPOConfig)
+    resume = apply_common(settings, pipeline, GRPOConfig, where)
     settings.setdefault("reward_weights", [reward.weight for reward in stage.rewards])
-    try:
-        return GRPOConfig(output_dir=str(output_dir), **settings), resume
-    except (TypeError, ValueError) as e:
-        raise PosttrainError(f"{where}: {e}") from None
+    return build_config(GRPOConfig, where, output_dir=str(output_dir), **settings), resume
 
 
 def prompts(specs) -> list[dict]:
@@ -60,8 +54,7 @@ def run(ctx: StageContext) -> dict:
     if stage.search_index:
         from posttrain.rewards import search
 
-        search.configure(index=stage.search_index)
-        os.environ["POSTTRAIN_SEARCH_INDEX"] = str(stage.search_index)  # reaches dataloader workers too
+        search.configure(index=stage.search_index)  # rewards are scored in this process
     rows = prompts(stage.data)
     if not rows:
         raise PosttrainError(f"stage {stage.name}: the training data holds no records")

@@ -22,8 +22,8 @@ from posttrain.data.sources import load_conversations_from
 from posttrain.errors import PosttrainError
 from posttrain.models.loading import load_model, load_tokenizer, lora_config
 from posttrain.stages import StageContext
-from posttrain.training.defaults import COMMON, apply_common
-from posttrain.training.finish import check_resume, train_and_save
+from posttrain.training.defaults import COMMON, apply_common, build_config
+from posttrain.training.finish import train_and_save
 from posttrain.training.logs import TrainerLogCallback
 from posttrain.training.packing import ExactPackingCollator
 
@@ -54,25 +54,21 @@ def plan(stage, pipeline, output_dir) -> Plan:
     max_length = settings.pop("max_length")
     packing = bool(settings.pop("packing"))
     assistant_only = bool(settings.pop("assistant_only_loss"))
-    resume = settings.pop("resume_from_checkpoint", None)
     where = f"stages.{stage.name}.trainer"
     if packing and not max_length:
         raise PosttrainError(f"{where}.max_length: packing needs a row length; set it or `packing: false`")
-    check_resume(resume, where)
-    apply_common(settings, pipeline, SFTConfig)
+    resume = apply_common(settings, pipeline, SFTConfig, where)
     if stage.eval_data or stage.val_size:
         settings.setdefault("eval_strategy", "steps" if "eval_steps" in settings else "epoch")
-    try:
-        args = SFTConfig(
-            output_dir=str(output_dir),
-            max_length=max_length,
-            packing=False,  # packed by posttrain, exactly
-            assistant_only_loss=False,  # labels are built by posttrain
-            dataset_kwargs={"skip_prepare_dataset": True},
-            **settings,
-        )
-    except (TypeError, ValueError) as e:
-        raise PosttrainError(f"{where}: {e}") from None
+    args = build_config(
+        SFTConfig, where,
+        output_dir=str(output_dir),
+        max_length=max_length,
+        packing=False,  # packed by posttrain, exactly
+        assistant_only_loss=False,  # labels are built by posttrain
+        dataset_kwargs={"skip_prepare_dataset": True},
+        **settings,
+    )
     return Plan(args, max_length, packing, assistant_only, resume)
 
 

@@ -6,13 +6,20 @@ import dataclasses
 
 import torch
 
+from posttrain.errors import PosttrainError
 from posttrain.models.loading import resolve_dtype
+from posttrain.training.finish import check_resume
 
 COMMON = {"report_to": "none", "save_total_limit": 2}  # trackers are opt-in; checkpoints are for resume
 
 
-def apply_common(settings: dict, pipeline, config_class) -> dict:
-    """Activation checkpointing off unless asked, precision from the pipeline's dtype, the pipeline's seed."""
+def apply_common(settings: dict, pipeline, config_class, where: str):
+    """Activation checkpointing off unless asked, precision from the pipeline's dtype, the pipeline's seed.
+
+    Takes `resume_from_checkpoint` out of `settings` (the stage resumes itself) and returns it, checked.
+    """
+    resume = settings.pop("resume_from_checkpoint", None)
+    check_resume(resume, where)
     # TRL turns activation checkpointing on; it costs ~30 % speed and small models do not need it.
     # transformers 5 renamed gradient_checkpointing, and setting the old name warns.
     names = {f.name for f in dataclasses.fields(config_class)}
@@ -25,4 +32,12 @@ def apply_common(settings: dict, pipeline, config_class) -> dict:
     if (settings["bf16"] or settings["fp16"]) and not torch.cuda.is_available():
         settings.setdefault("use_cpu", True)  # transformers refuses half precision on CPU unless told so
     settings.setdefault("seed", pipeline.seed)
-    return settings
+    return resume
+
+
+def build_config(config_class, where: str, **kwargs):
+    """The TRL config, with its own checks turned into a posttrain error naming the stage's trainer block."""
+    try:
+        return config_class(**kwargs)
+    except (TypeError, ValueError) as e:
+        raise PosttrainError(f"{where}: {e}") from None

@@ -16,17 +16,19 @@ from posttrain.errors import PosttrainError
 from posttrain.training.checkpoints import latest_checkpoint
 from posttrain.training.logs import plot_loss
 
-EXPLICIT = lambda resume: resume not in (None, "auto", True)  # noqa: E731
+def _explicit(resume) -> bool:
+    """A checkpoint path was named; otherwise (`auto`) the stage's newest whole checkpoint is used."""
+    return resume not in (None, "auto", True)
 
 
 def check_resume(resume, where: str) -> None:
-    if EXPLICIT(resume) and not (Path(str(resume)) / "trainer_state.json").exists():
+    if _explicit(resume) and not (Path(str(resume)) / "trainer_state.json").exists():
         raise PosttrainError(f"{where}.resume_from_checkpoint: {resume}: not a checkpoint directory "
                              "(no trainer_state.json)")
 
 
 def train_and_save(trainer, ctx, tokenizer, resume=None, evaluate: bool = False) -> dict:
-    checkpoint = resume if EXPLICIT(resume) else latest_checkpoint(ctx.checkpoints_dir)
+    checkpoint = resume if _explicit(resume) else latest_checkpoint(ctx.checkpoints_dir)
     if checkpoint and _finished(checkpoint):
         # killed after the last step was saved: training again would run past max_steps
         trainer._load_from_checkpoint(str(checkpoint))
