@@ -61,7 +61,7 @@ def sample_size_estimation(solution_str, ground_truth, extra_info=None) -> float
 
 
 def _study_search(solution_str, ground_truth, think: bool) -> float:
-    from posttrain.rewards.search import search
+    from posttrain.rewards.search import SearchUnavailable, search
     from posttrain.rewards.search.query import QueryError
 
     if not isinstance(solution_str, str):
@@ -81,6 +81,9 @@ def _study_search(solution_str, ground_truth, think: bool) -> float:
     try:
         found = search(query, 100)  # recall@100: the seed retrieves 1,000 and keeps the top 100
     except QueryError:
+        return 0.0
+    except SearchUnavailable as e:  # the backend failed, not the query: 0 as the seed scores it, but logged
+        e.warn_once()
         return 0.0
     recall = len(relevant.intersection(found)) / len(relevant)
     return 0.1 + recall if recall > 0 else 0.0
