@@ -4,8 +4,12 @@
   completions and the dataset's columns as keyword arguments; returns floats.
 - `compute_score(data_source, solution_str, ground_truth, extra_info=None, **kw)`:
   VERL's `custom_reward_function`, dispatching on `data_source`
-  (`study_search_train` -> `study_search`). VERL loads this file by path as
-  a standalone module, so it imports only absolute, installed names.
+  (`study_search_train` -> `study_search`). When a row's `extra_info`
+  carries `posttrain_rewards` (a GRPO stage's `rewards:` list of
+  `{name, weight}`, written by `posttrain verl prepare`), it returns their
+  weighted sum instead, as TRL sums them in a posttrain run, with each
+  reward's own value beside `score` for VERL to log. VERL loads this file by
+  path as a standalone module, so it imports only absolute, installed names.
 """
 
 from __future__ import annotations
@@ -29,9 +33,33 @@ def reward_for_source(data_source: str) -> str:
     return base
 
 
+REWARDS_KEY = "posttrain_rewards"  # extra_info key: the stage's rewards with weights
+
+
 def compute_score(data_source, solution_str, ground_truth, extra_info=None, **kwargs):
-    """VERL's entry point: the reward named by `data_source`, as a float or a dict with `score`."""
+    """VERL's entry point: the reward named by `data_source`, as a float or a dict with `score`;
+    the weighted sum of the rewards listed in `extra_info["posttrain_rewards"]` when there is that list."""
+    listed = extra_info.get(REWARDS_KEY) if isinstance(extra_info, dict) else None
+    if listed is not None and len(listed):
+        return weighted_score(listed, solution_str, ground_truth, extra_info)
     return get(reward_for_source(data_source))(solution_str, ground_truth, extra_info)
+
+
+def weighted_score(rewards, solution_str, ground_truth, extra_info=None) -> dict:
+    """`{"score": sum of weight * value, <reward>: value, ...}` over `[{name, weight}]`; the same keys every call."""
+    if hasattr(rewards, "tolist"):  # a numpy array, as parquet readers may hand a list back
+        rewards = rewards.tolist()
+    result = {"score": 0.0}
+    for item in rewards:
+        name = item["name"] if isinstance(item, dict) else str(item)
+        weight = float(item.get("weight", 1.0)) if isinstance(item, dict) else 1.0
+        value = score_value(get(name)(solution_str, ground_truth, extra_info))
+        label = name.rsplit(":", 1)[-1]  # what TRL logs it as
+        if label in result:
+            label = name if name not in result else f"{name}#{len(result)}"
+        result[label] = value
+        result["score"] += weight * value
+    return result
 
 
 def completion_text(completion) -> str:

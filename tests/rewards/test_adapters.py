@@ -31,6 +31,20 @@ def test_verl_entry_loaded_by_path_dispatches_on_data_source():
         compute_score(data_source="weather_train", solution_str=GOOD, ground_truth=truth)
 
 
+def test_verl_entry_sums_the_weighted_rewards_listed_in_extra_info():
+    import numpy as np
+
+    compute_score = load_by_path().compute_score
+    listed = np.array([{"name": "sample_size_estimation", "weight": 2.0}, {"name": "answer_tags", "weight": -1.0},
+                       {"name": "posttrain.rewards.formatting:answer_tags", "weight": 0.5}], dtype=object)
+    result = compute_score(data_source="anything", solution_str=GOOD, ground_truth={"target": 200},
+                           extra_info={"split": "train", "posttrain_rewards": listed})
+    assert result == pytest.approx({"score": 2 * 1.1 - 1.0 + 0.5, "sample_size_estimation": 1.1, "answer_tags": 1.0,
+                                    "posttrain.rewards.formatting:answer_tags": 1.0})
+    assert compute_score(data_source="sample_size_train", solution_str=GOOD, ground_truth={"target": 200},
+                         extra_info={"posttrain_rewards": []}) == 1.1  # an empty list: dispatch on data_source
+
+
 def test_trl_reward_reads_dataset_columns_and_conversational_completions():
     reward = adapters.trl_reward("sample_size_estimation")
     assert reward.__name__ == "sample_size_estimation"
