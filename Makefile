@@ -36,6 +36,7 @@ demo: $(STAMP) $(DEMO_MODEL)/config.json
 bench: $(STAMP)
 	$(BIN)/python bench/sft_throughput.py
 	$(BIN)/python bench/rewards_throughput.py
+	$(BIN)/python bench/grpo_step_time.py
 
 clean:
 	rm -rf runs/quickstart $(DEMO_MODEL)
