@@ -25,7 +25,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 app.add_typer(data_app, name="data", help="Convert, split and check data files.")
-app.add_typer(search_app, name="search", help="Build and query the offline study-search index.")
+app.add_typer(search_app, name="search", help="Build and query the study-search index; query live PubMed.")
 app.add_typer(rewards_app, name="rewards", help="List and test rewards.")
 app.add_typer(verl_app, name="verl", help="Hand a GRPO stage to VERL on a Ray cluster.")
 err = Console(stderr=True)
@@ -103,7 +103,7 @@ def status(run_dir: Path = typer.Argument(..., help="A run directory (output_dir
     from posttrain.pipeline import stage_states
 
     table = Table(title=str(run_dir))
-    for column in ("stage", "type", "status", "seconds", "train loss", "eval loss"):
+    for column in ("stage", "type", "status", "seconds", "train loss", "eval loss", "reward first→last"):
         table.add_column(column, no_wrap=True)
     colors = {"done": "green", "running": "cyan", "interrupted": "yellow", "failed": "red", "pending": "dim"}
     for row in stage_states(run_dir):
@@ -111,7 +111,7 @@ def status(run_dir: Path = typer.Argument(..., help="A run directory (output_dir
         metrics = row.get("metrics", {})
         table.add_row(row["name"], row.get("type", ""), f"[{colors.get(state, 'white')}]{state}[/]",
                       str(row.get("seconds", "")), _number(metrics.get("train_loss")),
-                      _number(metrics.get("eval_loss")))
+                      _number(metrics.get("eval_loss")), _trend(metrics))
     out.print(table)
     for row in stage_states(run_dir):
         if row.get("status") == "done":
@@ -122,6 +122,12 @@ def status(run_dir: Path = typer.Argument(..., help="A run directory (output_dir
 
 def _number(value) -> str:
     return f"{value:.4g}" if isinstance(value, (int, float)) else ""
+
+
+def _trend(metrics: dict) -> str:
+    if "reward_first_fifth" not in metrics:
+        return ""
+    return f"{_number(metrics['reward_first_fifth'])} → {_number(metrics['reward_last_fifth'])}"
 
 
 @app.command("init-model")

@@ -205,10 +205,21 @@ class GRPOStage(StageConfig):
     finetuning: Literal["full", "lora", "qlora"] = "full"
     lora: LoraSpec = Field(default_factory=LoraSpec)
     template: str | None = None
-    search_index: str | None = None  # the study-search index the rewards query
+    search_index: str | None = None  # the FTS5 study-search index the rewards query
+    search_corpus: str | None = None  # or a PubMed-style corpus the stage indexes itself (once per content)
+    search_backend: Literal["index", "ncbi"] | None = None  # ncbi: live PubMed (NCBI_API_KEY from the environment)
+    search_cache: str | None = None  # where live PubMed answers are kept between rollouts and runs
     plot_loss: bool = False
 
     _data_lists = field_validator("data", mode="before")(_as_list)
+
+    @model_validator(mode="after")
+    def _one_search_source(self):
+        if self.search_index and self.search_corpus:
+            raise ValueError("give search_index (a built index) or search_corpus (indexed by the stage), not both")
+        if self.search_backend == "ncbi" and (self.search_index or self.search_corpus):
+            raise ValueError("search_backend ncbi searches live PubMed; drop search_index/search_corpus")
+        return self
 
 
 STAGE_CONFIGS: dict[str, type[StageConfig]] = {"sft": SFTStage, "grpo": GRPOStage}

@@ -107,6 +107,9 @@ def _run_stage(stage, config, model_path, stage_dir, fingerprint, manifest, cons
     manifest.update(stage.name, status="done", finished=_now(), seconds=round(time.time() - started, 1),
                     metrics={k: v for k, v in metrics.items() if isinstance(v, (int, float))}, error=None)
     console.print(f"[green]✓ {stage.name}[/green] done in {time.time() - started:.1f}s → {stage_dir / 'model'}")
+    if "reward_first_fifth" in metrics:
+        console.print(f"  mean reward: first fifth of steps {metrics['reward_first_fifth']:.3f} → last fifth "
+                      f"{metrics['reward_last_fifth']:.3f}", highlight=False)
 
 
 _SECRET = re.compile(r"token|secret|password|api_key|apikey", re.IGNORECASE)
@@ -153,16 +156,29 @@ def model_fingerprint(path: str) -> str:
         return digest.hexdigest()
     for file in sorted(p for p in root.rglob("*") if p.is_file()):
         digest.update(str(file.relative_to(root)).encode())
-        size = file.stat().st_size
-        digest.update(str(size).encode())
-        with open(file, "rb") as f:
-            if size <= _WHOLE_FILE_LIMIT:
-                digest.update(f.read())
-            else:
-                digest.update(f.read(4 << 20))
-                f.seek(-(4 << 20), os.SEEK_END)
-                digest.update(f.read())
+        _update_with_file(digest, file)
     return digest.hexdigest()
+
+
+def file_fingerprint(path: str) -> str:
+    """sha256 of one file (a big one by size and its ends); "missing" when it is not there."""
+    digest = hashlib.sha256()
+    if not Path(path).is_file():
+        return "missing"
+    _update_with_file(digest, Path(path))
+    return digest.hexdigest()
+
+
+def _update_with_file(digest, file: Path) -> None:
+    size = file.stat().st_size
+    digest.update(str(size).encode())
+    with open(file, "rb") as f:
+        if size <= _WHOLE_FILE_LIMIT:
+            digest.update(f.read())
+        else:
+            digest.update(f.read(4 << 20))
+            f.seek(-(4 << 20), os.SEEK_END)
+            digest.update(f.read())
 
 
 def _pipeline_settings(config: PipelineConfig) -> dict:
@@ -188,6 +204,9 @@ def stage_fingerprint(stage: StageConfig, config: PipelineConfig, model_fp: str)
         spec = getattr(stage, field, None)
         if spec is not None:
             resolved[f"{field}_content"] = content_fingerprint(resolve_sources(spec))
+    for field in ("search_index", "search_corpus"):  # the rewards' answers depend on what the index holds
+        if getattr(stage, field, None):
+            resolved[f"{field}_content"] = file_fingerprint(getattr(stage, field))
     return hashlib.sha256(json.dumps(resolved, sort_keys=True, default=str).encode()).hexdigest()
 
 

@@ -10,6 +10,7 @@ lists every problem it finds rather than stopping at the first.
 from __future__ import annotations
 
 import importlib
+import os
 import sys
 import tempfile
 from dataclasses import dataclass, field
@@ -61,6 +62,8 @@ def validate(source, overrides=()) -> ValidationReport:
             stage_module.plan(stage, config, Path(tempfile.gettempdir()) / "posttrain-validate")
         except PosttrainError as e:
             report.problems.append(str(e))
+        if stage.type == "grpo":
+            _check_search(stage, report)
         max_length = stage.trainer.get("max_length", 1024) or sys.maxsize  # None: nothing is cut
         for field_name in ("data", "eval_data"):
             spec = getattr(stage, field_name, None)
@@ -89,6 +92,35 @@ def _check_model(path: str, template, trust_remote_code, report, where) -> bool:
         return False
     report.notes.append(f"{where}: {path}: config, tokenizer and chat template found")
     return True
+
+
+def _check_search(stage, report) -> None:
+    """A study-search reward needs a backend: an index that opens, or live PubMed."""
+    where = f"stages.{stage.name}"
+    if stage.search_index:
+        from posttrain.rewards.search.index import SearchIndex
+
+        try:
+            count = SearchIndex(stage.search_index).db.execute("SELECT count(*) FROM docs").fetchone()[0]
+            report.notes.append(f"{where}.search_index: {stage.search_index}: {count} documents")
+        except Exception as e:  # sqlite3 errors on a file that is not an index
+            report.problems.append(f"{where}.search_index: {stage.search_index}: {e}; "
+                                   "build one with `posttrain search build-index CORPUS INDEX.db`")
+    if stage.search_corpus:
+        if Path(stage.search_corpus).is_file():
+            report.notes.append(f"{where}.search_corpus: {stage.search_corpus}: indexed when the stage starts")
+        else:
+            report.problems.append(f"{where}.search_corpus: {stage.search_corpus}: no such file")
+    if stage.search_backend == "ncbi":
+        rate = 10 if os.environ.get("NCBI_API_KEY") else 3
+        report.notes.append(f"{where}.search_backend: live PubMed, at most {rate} requests/s "
+                            "(10 with NCBI_API_KEY set in the environment)")
+        return
+    searching = [r.name for r in stage.rewards if r.name.startswith("study_search")]
+    if searching and not (stage.search_index or stage.search_corpus or os.environ.get("POSTTRAIN_SEARCH_INDEX")):
+        report.problems.append(f"{where}: rewards {', '.join(searching)} run PubMed queries but the stage has no "
+                               "search_index: (an index from `posttrain search build-index`), no search_corpus: "
+                               "(a PubMed-style corpus to index) and no `search_backend: ncbi`")
 
 
 def _check_data(stage, field_name, spec, tokenizer_dir, template, max_length, report) -> None:

@@ -112,6 +112,8 @@ def prepare(source, stage_name: str, out_dir, *, overrides=(), val_size: float =
     mapped, warnings = _overrides(stage, config, args, out_dir, model_path, len(splits["train"]), gpus, nodes,
                                   max_prompt_length, notes)
     counts = _write(out_dir, splits, rewards, _script(stage, config, mapped, out_dir))
+    if stage.search_corpus:
+        notes.append(f"search index of {stage.search_corpus}: {grpo.corpus_index(stage.search_corpus, out_dir)}")
     return Prepared(out_dir, counts, out_dir / "run_verl.sh", mapped, notes, warnings)
 
 
@@ -434,7 +436,7 @@ def _script(stage, config: PipelineConfig, overrides: list[str], out_dir: Path) 
         "set -euo pipefail",
         "",
     ]
-    env = _search_env(stage)
+    env = _search_env(stage, out_dir)
     if env:
         lines += ["# the study-search rewards' settings, for this process and, through Ray's runtime_env, every worker",
                   *(f"export {name}={shlex.quote(value)}" for name, value in env.items()), ""]
@@ -452,9 +454,13 @@ def _script(stage, config: PipelineConfig, overrides: list[str], out_dir: Path) 
     return "\n".join(lines)
 
 
-def _search_env(stage) -> dict[str, str]:
+def _search_env(stage, out_dir: Path) -> dict[str, str]:
     """The stage's study-search settings as the environment variables a reward worker reads (rewards/search)."""
+    from posttrain.stages.grpo import corpus_index
+
     env = {}
+    if stage.search_corpus:  # prepare indexes the corpus into out_dir once the data is written
+        env["POSTTRAIN_SEARCH_INDEX"] = str(Path(corpus_index(stage.search_corpus, out_dir, build=False)).resolve())
     for field, name, is_path in (("search_index", "POSTTRAIN_SEARCH_INDEX", True),
                                  ("search_backend", "POSTTRAIN_SEARCH_BACKEND", False),
                                  ("search_cache", "POSTTRAIN_SEARCH_CACHE", True)):

@@ -351,7 +351,7 @@ def test_cli_prepare_prints_the_splits_and_the_command(tmp_path):
     (["--stage", "nope"], "--stage: no stage named 'nope'; GRPO stages: rl"),
     (["--stage", "sft"], "--stage: stage sft has type sft; VERL takes a GRPO stage (GRPO stages: rl)"),
     (["--stage", "rl", "--val-size", "0"], "--val-size: expected a fraction above 0 and below 1"),
-    (["--stage", "rl", "stages.rl.trainer.num_generations=3"], "num_generations (3)"),
+    (["--stage", "rl", "stages.rl.trainer.num_generations=3"], "not a whole number of groups of num_generations 3"),
 ])
 def test_cli_bad_input_exits_2_and_writes_nothing(tmp_path, args, message):
     out = tmp_path / "verl"

@@ -112,7 +112,7 @@ def probe_index():
         try:
             yield
         finally:
-            search.configure(previous.get("index"))
+            search.configure(**previous)
 
 
 def read_cases(path: str | Path) -> list[dict]:

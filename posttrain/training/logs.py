@@ -102,3 +102,13 @@ def plot_loss(log_path: Path, out: Path) -> Path | None:
     fig.savefig(out, dpi=100)
     plt.close(fig)
     return out
+
+
+def reward_trend(log_path: Path) -> dict:
+    """Mean reward over the first and the last fifth of logged steps: did reinforcement move it?"""
+    rewards = [row["reward"] for row in read_log(log_path) if isinstance(row.get("reward"), (int, float))]
+    if len(rewards) < 5:
+        return {}
+    fifth = len(rewards) // 5
+    return {"reward_first_fifth": round(sum(rewards[:fifth]) / fifth, 4),
+            "reward_last_fifth": round(sum(rewards[-fifth:]) / fifth, 4), "reward_steps_logged": len(rewards)}

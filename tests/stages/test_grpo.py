@@ -44,7 +44,8 @@ def test_a_batch_num_generations_does_not_divide_is_a_config_error(tmp_path, tin
     from posttrain.validate import validate
 
     report = validate(config(tmp_path, tiny_model, num_generations=3))
-    assert any("stages.rl.trainer" in p and "divisible" in p for p in report.problems), report.problems
+    assert any("stages.rl.trainer" in p and "not a whole number of groups of num_generations 3: set "
+               "per_device_train_batch_size: 6, or num_generations to one of 2, 4" in p for p in report.problems), report.problems
 
 
 def test_unknown_reward_names_the_closest(tmp_path, tiny_model):
@@ -60,3 +61,66 @@ def test_sft_records_are_refused_by_grpo(tmp_path, tiny_model):
         {"messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}]}])), "format": "openai"}
     with pytest.raises(PosttrainError, match="openai makes conversation records"):
         run(cfg)
+
+
+def search_config(tmp_path, tiny_model, **search):
+    cfg = config(tmp_path, tiny_model)
+    rows = [{"prompt": [{"role": "user", "content": "Find the trials."}], "data_source": "study_search",
+             "ground_truth": {"relevant_pmids": ["1"]}, "extra_info": {}}] * 4
+    cfg["stages"][0].update(data={"path": str(write_jsonl(tmp_path / "search.jsonl", rows)), "format": "rl_prompt"},
+                            rewards=["study_search"], **search)
+    return cfg
+
+
+def corpus(tmp_path, titles=("heart failure trial", "asthma trial")):
+    return write_jsonl(tmp_path / "corpus.jsonl", [{"pmid": str(i), "title": t, "abstract": "randomized"}
+                                                  for i, t in enumerate(titles, 1)])
+
+
+@pytest.fixture
+def search_backend():
+    """The search module as the stage leaves it (it configures this process's backend), reset afterwards."""
+    from posttrain.rewards import search
+
+    yield search
+    search.configure()
+
+
+def test_a_search_corpus_is_indexed_once_into_the_stage_dir(tmp_path, tiny_model, search_backend):
+    from posttrain.stages.grpo import corpus_index
+
+    run_dir = run(search_config(tmp_path, tiny_model, search_corpus=str(corpus(tmp_path))))
+    indexes = list((run_dir / "rl").glob("search_index-*.db"))
+    assert len(indexes) == 1
+    # the stage configured this process's backend with it: the reward finds PMID 1 through it
+    assert search_backend.search("heart failure", 10) == ["1"]
+    built = indexes[0].stat().st_mtime_ns
+    assert corpus_index(str(tmp_path / "corpus.jsonl"), run_dir / "rl") == str(indexes[0])
+    assert indexes[0].stat().st_mtime_ns == built  # same content: not rebuilt
+
+
+def test_search_settings_are_checked(tmp_path, tiny_model):
+    from posttrain.validate import validate
+
+    with pytest.raises(ConfigError, match="search_index .* or search_corpus .*not both"):
+        run(search_config(tmp_path, tiny_model, search_index="x.db", search_corpus="c.jsonl"))
+    with pytest.raises(ConfigError, match="search_backend"):
+        run(search_config(tmp_path, tiny_model, search_backend="pubmed"))
+    problems = validate(search_config(tmp_path, tiny_model)).problems
+    assert any("rewards study_search run PubMed queries" in p and "search_backend: ncbi" in p for p in problems)
+    (tmp_path / "not-an-index.db").write_text("hello")
+    problems = validate(search_config(tmp_path, tiny_model, search_index=str(tmp_path / "not-an-index.db"))).problems
+    assert any("not-an-index.db" in p and "posttrain search build-index" in p for p in problems), problems
+    problems = validate(search_config(tmp_path, tiny_model, search_corpus=str(tmp_path / "missing.jsonl"))).problems
+    assert any("search_corpus" in p and "no such file" in p for p in problems), problems
+    assert validate(search_config(tmp_path, tiny_model, search_backend="ncbi")).ok
+
+
+def test_the_search_corpus_content_is_part_of_the_fingerprint(tmp_path, tiny_model):
+    from posttrain.config import load_config
+    from posttrain.pipeline import stage_fingerprint
+
+    cfg = load_config(search_config(tmp_path, tiny_model, search_corpus=str(corpus(tmp_path))))
+    before = stage_fingerprint(cfg.stages[0], cfg, "model")
+    corpus(tmp_path, titles=("heart failure trial", "asthma trial", "gout trial"))
+    assert stage_fingerprint(cfg.stages[0], cfg, "model") != before
