@@ -92,6 +92,13 @@ def sample_size_splits(rng: random.Random, n_train: int, n_eval: int) -> tuple[l
     return train, eval_chats
 
 
+def to_rl_prompt(chat: dict, index: int) -> dict:
+    """The chat's question as an rl_prompt record: the reward reads the target from the SFT answer."""
+    target = int(chat["messages"][-1]["content"].split("<answer>")[1].split("</answer>")[0])
+    return {"prompt": chat["messages"][:-1], "data_source": "sample_size_estimation",
+            "ground_truth": {"target": target, "answer_type": "total"}, "extra_info": {"split": "train", "index": index}}
+
+
 def to_sharegpt(chat: dict) -> dict:
     names = {"system": "system", "user": "human", "assistant": "gpt"}
     return {"conversations": [{"from": names[m["role"]], "value": m["content"]} for m in chat["messages"]]}
@@ -107,6 +114,8 @@ def main() -> None:
         f.writelines(json.dumps(chat) + "\n" for chat in train)
     with open(OUT / "sample_size_chat_eval.jsonl", "w") as f:
         f.writelines(json.dumps(chat) + "\n" for chat in held_out)
+    with open(OUT / "sample_size_rl.jsonl", "w") as f:
+        f.writelines(json.dumps(to_rl_prompt(chat, i)) + "\n" for i, chat in enumerate(train[:200]))
     (OUT / "sample_size_sharegpt.json").write_text(json.dumps([to_sharegpt(c) for c in train[:40]], indent=1) + "\n")
     info = {
         "glossary": {"file_name": "glossary_alpaca.json"},

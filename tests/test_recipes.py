@@ -36,8 +36,9 @@ def test_recipe_validates(recipe, tiny_model, monkeypatch):
 def test_quickstart_shape(tiny_model, monkeypatch):
     monkeypatch.chdir(ROOT)
     config = load_config("recipes/quickstart.yaml", [f"model={tiny_model}"])
-    assert [s.name for s in config.stages] == ["sft1", "sft2"]
+    assert [s.name for s in config.stages] == ["sft1", "sft2", "grpo"]
     assert config.stage("sft2").model == "sft1"
+    assert config.stage("grpo").model == "sft2"
     assert config.model == str(tiny_model)
     report = validate("recipes/quickstart.yaml", [f"model={tiny_model}"])
     assert report.ok, report.problems
@@ -49,10 +50,13 @@ def test_quickstart_runs(tiny_model, tmp_path, monkeypatch):
 
     monkeypatch.chdir(ROOT)
     run_dir = run("recipes/quickstart.yaml", [f"model={tiny_model}", f"output_dir={tmp_path / 'run'}",
-                                              "stages.sft1.trainer.max_steps=3", "stages.sft2.trainer.max_steps=3"])
+                                              "stages.sft1.trainer.max_steps=3", "stages.sft2.trainer.max_steps=3",
+                                              "stages.grpo.trainer.max_steps=5"])
     stages = read_manifest(run_dir)["stages"]
-    assert [stages[s]["status"] for s in ("sft1", "sft2")] == ["done", "done"]
+    assert [stages[s]["status"] for s in ("sft1", "sft2", "grpo")] == ["done", "done", "done"]
     assert stages["sft2"]["input_model"].endswith("sft1/model")
+    assert stages["grpo"]["input_model"].endswith("sft2/model")
+    assert {"reward_first_fifth", "reward_last_fifth"} <= set(stages["grpo"]["metrics"])
 
 
 @pytest.mark.parametrize("recipe", sorted((ROOT / "examples" / "llamafactory").glob("*.yaml")), ids=lambda p: p.name)
