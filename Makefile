@@ -11,7 +11,7 @@ TORCH_CONSTRAINTS ?= -c constraints-cpu.txt
 PYTEST_WORKERS ?= 2
 DEMO_MODEL := models/quickstart-base
 
-.PHONY: install test demo bench clean
+.PHONY: install test demo clinical bench clean
 
 $(STAMP): pyproject.toml constraints-cpu.txt
 	$(PYTHON) -m venv $(VENV)
@@ -33,10 +33,22 @@ demo: $(STAMP) $(DEMO_MODEL)/config.json
 	$(BIN)/posttrain run recipes/quickstart.yaml
 	$(BIN)/posttrain status runs/quickstart
 
+CLINICAL_DATA := examples/data/clinical_trials
+CLINICAL_MODEL := models/clinical-trials-base
+
+$(CLINICAL_MODEL)/config.json: | $(STAMP)
+	$(BIN)/posttrain init-model $(CLINICAL_MODEL) --size small --corpus $(CLINICAL_DATA)/stage_1.json \
+		--corpus $(CLINICAL_DATA)/sample_size_train.jsonl --corpus $(CLINICAL_DATA)/study_search_train.jsonl
+
+clinical: $(STAMP) $(CLINICAL_MODEL)/config.json
+	$(BIN)/posttrain validate recipes/clinical_trials/pipeline.yaml
+	$(BIN)/posttrain run recipes/clinical_trials/pipeline.yaml
+	$(BIN)/posttrain status runs/clinical-trials
+
 bench: $(STAMP)
 	$(BIN)/python bench/sft_throughput.py
 	$(BIN)/python bench/rewards_throughput.py
 	$(BIN)/python bench/grpo_step_time.py
 
 clean:
-	rm -rf runs/quickstart $(DEMO_MODEL)
+	rm -rf runs/quickstart $(DEMO_MODEL) runs/clinical-trials $(CLINICAL_MODEL)

@@ -1,0 +1,87 @@
+"""The sample data in examples/data: what the generators write, and fit for the recipes that use it."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import statistics
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+CLINICAL = ROOT / "examples" / "data" / "clinical_trials"
+
+
+def _generator(name: str):
+    spec = importlib.util.spec_from_file_location(f"examples_{name}", ROOT / "examples" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _rows(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+
+
+@pytest.mark.parametrize("name, folder", [("make_data", "data"), ("make_clinical_data", "data/clinical_trials")])
+def test_the_shipped_data_is_what_its_generator_writes(name, folder, tmp_path, monkeypatch):
+    generator = _generator(name)
+    monkeypatch.setattr(generator, "OUT", tmp_path)
+    generator.main()
+    shipped = ROOT / "examples" / folder
+    for made in sorted(tmp_path.iterdir()):
+        assert made.read_bytes() == (shipped / made.name).read_bytes(), made.name
+
+
+def test_sample_size_records_convert_and_their_answer_is_the_explanations_result():
+    from posttrain.data.formats import load_records
+
+    for split in ("train", "test"):
+        path = CLINICAL / f"sample_size_{split}.jsonl"
+        prompts = [r for _, r in load_records(path, "trialpanorama-sample-size", record="rl_prompt")]
+        chats = [r for _, r in load_records(path, "trialpanorama-sample-size-sft", record="conversation")]
+        assert len(prompts) == len(chats) == len(_rows(path)) > 0
+        for source, prompt, chat in zip(_rows(path), prompts, chats):
+            # the worked explanation ends on the total, which is the answer the reward checks
+            assert source["explanation"].endswith(f"= {source['answer']}.")
+            assert prompt["ground_truth"]["target"] == float(source["answer"])
+            assert chat["messages"][-1]["content"].endswith(f"<answer>{source['answer']}</answer>")
+
+
+def test_the_splits_are_disjoint():
+    for task, key in (("sample_size", "trial_id"), ("study_search", "labels")):
+        train = {json.dumps(r[key]) for r in _rows(CLINICAL / f"{task}_train.jsonl")}
+        test = {json.dumps(r[key]) for r in _rows(CLINICAL / f"{task}_test.jsonl")}
+        assert train and test and not train & test
+
+
+def test_a_reviewers_query_finds_the_relevant_trials_and_a_vague_one_loses_recall(tmp_path):
+    from posttrain.rewards import get, search
+    from posttrain.rewards.search.index import build_index
+
+    generator = _generator("make_clinical_data")
+    build_index(CLINICAL / "pubmed_corpus.jsonl", tmp_path / "index.db", progress=False)
+    search.configure(index=tmp_path / "index.db")
+    try:
+        reward = get("study_search")
+        precise, vague = [], []
+        for row in _rows(CLINICAL / "study_search_test.jsonl"):
+            criteria = row["inputs"]["selection criteria"]
+            condition = next(c for c in generator.CONDITIONS if f"adults with {c}." in criteria)
+            intervention = next(i for i in generator.INTERVENTIONS if criteria.startswith(f"Randomized controlled "
+                                                                                          f"trials comparing {i} with"))
+            truth = {"relevant_pmids": row["labels"]}
+            precise.append(reward(f"<answer>{generator.reference_query(condition, intervention)}</answer>", truth))
+            vague.append(reward(f"<answer>{condition}</answer>", truth))
+    finally:
+        search.configure()
+    assert statistics.mean(precise) == pytest.approx(1.1)  # recall@100 of 1, plus the 0.1 for a hit
+    assert statistics.mean(vague) < 0.9  # the condition alone returns more than 100 studies
+
+
+def test_stage_1_teaches_the_query_form_on_training_reviews_only():
+    stage_1 = json.loads((CLINICAL / "stage_1.json").read_text())
+    test_backgrounds = {r["inputs"]["background"] for r in _rows(CLINICAL / "study_search_test.jsonl")}
+    assert stage_1 and all(r["output"].startswith("<answer>(") for r in stage_1)
+    assert not any(background in r["instruction"] for r in stage_1 for background in test_backgrounds)
