@@ -103,7 +103,7 @@ def status(run_dir: Path = typer.Argument(..., help="A run directory (output_dir
     from posttrain.pipeline import stage_states
 
     table = Table(title=str(run_dir))
-    for column in ("stage", "type", "status", "seconds", "train loss", "eval loss", "reward first→last"):
+    for column in ("stage", "type", "status", "seconds", "train loss", "eval loss"):
         table.add_column(column, no_wrap=True)
     colors = {"done": "green", "running": "cyan", "interrupted": "yellow", "failed": "red", "pending": "dim"}
     for row in stage_states(run_dir):
@@ -111,11 +111,12 @@ def status(run_dir: Path = typer.Argument(..., help="A run directory (output_dir
         metrics = row.get("metrics", {})
         table.add_row(row["name"], row.get("type", ""), f"[{colors.get(state, 'white')}]{state}[/]",
                       str(row.get("seconds", "")), _number(metrics.get("train_loss")),
-                      _number(metrics.get("eval_loss")), _trend(metrics))
+                      _number(metrics.get("eval_loss")))
     out.print(table)
     for row in stage_states(run_dir):
         if row.get("status") == "done":
-            out.print(f"{row['name']} → {row['output']}", highlight=False, soft_wrap=True)
+            out.print(f"{row['name']} → {row['output']}{_trend(row.get('metrics', {}))}", highlight=False,
+                      soft_wrap=True)
         if row.get("error"):
             err.print(f"[red]{row['name']}[/red]: {row['error']}", highlight=False, soft_wrap=True)
 
@@ -127,7 +128,8 @@ def _number(value) -> str:
 def _trend(metrics: dict) -> str:
     if "reward_first_fifth" not in metrics:
         return ""
-    return f"{_number(metrics['reward_first_fifth'])} → {_number(metrics['reward_last_fifth'])}"
+    return (f"; mean reward {_number(metrics['reward_first_fifth'])} (first fifth of steps) → "
+            f"{_number(metrics['reward_last_fifth'])} (last fifth)")
 
 
 @app.command("init-model")
