@@ -371,3 +371,40 @@ def test_cli_refuses_a_non_empty_out_dir_without_force(tmp_path):
     result = _invoke(pipeline(tmp_path), "--stage", "rl", "--out", out, "--max-prompt-length", 64, "--force")
     assert result.exit_code == 0, result.output
     assert (out / "mine.txt").read_text() == "keep" and (out / "train.parquet").exists()
+
+
+def test_a_fresh_worker_scores_the_clinical_study_search_split_through_the_script_env(tmp_path, monkeypatch):
+    """The clinical recipe's study-search stage as VERL runs it: a new process with the script's exports,
+    adapters.py loaded by path, every prepared row scored; a reviewer's query finds the relevant trials."""
+    root = Path(__file__).resolve().parent.parent
+    monkeypatch.chdir(root)
+    out = tmp_path / "verl"
+    prepare("recipes/clinical_trials/pipeline.yaml", "grpo_study_search", out, max_prompt_length=512,
+            overrides=[f"output_dir={tmp_path / 'run'}"])
+    spec = importlib.util.spec_from_file_location("make_clinical_data", root / "examples" / "make_clinical_data.py")
+    generator = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(generator)
+    calls = []
+    for split in ("train", "val", "test"):
+        for row in rows(out, split):
+            prompt = row["prompt"][0]["content"]
+            condition = next(c for c in generator.CONDITIONS if f"adults with {c}." in prompt)
+            intervention = next(i for i in generator.INTERVENTIONS if f"trials comparing {i} with" in prompt)
+            calls.append({"data_source": row["data_source"], "ground_truth": row["reward_model"]["ground_truth"],
+                          "extra_info": row["extra_info"],
+                          "solution_str": f"<answer>{generator.reference_query(condition, intervention)}</answer>"})
+    (tmp_path / "calls.json").write_text(json.dumps(calls))
+    exports = dict(line[len("export "):].split("=", 1) for line in (out / "run_verl.sh").read_text().splitlines()
+                   if line.startswith("export "))
+    assert set(exports) == {"POSTTRAIN_SEARCH_INDEX"} and Path(exports["POSTTRAIN_SEARCH_INDEX"]).is_file()
+    worker = ("import importlib.util, json, sys\n"
+              "spec = importlib.util.spec_from_file_location('custom_reward', sys.argv[1])\n"
+              "module = importlib.util.module_from_spec(spec); spec.loader.exec_module(module)\n"
+              "calls = json.load(open(sys.argv[2]))\n"
+              "print(json.dumps([module.compute_score(**call) for call in calls]))\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("POSTTRAIN_")}
+    done = subprocess.run([sys.executable, "-c", worker, adapters.__file__, str(tmp_path / "calls.json")],
+                          env={**env, **exports}, cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    scores = json.loads(done.stdout)
+    assert len(scores) == 150 and all(score == pytest.approx(1.1) for score in scores)
