@@ -66,6 +66,7 @@ import datasets  # noqa: E402
 import torch  # noqa: E402
 import transformers  # noqa: E402
 from transformers import AutoModelForCausalLM, AutoTokenizer, TrainerCallback  # noqa: E402
+from machine import cpu_seconds  # noqa: E402  (bench/ is on sys.path when a script runs)
 
 SEED = 42
 SIZE = "small"
@@ -106,17 +107,6 @@ def make_prompts(n: int, seed: int) -> list[dict]:
                      "ground_truth": {"target": total, "answer_type": "total", "reference": reference},
                      "extra_info": {"split": "train", "index": i}})
     return rows
-
-
-def cpu_seconds() -> tuple[float, float, float]:
-    """(wall clock, CPU seconds the whole machine has used, CPU seconds this process has used); Linux."""
-    try:
-        with open("/proc/stat") as f:
-            ticks = [int(x) for x in f.readline().split()[1:]]
-        machine = (sum(ticks) - ticks[3] - ticks[4]) / os.sysconf("SC_CLK_TCK")  # all but idle and iowait
-    except OSError:
-        machine = float("nan")
-    return time.perf_counter(), machine, sum(os.times()[:2])
 
 
 class StepTimer(TrainerCallback):

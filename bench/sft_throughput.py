@@ -35,6 +35,7 @@ import datasets  # noqa: E402
 import torch  # noqa: E402
 import transformers  # noqa: E402
 from transformers import AutoModelForCausalLM, AutoTokenizer, TrainerCallback  # noqa: E402
+from machine import cpu_seconds  # noqa: E402  (bench/ is on sys.path when a script runs)
 
 SEED = 42
 # Shared by every run. TRL's default (2e-5) barely moves a randomly initialised model in one epoch; both get 1e-3.
@@ -94,17 +95,6 @@ def heldout_loss(model_dir, tokenizer, chats: list[dict]) -> float:
             total += torch.nn.functional.cross_entropy(logits, ids[0, 1:], reduction="sum").item()
             count += ids.shape[1] - 1
     return total / count
-
-
-def cpu_seconds() -> tuple[float, float, float]:
-    """(wall clock, CPU seconds the whole machine has used, CPU seconds this process has used); Linux."""
-    try:
-        with open("/proc/stat") as f:
-            ticks = [int(x) for x in f.readline().split()[1:]]
-        machine = (sum(ticks) - ticks[3] - ticks[4]) / os.sysconf("SC_CLK_TCK")  # all but idle and iowait
-    except OSError:
-        machine = float("nan")
-    return time.perf_counter(), machine, sum(os.times()[:2])
 
 
 class StepTimer(TrainerCallback):
