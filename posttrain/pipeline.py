@@ -204,10 +204,27 @@ def stage_fingerprint(stage: StageConfig, config: PipelineConfig, model_fp: str)
         spec = getattr(stage, field, None)
         if spec is not None:
             resolved[f"{field}_content"] = content_fingerprint(resolve_sources(spec))
-    for field in ("search_index", "search_corpus"):  # the rewards' answers depend on what the index holds
-        if getattr(stage, field, None):
-            resolved[f"{field}_content"] = file_fingerprint(getattr(stage, field))
+    resolved.update(_search_inputs(stage))
     return hashlib.sha256(json.dumps(resolved, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def _search_inputs(stage: StageConfig) -> dict:
+    """What a stage's study-search rewards will query, the index's content included: their answers depend on it.
+
+    The stage's own settings, else the environment's (POSTTRAIN_SEARCH_BACKEND, POSTTRAIN_SEARCH_INDEX), which
+    count only where a study-search reward is listed.
+    """
+    if stage.type != "grpo":
+        return {}
+    searching = any(reward.name.startswith("study_search") for reward in stage.rewards)
+    from_env = os.environ if searching else {}
+    inputs = {"search_backend": stage.search_backend or from_env.get("POSTTRAIN_SEARCH_BACKEND") or "index"}
+    if stage.search_corpus:
+        inputs["search_corpus_content"] = file_fingerprint(stage.search_corpus)
+    index = stage.search_index or (None if stage.search_corpus else from_env.get("POSTTRAIN_SEARCH_INDEX"))
+    if index and inputs["search_backend"] != "ncbi":
+        inputs["search_index_content"] = file_fingerprint(index)
+    return inputs
 
 
 class Manifest:

@@ -111,10 +111,12 @@ def _check_search(stage, report) -> None:
             report.notes.append(f"{where}.search_corpus: {stage.search_corpus}: indexed when the stage starts")
         else:
             report.problems.append(f"{where}.search_corpus: {stage.search_corpus}: no such file")
-    if stage.search_backend == "ncbi":
-        rate = 10 if os.environ.get("NCBI_API_KEY") else 3
-        report.notes.append(f"{where}.search_backend: live PubMed, at most {rate} requests/s "
-                            "(10 with NCBI_API_KEY set in the environment)")
+    if (stage.search_backend or os.environ.get("POSTTRAIN_SEARCH_BACKEND")) == "ncbi":
+        from posttrain.rewards.search import ncbi
+
+        rate = ncbi.RATE_WITH_KEY if os.environ.get("NCBI_API_KEY") else ncbi.RATE
+        report.notes.append(f"{where}.search_backend: live PubMed, at most {rate:g} requests/s "
+                            f"({ncbi.RATE_WITH_KEY:g} with NCBI_API_KEY set in the environment)")
         return
     searching = [r.name for r in stage.rewards if r.name.startswith("study_search")]
     if searching and not (stage.search_index or stage.search_corpus or os.environ.get("POSTTRAIN_SEARCH_INDEX")):

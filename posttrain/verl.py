@@ -98,7 +98,7 @@ def prepare(source, stage_name: str, out_dir, *, overrides=(), val_size: float =
     notes: list[str] = []
     model_path, tokenizer_dir = _input_model(stage, config, notes)
     _template_note(stage, config, model_path, notes)
-    args, _ = grpo.plan(stage, config, out_dir / "checkpoints")
+    args, _ = grpo.plan(stage, config, out_dir / "checkpoints", processes=gpus * nodes)
     records = [{"prompt": row["prompt"], "data_source": row["data_source"],
                 "ground_truth": json.loads(row["ground_truth_json"]), "extra_info": json.loads(row["extra_info_json"])}
                for row in grpo.prompts(stage.data)]
@@ -259,7 +259,7 @@ def _overrides(stage, config, args, out_dir: Path, model_path: str, train_rows: 
     per_device, accumulation = args.per_device_train_batch_size, args.gradient_accumulation_steps
     # TRL counts completions: one optimizer step takes per_device × accumulation × GPUs of them, one generation
     # round per_device × GPUs × steps_per_generation (or generation_batch_size). VERL counts prompts, n each.
-    generated = explicit.get("generation_batch_size") or per_device * world * args.steps_per_generation
+    generated = args.generation_batch_size  # plan() sized it for this world
     step = per_device * accumulation * world
     if step % n:
         raise PosttrainError(

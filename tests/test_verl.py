@@ -408,3 +408,13 @@ def test_a_fresh_worker_scores_the_clinical_study_search_split_through_the_scrip
     assert done.returncode == 0, done.stderr
     scores = json.loads(done.stdout)
     assert len(scores) == 150 and all(score == pytest.approx(1.1) for score in scores)
+
+
+def test_a_batch_that_makes_whole_groups_only_across_gpus_is_mapped(tmp_path):
+    # 4 completions per device are half a group of 8; on 2 GPUs a generation round is one whole group
+    trainer = {"per_device_train_batch_size": 4, "num_generations": 8}
+    prepare(pipeline(tmp_path, trainer=trainer), "rl", tmp_path / "verl", gpus=2, max_prompt_length=64)
+    o = overrides(tmp_path / "verl" / "run_verl.sh")
+    assert o["data.train_batch_size"] == "1" and o["actor_rollout_ref.rollout.n"] == "8"
+    with pytest.raises(PosttrainError, match="per_device_train_batch_size 4 x 1 process"):
+        prepare(pipeline(tmp_path, trainer=trainer), "rl", tmp_path / "verl1", gpus=1, max_prompt_length=64)

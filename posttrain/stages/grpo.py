@@ -29,32 +29,49 @@ from posttrain.training.logs import TrainerLogCallback, reward_trend
 
 
 
-def plan(stage, pipeline, output_dir) -> tuple[GRPOConfig, object]:
+def plan(stage, pipeline, output_dir, processes: int | None = None) -> tuple[GRPOConfig, object]:
+    """The stage's GRPOConfig and checkpoint to resume from. `processes`: the data-parallel world the batch is
+    checked against, when it is not this one (`posttrain verl prepare --gpus`); the config then carries that
+    world's generation batch."""
     settings = {**COMMON, **stage.trainer}
     where = f"stages.{stage.name}.trainer"
     resume = apply_common(settings, pipeline, GRPOConfig, where)
     settings.setdefault("reward_weights", [reward.weight for reward in stage.rewards])
-    check_groups(settings, where)
+    world = processes or int(os.environ.get("WORLD_SIZE", "1"))
+    check_groups(settings, where, world)
+    if processes and not settings.get("generation_batch_size"):
+        # TRL sizes the generation round by this process's world; give it the other world's explicitly
+        steps = settings.pop("steps_per_generation", None) or _value(settings, "gradient_accumulation_steps")
+        settings["generation_batch_size"] = _value(settings, "per_device_train_batch_size") * processes * steps
     return build_config(GRPOConfig, where, output_dir=str(output_dir), **settings), resume
 
 
-def check_groups(settings: dict, where: str) -> None:
+def _value(settings: dict, key: str):
+    """A trainer setting as GRPOConfig will have it: the stage's value, else TRL's default."""
+    if settings.get(key) is not None:
+        return settings[key]
+    return next(f.default for f in dataclasses.fields(GRPOConfig) if f.name == key)
+
+
+def check_groups(settings: dict, where: str, processes: int) -> None:
     """Each generation round must hold whole groups of num_generations completions; say how to get there."""
-    default = {f.name: f.default for f in dataclasses.fields(GRPOConfig)}
-    value = lambda key: settings.get(key) if settings.get(key) is not None else default[key]  # noqa: E731
-    per_device, group = value("per_device_train_batch_size"), value("num_generations")
-    processes = int(os.environ.get("WORLD_SIZE", "1"))
-    steps = value("steps_per_generation") or value("gradient_accumulation_steps")
-    completions = value("generation_batch_size") or per_device * processes * steps
-    made = (f"generation_batch_size {completions}" if value("generation_batch_size") else
-            f"per_device_train_batch_size {per_device} x {processes} process(es) x steps_per_generation {steps}")
-    if not isinstance(group, int) or group < 1 or not isinstance(completions, int) or completions % group == 0:
+    per_device, group = _value(settings, "per_device_train_batch_size"), _value(settings, "num_generations")
+    steps = _value(settings, "steps_per_generation") or _value(settings, "gradient_accumulation_steps")
+    explicit = _value(settings, "generation_batch_size")
+    completions = explicit or per_device * processes * steps
+    if not all(isinstance(v, int) and v > 0 for v in (per_device, group, steps, completions)):
         return  # a type error is the config class's to report
-    divisors = [n for n in range(2, completions + 1) if completions % n == 0]
-    raise PosttrainError(
-        f"{where}: a generation round makes {completions} completions ({made}), not a whole number of groups of "
-        f"num_generations {group}: set per_device_train_batch_size: {group * -(-per_device // group)}"
-        + (f", or num_generations to one of {', '.join(map(str, divisors))}" if divisors else ""))
+    if completions % group == 0:
+        return
+    divisors = ", ".join(str(n) for n in range(2, completions + 1) if completions % n == 0)
+    if explicit:
+        made, fix = f"generation_batch_size {completions}", f"generation_batch_size: {group * -(-completions // group)}"
+    else:
+        made = f"per_device_train_batch_size {per_device} x {processes} process(es) x steps_per_generation {steps}"
+        fix = f"per_device_train_batch_size: {group * -(-per_device // group)}"
+    raise PosttrainError(f"{where}: a generation round makes {completions} completions ({made}), not a whole "
+                         f"number of groups of num_generations {group}: set {fix}"
+                         + (f", or num_generations to one of {divisors}" if divisors else ""))
 
 
 def prompts(specs) -> list[dict]:
@@ -88,12 +105,12 @@ def run(ctx: StageContext) -> dict:
 
     stage, pipeline = ctx.stage, ctx.pipeline
     args, resume = plan(stage, pipeline, ctx.checkpoints_dir)
-    index = stage.search_index or (stage.search_corpus and corpus_index(stage.search_corpus, ctx.stage_dir))
-    if index or stage.search_backend:
-        from posttrain.rewards import search
+    from posttrain.rewards import search
 
-        # rewards are scored in this process
-        search.configure(index=index, backend=stage.search_backend, cache=stage.search_cache)
+    # rewards are scored in this process; every stage sets the backend afresh (what it leaves unset comes from
+    # the environment), so a stage never inherits an earlier stage's index
+    index = stage.search_index or (stage.search_corpus and corpus_index(stage.search_corpus, ctx.stage_dir))
+    search.configure(index=index, backend=stage.search_backend, cache=stage.search_cache)
     rows = prompts(stage.data)
     if not rows:
         raise PosttrainError(f"stage {stage.name}: the training data holds no records")

@@ -99,8 +99,11 @@ def test_a_search_corpus_is_indexed_once_into_the_stage_dir(tmp_path, tiny_model
     assert indexes[0].stat().st_mtime_ns == built  # same content: not rebuilt
 
 
-def test_search_settings_are_checked(tmp_path, tiny_model):
+def test_search_settings_are_checked(tmp_path, tiny_model, monkeypatch):
     from posttrain.validate import validate
+
+    for name in ("POSTTRAIN_SEARCH_INDEX", "POSTTRAIN_SEARCH_BACKEND"):
+        monkeypatch.delenv(name, raising=False)
 
     with pytest.raises(ConfigError, match="search_index .* or search_corpus .*not both"):
         run(search_config(tmp_path, tiny_model, search_index="x.db", search_corpus="c.jsonl"))
@@ -123,4 +126,32 @@ def test_the_search_corpus_content_is_part_of_the_fingerprint(tmp_path, tiny_mod
     cfg = load_config(search_config(tmp_path, tiny_model, search_corpus=str(corpus(tmp_path))))
     before = stage_fingerprint(cfg.stages[0], cfg, "model")
     corpus(tmp_path, titles=("heart failure trial", "asthma trial", "gout trial"))
+    assert stage_fingerprint(cfg.stages[0], cfg, "model") != before
+
+
+def test_an_explicit_generation_batch_gets_its_own_fix(tmp_path, tiny_model):
+    from posttrain.validate import validate
+
+    problems = validate(config(tmp_path, tiny_model, generation_batch_size=12, num_generations=8)).problems
+    assert any("generation_batch_size 12" in p and "set generation_batch_size: 16" in p for p in problems), problems
+
+
+def test_a_stage_without_search_settings_does_not_inherit_an_earlier_one(tmp_path, tiny_model, search_backend,
+                                                                        monkeypatch):
+    monkeypatch.delenv("POSTTRAIN_SEARCH_INDEX", raising=False)
+    search_backend.configure(index=str(tmp_path / "an-earlier-stage.db"))
+    run(config(tmp_path, tiny_model))
+    assert search_backend._configured == {}
+
+
+def test_an_index_from_the_environment_is_part_of_the_fingerprint(tmp_path, tiny_model, monkeypatch):
+    from posttrain.config import load_config
+    from posttrain.pipeline import stage_fingerprint
+
+    monkeypatch.setenv("POSTTRAIN_SEARCH_INDEX", str(corpus(tmp_path)))  # any file: only its bytes count here
+    cfg = load_config(search_config(tmp_path, tiny_model))
+    before = stage_fingerprint(cfg.stages[0], cfg, "model")
+    corpus(tmp_path, titles=("gout trial",))
+    assert stage_fingerprint(cfg.stages[0], cfg, "model") != before
+    monkeypatch.setenv("POSTTRAIN_SEARCH_BACKEND", "ncbi")
     assert stage_fingerprint(cfg.stages[0], cfg, "model") != before
