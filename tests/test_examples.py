@@ -62,6 +62,7 @@ def test_a_reviewers_query_finds_the_relevant_trials_and_a_vague_one_loses_recal
 
     generator = _generator("make_clinical_data")
     build_index(CLINICAL / "pubmed_corpus.jsonl", tmp_path / "index.db", progress=False)
+    previous = dict(search._configured)
     search.configure(index=tmp_path / "index.db")
     try:
         reward = get("study_search")
@@ -75,7 +76,7 @@ def test_a_reviewers_query_finds_the_relevant_trials_and_a_vague_one_loses_recal
             precise.append(reward(f"<answer>{generator.reference_query(condition, intervention)}</answer>", truth))
             vague.append(reward(f"<answer>{condition}</answer>", truth))
     finally:
-        search.configure()
+        search.configure(**previous)
     assert statistics.mean(precise) == pytest.approx(1.1)  # recall@100 of 1, plus the 0.1 for a hit
     assert statistics.mean(vague) < 0.9  # the condition alone returns more than 100 studies
 

@@ -82,8 +82,9 @@ def search_backend():
     """The search module as the stage leaves it (it configures this process's backend), reset afterwards."""
     from posttrain.rewards import search
 
+    previous = dict(search._configured)
     yield search
-    search.configure()
+    search.configure(**previous)
 
 
 def test_a_search_corpus_is_indexed_once_into_the_stage_dir(tmp_path, tiny_model, search_backend):
