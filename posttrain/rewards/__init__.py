@@ -34,6 +34,7 @@ def register(name: str):
 def _load_builtins() -> None:
     # imported for their @register side effect
     from posttrain.rewards import clinical, dialogue, formatting  # noqa: F401
+    from posttrain.rewards import judges  # noqa: F401
 
 
 def get(name: str) -> Reward:
