@@ -98,3 +98,37 @@ def check(
     _out().print(report.to_text(), markup=False)
     if not report.ok:
         raise typer.Exit(2)
+
+
+def _listed(values: List[str]) -> list[str] | None:
+    # repeatable and comma-separated both work: --model-names a --model-names b, or --model-names a,b
+    items = [v.strip() for value in values for v in value.split(",") if v.strip()]
+    return items or None
+
+
+@data_app.command()
+@user_errors
+def variants(
+    in_path: str = typer.Argument(..., metavar="IN", help="Agent-evaluation file (DataEva's finetune.jsonl)."),
+    out_dir: str = typer.Argument(..., metavar="OUTDIR", help="Directory for the variant files and dataset_info.json."),
+    evaluation_types: List[str] = typer.Option([], help="Only these evaluation types (clip, category, final); "
+                                               "writes reward_model_custom only. Repeatable or comma-separated."),
+    model_names: List[str] = typer.Option([], help="Only these model names (custom variant)."),
+    task_ids: List[str] = typer.Option([], help="Only these task ids (custom variant)."),
+    split_eval: bool = typer.Option(False, "--split-eval", help="Hold out an eval file per variant."),
+    eval_ratio: float = typer.Option(0.15, help="Share of a variant held out for eval."),
+    min_samples: int = typer.Option(5, help="A variant smaller than this is not split."),
+    seed: int = typer.Option(42, help="Shuffle seed of the eval split."),
+    no_metadata: bool = typer.Option(False, "--no-metadata", help="Leave out the [EVAL_TYPE: ...] prefix."),
+):
+    """Write the seed's agent-judge dataset variants of IN and a dataset_info.json into OUTDIR."""
+    from posttrain.data.variants import write_variants
+
+    counts = write_variants(
+        in_path, out_dir, evaluation_types=_listed(evaluation_types), model_names=_listed(model_names),
+        task_ids=_listed(task_ids), split_eval=split_eval, eval_ratio=eval_ratio, min_samples=min_samples,
+        seed=seed, with_metadata=not no_metadata)
+    for name, count in counts.items():
+        held = f" + {count['eval']} eval" if "eval" in count else ""
+        _out().print(f"{name}: {count['train']} train{held}", markup=False)
+    _out().print(f"wrote {len(counts)} variants and dataset_info.json to {out_dir}", markup=False)

@@ -24,7 +24,8 @@ def _rows(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
 
 
-@pytest.mark.parametrize("name, folder", [("make_data", "data"), ("make_clinical_data", "data/clinical_trials")])
+@pytest.mark.parametrize("name, folder", [("make_data", "data"), ("make_clinical_data", "data/clinical_trials"),
+                                          ("make_judge_data", "data/judges")])
 def test_the_shipped_data_is_what_its_generator_writes(name, folder, tmp_path, monkeypatch):
     generator = _generator(name)
     monkeypatch.setattr(generator, "OUT", tmp_path)

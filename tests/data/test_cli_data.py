@@ -7,6 +7,7 @@ import typer
 from typer.testing import CliRunner
 
 from posttrain.cli_data import data_app
+from posttrain.data.formats import FORMATS
 from posttrain.data.io import read_rows
 
 app = typer.Typer()
@@ -64,9 +65,8 @@ def test_convert_bad_input_exits_2_with_file_line_and_no_output(tmp_path, fmt, b
 
 
 @pytest.mark.parametrize("args,message", [
-    (["--from", "alpacca"], "format: unknown format 'alpacca'; known: verl, rl_prompt, openai, conversation, "
-                            "messages, sharegpt, alpaca, trialpanorama-study-search, trialpanorama-sample-size, "
-                            "trialpanorama-sample-size-sft; did you mean 'alpaca'?"),
+    # every registered format is listed (the registry grows, so the list is read from it)
+    (["--from", "alpacca"], f"format: unknown format 'alpacca'; known: {', '.join(FORMATS)}; did you mean 'alpaca'?"),
     (["--columns", "{bad"], "--columns: invalid JSON (Expecting property name enclosed in double quotes); expected "
                             "an object such as '{\"prompt\": \"q\"}'"),
 ])

@@ -144,9 +144,10 @@ def test_registry_names_and_suggestions():
     assert FORMATS["conversation"] is FORMATS["messages"] is FORMATS["openai"] is openai
     with pytest.raises(PosttrainError) as info:
         get_format("sharegtp")
-    assert str(info.value) == ("format: unknown format 'sharegtp'; known: verl, rl_prompt, openai, conversation, "
-                               "messages, sharegpt, alpaca, trialpanorama-study-search, trialpanorama-sample-size, "
-                               "trialpanorama-sample-size-sft; did you mean 'sharegpt'?")
+    # the first formats in registration order, then the rest the registry has grown
+    assert str(info.value).startswith("format: unknown format 'sharegtp'; known: verl, rl_prompt, openai, conversation, "
+                                      "messages, sharegpt, alpaca, trialpanorama-study-search, ")
+    assert str(info.value).endswith(f"{', '.join(FORMATS)}; did you mean 'sharegpt'?")
 
 
 @pytest.mark.parametrize("row,name", [

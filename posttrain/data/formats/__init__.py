@@ -16,6 +16,7 @@ from types import ModuleType
 from typing import Iterator
 
 from posttrain.data.formats import alpaca, openai, rl_prompt, sharegpt, trialpanorama, verl
+from posttrain.data.formats import agent_eval, judges
 from posttrain.data.io import file_kind, read_rows
 from posttrain.errors import DataError, PosttrainError, RecordError
 
@@ -38,6 +39,10 @@ register("alpaca", alpaca)
 register("trialpanorama-study-search", trialpanorama.STUDY_SEARCH)
 register("trialpanorama-sample-size", trialpanorama.SAMPLE_SIZE)
 register("trialpanorama-sample-size-sft", trialpanorama.SAMPLE_SIZE_SFT)
+register("rm-gallery-pairwise", judges.PAIRWISE)
+register("rm-gallery-pointwise", judges.POINTWISE)
+register("agent-eval", agent_eval)
+register("agent-eval-no-metadata", agent_eval.NO_METADATA)
 # the canonical file format of each record type, the default target of a conversion
 CANONICAL = {"conversation": "openai", "rl_prompt": "rl_prompt"}
 
@@ -110,8 +115,12 @@ def load_records(
                 converted = module.to_record(row, columns, tags)
             except RecordError as e:
                 raise DataError(file, line, e.field, e.expected) from None
-            count += 1
-            yield line, converted
+            # a converter may make several records of one row (a judge's pair and its swapped copy)
+            for record in converted if isinstance(converted, list) else [converted]:
+                if max_samples is not None and count >= max_samples:
+                    return
+                count += 1
+                yield line, record
 
 
 def load_conversations(

@@ -1,0 +1,77 @@
+"""DataEva's agent-evaluation rows (seed 002) -> conversations for an agent judge.
+
+A row of `finetune.jsonl` is `{"conversations": [{"from": "human", "value"}, {"from": "gpt", "value"}],
+"metadata": {"model_name", "provider", "task_id", "evaluation_type": clip|category|final,
+"clip_number", "category", "timestamp"}}`. The judge sees the human turn behind the seed's prefix
+`[EVAL_TYPE: x] [MODEL: y] [TASK: z] [CATEGORY: c] ` (format `agent-eval`; `agent-eval-no-metadata`
+leaves it off) and answers with the gpt turn, a JSON evaluation. `posttrain data variants` writes the
+seed's dataset variants from the same rows (posttrain/data/variants.py).
+"""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+from posttrain.data.records import validate_conversation
+from posttrain.errors import RecordError
+
+RECORD = "conversation"
+EVALUATION_TYPES = ("clip", "category", "final")
+
+
+def detect(row: dict) -> bool:
+    metadata = row.get("metadata")
+    return "conversations" in row and isinstance(metadata, dict) and "evaluation_type" in metadata
+
+
+def metadata_of(row) -> dict:
+    """The row's metadata, checked: evaluation_type must be one the judge knows."""
+    if not isinstance(row, dict):
+        raise RecordError("record", f"expected a JSON object, got {type(row).__name__}")
+    metadata = row.get("metadata")
+    if not isinstance(metadata, dict):
+        raise RecordError("metadata", "missing; expected {model_name, task_id, evaluation_type, ...}")
+    kind = metadata.get("evaluation_type")
+    if kind not in EVALUATION_TYPES:
+        raise RecordError("metadata.evaluation_type", f"expected one of {', '.join(EVALUATION_TYPES)}, got {kind!r}")
+    return metadata
+
+
+def prefix(metadata: dict) -> str:
+    """The seed's metadata prefix; a field that is missing or empty is left out, as the seed does."""
+    parts = [(label, metadata.get(key)) for label, key in
+             (("EVAL_TYPE", "evaluation_type"), ("MODEL", "model_name"), ("TASK", "task_id"), ("CATEGORY", "category"))]
+    return "".join(f"[{label}: {value}] " for label, value in parts if value not in (None, ""))
+
+
+def instruction_output(row, *, with_metadata: bool = True) -> tuple[str, str]:
+    """(instruction, output) of a row: the human turn (prefixed) and the gpt turn."""
+    metadata = metadata_of(row)
+    turns = row.get("conversations")
+    if not isinstance(turns, list) or len(turns) < 2:
+        raise RecordError("conversations", "expected a human turn and a gpt turn")
+    texts = {}
+    for i, turn in enumerate(turns):
+        if not isinstance(turn, dict) or turn.get("from") not in ("human", "gpt"):
+            raise RecordError(f"conversations[{i}].from", "expected human or gpt")
+        if not isinstance(turn.get("value"), str) or not turn["value"].strip():
+            raise RecordError(f"conversations[{i}].value", "missing or empty; expected text")
+        texts.setdefault(turn["from"], turn["value"])  # the first of each, as the seed takes them
+    for side in ("human", "gpt"):
+        if side not in texts:
+            raise RecordError("conversations", f"no {side} turn")
+    instruction = (prefix(metadata) if with_metadata else "") + texts["human"]
+    return instruction, texts["gpt"]
+
+
+def to_conversation(row, columns=None, tags=None, *, with_metadata: bool = True) -> dict:
+    instruction, output = instruction_output(row, with_metadata=with_metadata)
+    return validate_conversation({"messages": [{"role": "user", "content": instruction},
+                                               {"role": "assistant", "content": output}]})
+
+
+to_record = to_conversation
+
+NO_METADATA = SimpleNamespace(
+    RECORD=RECORD, detect=lambda row: False, from_record=None,
+    to_record=lambda row, columns=None, tags=None: to_conversation(row, with_metadata=False))

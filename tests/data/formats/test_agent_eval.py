@@ -1,0 +1,38 @@
+"""DataEva rows -> judge conversations, with the seed's metadata prefix (or without it)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from posttrain.data.formats import load_records
+from posttrain.errors import DataError
+
+ROW = {"conversations": [{"from": "human", "value": "Rate this step."}, {"from": "gpt", "value": "{\"a\": 1}"}],
+       "metadata": {"model_name": "gpt-4o", "provider": "openai", "task_id": "t1", "evaluation_type": "clip",
+                    "clip_number": 1, "category": "web_search", "timestamp": 1}}
+
+
+def _write(tmp_path, rows):
+    path = tmp_path / "finetune.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+def test_prefix_and_switch(tmp_path):
+    final = {**ROW, "metadata": {**ROW["metadata"], "evaluation_type": "final", "category": None}}
+    path = _write(tmp_path, [ROW, final])
+    records = [r for _, r in load_records(path, "agent-eval")]
+    assert records[0]["messages"][0]["content"] == \
+        "[EVAL_TYPE: clip] [MODEL: gpt-4o] [TASK: t1] [CATEGORY: web_search] Rate this step."
+    assert records[1]["messages"][0]["content"].startswith("[EVAL_TYPE: final] [MODEL: gpt-4o] [TASK: t1] Rate")
+    assert records[0]["messages"][1] == {"role": "assistant", "content": "{\"a\": 1}"}
+    plain = [r for _, r in load_records(path, "agent-eval-no-metadata")]
+    assert plain[0]["messages"][0]["content"] == "Rate this step."
+
+
+def test_bad_evaluation_type(tmp_path):
+    bad = {**ROW, "metadata": {**ROW["metadata"], "evaluation_type": "step"}}
+    with pytest.raises(DataError, match=r"finetune.jsonl:2: metadata.evaluation_type: expected one of clip"):
+        list(load_records(_write(tmp_path, [ROW, bad]), "agent-eval"))
