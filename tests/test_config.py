@@ -156,7 +156,10 @@ def test_output_dir_in_trainer_is_rejected():
 
 def test_unknown_stage_type():
     message = _error(_raw(stages=[_stage(0, type="sfft")]))
-    assert message == "invalid config\n  stages.sft1.type: unknown stage type 'sfft'; known: sft, grpo; did you mean 'sft'?"
+    from posttrain.config import STAGE_CONFIGS
+
+    assert message == ("invalid config\n  stages.sft1.type: unknown stage type 'sfft'; "
+                       f"known: {', '.join(STAGE_CONFIGS)}; did you mean 'sft'?")
 
 
 def test_duplicate_stage_names():
@@ -287,7 +290,9 @@ def test_every_problem_in_one_mapping_is_listed():
 def test_unknown_stage_type_listed_with_another_stages_error():
     lines = _error(_raw(stages=[_stage(0, lerning=1), {"name": "sft5", "type": "sfft"}])).splitlines()
     assert "  stages.sft1: unknown key 'lerning'; did you mean 'finetuning'?" in lines
-    assert "  stages.sft5.type: unknown stage type 'sfft'; known: sft, grpo; did you mean 'sft'?" in lines
+    from posttrain.config import STAGE_CONFIGS
+
+    assert f"  stages.sft5.type: unknown stage type 'sfft'; known: {', '.join(STAGE_CONFIGS)}; did you mean 'sft'?" in lines
 
 
 @pytest.mark.parametrize("override, expected", [

@@ -25,7 +25,8 @@ def _rows(path: Path) -> list[dict]:
 
 
 @pytest.mark.parametrize("name, folder", [("make_data", "data"), ("make_clinical_data", "data/clinical_trials"),
-                                          ("make_judge_data", "data/judges")])
+                                          ("make_judge_data", "data/judges"),
+                                          ("make_preference_data", "data/preference")])
 def test_the_shipped_data_is_what_its_generator_writes(name, folder, tmp_path, monkeypatch):
     generator = _generator(name)
     monkeypatch.setattr(generator, "OUT", tmp_path)

@@ -23,6 +23,8 @@ from posttrain.data.io import read_rows
 from posttrain.errors import DataError, PosttrainError, RecordError
 
 STAGES = {"sft": "conversation", "grpo": "rl_prompt"}  # stage -> the canonical record type it reads
+STAGES["reward_model"] = "preference"
+STAGES["process_reward"] = "steps"
 DEFAULT_MAX_LENGTH = 1024
 
 
@@ -120,6 +122,8 @@ def _conversation_checks(record: dict) -> list[tuple[str, str, str]]:
 _RECORD_CHECKS: dict[str, Callable[[dict], list[tuple[str, str, str]]]] = {
     "conversation": _conversation_checks,
     "rl_prompt": lambda record: [],  # validate_rl_prompt has said everything there is to say
+    "steps": lambda record: [],  # validate_steps has said everything there is to say
+    "preference": lambda record: [],  # validate_preference has said everything there is to say
 }
 
 

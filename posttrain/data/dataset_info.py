@@ -82,17 +82,18 @@ def _source(dataset_dir: str, info_path: str, info: dict, name: str) -> DataSour
     path = local if local and (os.path.exists(local) or not hub) else hub
     if not path:
         raise PosttrainError(f"{where}: expected file_name, hf_hub_url or ms_hub_url")
+    ranking = bool(entry.get("ranking", False))
+    if ranking and fmt in ("alpaca", "sharegpt"):
+        # a ranking entry holds chosen/rejected pairs in that layout: the preference format reads both layouts
+        fmt = "preference"
     return DataSource(
         name=name, path=path, format=fmt, columns=dict(entry.get("columns", {})),
-        tags=dict(entry.get("tags", {})), ranking=bool(entry.get("ranking", False)),
+        tags=dict(entry.get("tags", {})), ranking=ranking,
         split=entry.get("split", "train"),
     )
 
 
 def load_source(source: DataSource, *, max_samples: int | None = None) -> Iterator[tuple[int, dict]]:
     """Stream (line, canonical record) from one registered source."""
-    if source.ranking:
-        # ranking entries hold chosen/rejected pairs: preference records, which no format here makes yet
-        raise PosttrainError(f"{source.name}: a ranking (preference) dataset; it cannot be read as conversations")
     return load_records(source.path, source.format, columns=source.columns, tags=source.tags,
                         split=source.split, max_samples=max_samples)

@@ -92,3 +92,84 @@ def validate_rl_prompt(record: Any) -> dict:
     if not isinstance(extra, dict):
         raise RecordError("extra_info", f"expected an object, got {type(extra).__name__}")
     return {"prompt": messages, "data_source": source, "ground_truth": record["ground_truth"], "extra_info": extra}
+
+
+def validate_preference(record: Any) -> dict:
+    """preference: {"prompt": messages (may be empty), "chosen": str or assistant messages, "rejected": same,
+    "tie": bool, "margin": float or None}. Responses become assistant message lists, so every preference record
+    reads the same way (TRL's explicit-prompt conversational form); ties are kept for judges."""
+    if not isinstance(record, dict):
+        raise RecordError("record", f"expected a JSON object, got {type(record).__name__}")
+    prompt = record.get("prompt") or []
+    if isinstance(prompt, str):
+        prompt = [{"role": "user", "content": prompt}]
+    if prompt:
+        try:
+            prompt = validate_conversation({"messages": prompt}, require_assistant_last=False)["messages"]
+        except RecordError as e:
+            raise RecordError("prompt" + e.field[len("messages"):], e.expected) from None
+        if prompt[-1]["role"] == "assistant":
+            raise RecordError(f"prompt[{len(prompt) - 1}].role", "expected the prompt to end with a user turn")
+    out = {"prompt": prompt}
+    for key in ("chosen", "rejected"):
+        value = record.get(key)
+        if isinstance(value, str):
+            if not value.strip():
+                raise RecordError(key, "empty; expected text")
+            value = [{"role": "assistant", "content": value}]
+        if not isinstance(value, list) or not value:
+            raise RecordError(key, "expected a string or a list of assistant messages")
+        for i, message in enumerate(value):
+            if not isinstance(message, dict) or message.get("role") != "assistant":
+                raise RecordError(f"{key}[{i}]", "expected an assistant message {role: assistant, content}")
+            if not isinstance(message.get("content"), str) or not message["content"].strip():
+                raise RecordError(f"{key}[{i}].content", "expected non-empty text")
+        out[key] = [{"role": "assistant", "content": m["content"]} for m in value]
+    tie = record.get("tie", False)
+    if not isinstance(tie, bool):
+        raise RecordError("tie", f"expected true or false, got {tie!r}")
+    margin = record.get("margin")
+    if margin is not None and (isinstance(margin, bool) or not isinstance(margin, (int, float))):
+        raise RecordError("margin", f"expected a number, got {margin!r}")
+    out.update(tie=tie, margin=None if margin is None else float(margin))
+    return out
+
+
+def validate_steps(record: Any) -> dict:
+    """steps: {"prompt": str or messages, "completions": [step, ...], "labels": [bool, ...]} (process reward).
+
+    One label per step says whether that step is correct. The prompt becomes messages ending with a user turn,
+    so the chat template is applied once, when training; 0/1 labels (as some datasets store them) become bools.
+    """
+    if not isinstance(record, dict):
+        raise RecordError("record", f"expected a JSON object, got {type(record).__name__}")
+    prompt = record.get("prompt")
+    if prompt is None:
+        raise RecordError("prompt", "missing; expected a string or a list of {role, content} messages")
+    if isinstance(prompt, str):
+        if not prompt.strip():
+            raise RecordError("prompt", "empty; expected text")
+        prompt = [{"role": "user", "content": prompt}]
+    try:
+        messages = validate_conversation({"messages": prompt}, require_assistant_last=False)["messages"]
+    except RecordError as e:
+        raise RecordError("prompt" + e.field[len("messages"):], e.expected) from None
+    if messages[-1]["role"] == "assistant":
+        raise RecordError(f"prompt[{len(messages) - 1}].role", "expected the prompt to end with a user turn")
+    steps = record.get("completions")
+    if not isinstance(steps, list) or not steps:
+        raise RecordError("completions", "expected a non-empty list of step strings")
+    for i, step in enumerate(steps):
+        if not isinstance(step, str) or not step.strip():
+            raise RecordError(f"completions[{i}]", f"expected a non-empty string, got {step!r}")
+    labels = record.get("labels")
+    if not isinstance(labels, list) or len(labels) != len(steps):
+        got = f"{len(labels)} labels" if isinstance(labels, list) else type(labels).__name__
+        raise RecordError("labels", f"expected a list of {len(steps)} booleans (one per step), got {got}")
+    clean = []
+    for i, label in enumerate(labels):
+        if isinstance(label, bool) or (isinstance(label, int) and label in (0, 1)):
+            clean.append(bool(label))
+        else:
+            raise RecordError(f"labels[{i}]", f"expected true or false, got {label!r}")
+    return {"prompt": messages, "completions": list(steps), "labels": clean}

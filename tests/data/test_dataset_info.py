@@ -52,9 +52,12 @@ def test_resolve_two_datasets_and_load_them(dataset_dir):
 def test_list_of_names_hub_entry_and_ranking(dataset_dir):
     hub, prefs = resolve(dataset_dir, ["hub", "prefs"])
     assert (hub.path, hub.split, hub.format) == ("someone/medical_qa", "validation", "alpaca")
-    assert prefs.ranking is True
-    with pytest.raises(PosttrainError, match="ranking"):
-        load_source(prefs)
+    assert prefs.ranking is True and prefs.format == "preference"
+    (dataset_dir / "p.json").write_text(json.dumps([{"instruction": "Hi", "input": "there", "chosen": "Hello!",
+                                                      "rejected": "Go away."}]))
+    [(_, record)] = list(load_source(prefs))
+    assert record["prompt"] == [{"role": "user", "content": "Hi\nthere"}]
+    assert (record["chosen"][0]["content"], record["rejected"][0]["content"]) == ("Hello!", "Go away.")
 
 
 def test_bad_record_in_a_registered_file_names_file_and_line(dataset_dir):

@@ -17,6 +17,8 @@ from typing import Iterator
 
 from posttrain.data.formats import alpaca, openai, rl_prompt, sharegpt, trialpanorama, verl
 from posttrain.data.formats import agent_eval, judges
+from posttrain.data.formats import steps
+from posttrain.data.formats import preference, rm_gallery
 from posttrain.data.io import file_kind, read_rows
 from posttrain.errors import DataError, PosttrainError, RecordError
 
@@ -43,8 +45,13 @@ register("rm-gallery-pairwise", judges.PAIRWISE)
 register("rm-gallery-pointwise", judges.POINTWISE)
 register("agent-eval", agent_eval)
 register("agent-eval-no-metadata", agent_eval.NO_METADATA)
+register("steps", steps, aliases=("trl-stepwise",))  # the same keys in both: one module reads them
+register("preference", preference, aliases=("trl-preference", "ranking"))
+register("rm-gallery", rm_gallery)
 # the canonical file format of each record type, the default target of a conversion
 CANONICAL = {"conversation": "openai", "rl_prompt": "rl_prompt"}
+CANONICAL["steps"] = "steps"
+CANONICAL["preference"] = "preference"
 
 
 def writer(module: ModuleType):
