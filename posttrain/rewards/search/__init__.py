@@ -9,7 +9,8 @@ reward file by path, finds its settings):
 
   POSTTRAIN_SEARCH_BACKEND  "index" (the default) or "ncbi"
   POSTTRAIN_SEARCH_INDEX    the FTS5 file of the index backend
-  POSTTRAIN_SEARCH_CACHE    the ncbi backend's answer cache (default
+  POSTTRAIN_SEARCH_CACHE    the ncbi backend's answer cache, and the file through
+                            which its processes share NCBI's rate limit (default
                             $POSTTRAIN_CACHE/ncbi or ~/.cache/posttrain/ncbi)
   NCBI_API_KEY, POSTTRAIN_NCBI_URL  see ncbi.py
 

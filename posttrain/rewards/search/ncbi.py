@@ -8,16 +8,35 @@ collapsed, no translation), sorted by relevance, 1,000 PMIDs per query
 
 Live PubMed is slow, rate limited and sometimes down, so:
 
-- one limiter per process keeps to NCBI's 3 requests/s (10 with an API key)
-  across threads; processes do not share it, so many workers meet 429s,
-  which are retried like network errors, timeouts and 5xx, with exponential
-  backoff; after the last retry `NCBIUnavailable` is raised, which the
-  reward scores 0 and logs once per kind of failure;
-- answers are kept in an SQLite file (WAL: many threads and processes read
-  and write it at once) keyed by the query, retmax and sort, so a repeated
-  query, in any worker or a later run, is not sent again. Failures are not
-  kept. Answers never expire, so a run's rewards stay comparable; delete the
-  folder to see newer PubMed. It wants a local disk (WAL does not work on NFS);
+- the rate limit, RATE_WITHOUT_KEY (3) requests/s or RATE_WITH_KEY (10)
+  with NCBI_API_KEY, holds across processes and threads: VERL's reward
+  workers and TRL's accelerate processes each load this backend, and all
+  that use one cache folder reserve their request slots in one SQLite file
+  there (ratelimit.sqlite3: the next free slot, on the wall clock, taken in
+  a `BEGIN IMMEDIATE` transaction). Processes with different cache folders
+  do not share it. When that file cannot be used the process keeps to the
+  rate on its own, with one warning;
+- HTTP 429 and 5xx, timeouts, network errors and bodies that are not esearch
+  JSON are retried with exponential backoff; after the last retry
+  `NCBIUnavailable` is raised, which the reward scores 0 and logs once per
+  kind of failure. Other HTTP errors (a 400) are not retried;
+- an ERROR in NCBI's answer (esearchresult.ERROR, or a top-level "error")
+  is nearly always the query's doing (an empty term, bad syntax): it is not
+  retried and raises `QueryError`, scored 0 like an untranslatable query;
+  the first one in a process is logged. Exceptions: a rate-limit error is
+  retried like a 429, and an API-key error is `NCBIUnavailable`. A query that
+  is not valid text (a lone surrogate) is a QueryError before anything is sent;
+- answers are kept in an SQLite file (esearch.sqlite3; WAL: many threads and
+  processes read and write it at once) keyed by the esearch URL, the query,
+  retmax and sort, so a repeated query, in any worker or a later run, is not
+  sent again, and answers of a mirror or test server (POSTTRAIN_NCBI_URL)
+  never mix with PubMed's. Failures and rejected queries are not kept.
+  Answers never expire, so a run's rewards stay comparable; delete the
+  folder to see newer PubMed. It wants a local disk (WAL does not work on
+  NFS). A cache folder that cannot be created is a PosttrainError when the
+  backend is made (the first search); an SQLite error later (a lock held
+  past the timeout, a full disk, a corrupt file) only logs one warning: a
+  failed read is a miss, a failed write is skipped;
 - the API key is read from NCBI_API_KEY only and never appears in a log, an
   error or a repr: URLs shown are redacted and response bodies (NCBI's
   rate-limit answer echoes the key) are never shown.
@@ -46,10 +65,23 @@ from posttrain.rewards.search.query import QueryError
 DEFAULT_URL = "https://eutils.ncbi.nlm.nih.gov/entrez/eutils/esearch.fcgi"
 RETMAX = 1000
 SORT = "relevance"
-RATE = 3.0           # requests per second NCBI allows without an API key
-RATE_WITH_KEY = 10.0
+RATE_WITHOUT_KEY = 3.0   # requests per second NCBI allows without an API key
+RATE_WITH_KEY = 10.0     # ... and with one
+RATE = RATE_WITHOUT_KEY  # the older name
 POST_ABOVE = 1000    # characters of parameters: longer queries are POSTed, as URLs have length limits
+LIMIT_FILE = "ratelimit.sqlite3"
 log = logging.getLogger(__name__)
+
+_warned: set[str] = set()   # the one-time warnings given in this process
+_warned_lock = threading.Lock()
+
+
+def _warn_once(topic: str, message: str, *args) -> None:
+    with _warned_lock:
+        if topic in _warned:
+            return
+        _warned.add(topic)
+    log.warning(message, *args)
 
 
 class NCBIUnavailable(SearchUnavailable):
@@ -68,6 +100,11 @@ class _Failure(NamedTuple):
     retryable: bool
 
 
+class _Rejected(NamedTuple):
+    """NCBI answered with an ERROR about the query: not retried, a QueryError."""
+    detail: str
+
+
 def cache_dir(cache: str | Path | None = None) -> Path:
     """`cache`, else $POSTTRAIN_SEARCH_CACHE, else $POSTTRAIN_CACHE/ncbi, else ~/.cache/posttrain/ncbi."""
     if cache or os.environ.get("POSTTRAIN_SEARCH_CACHE"):
@@ -76,13 +113,43 @@ def cache_dir(cache: str | Path | None = None) -> Path:
     return Path(root).expanduser() / "ncbi" if root else Path.home() / ".cache" / "posttrain" / "ncbi"
 
 
+def connect(path: str | Path, timeout: float, *setup: str) -> sqlite3.Connection:
+    """An autocommit connection to the SQLite file `path`, in WAL mode, with `setup` run on it.
+
+    Statements wait up to `timeout` for other writers; but turning a new file
+    to WAL needs it to itself and SQLite then answers "locked" at once, with
+    no waiting, when another process is opening it too: so that is retried.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        db = sqlite3.connect(path, timeout=timeout, isolation_level=None, check_same_thread=False)
+        try:
+            if db.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
+                db.execute("PRAGMA journal_mode=WAL")
+            for statement in setup:
+                db.execute(statement)
+            return db
+        except sqlite3.OperationalError as e:
+            db.close()
+            if "locked" not in str(e) or time.monotonic() >= deadline:
+                raise
+        except BaseException:
+            db.close()
+            raise
+        time.sleep(0.005)
+
+
 def normalize(query: str) -> str:
     # whitespace never changes a PubMed query; case does (AND is an operator, "and" is not), so it stays
     return " ".join(query.split())
 
 
 class RateLimiter:
-    """At most `rate` calls of `wait` per second, across threads: each caller reserves the next free slot."""
+    """At most `rate` calls of `wait` per second, across the threads of one process.
+
+    Each caller reserves the next free slot. The fallback of SharedRateLimiter,
+    and what tests inject.
+    """
 
     def __init__(self, rate: float, clock: Callable[[], float] = time.monotonic,
                  sleep: Callable[[float], None] = time.sleep):
@@ -103,46 +170,154 @@ class RateLimiter:
         return delay
 
 
-_limiters: dict[float, RateLimiter] = {}
+class SharedRateLimiter:
+    """At most `rate` calls of `wait` per second across every process and thread that uses the file `path`.
+
+    The file holds, per rate, the next free slot on the wall clock (time.time,
+    which processes agree on). A caller takes a slot in one `BEGIN IMMEDIATE`
+    transaction (slot = max(now, next); next = slot + 1/rate) and then sleeps
+    until it, so callers queue one interval apart whichever process they are
+    in. If the file cannot be used, this object keeps to the rate in its own
+    process from then on and warns once.
+    """
+
+    STALE = 600.0  # seconds: a next slot further ahead than this means the wall clock went back; start from now
+
+    def __init__(self, path: str | Path, rate: float, clock: Callable[[], float] = time.time,
+                 sleep: Callable[[float], None] = time.sleep, timeout: float = 30.0):
+        self.path = Path(path)
+        self.rate, self.interval = rate, 1.0 / rate
+        self.clock, self.sleep, self.timeout = clock, sleep, timeout
+        self.name = f"{rate:g}/s"
+        self.last_slot: float | None = None   # the slot the latest wait in this object took (a test reads it)
+        self.fallback: RateLimiter | None = None
+        self._lock = threading.Lock()
+        self._db: sqlite3.Connection | None = None
+        self._pid: int | None = None
+
+    def wait(self) -> float:
+        """Block until this caller may send; return how long it waited."""
+        with self._lock:  # one transaction at a time on this object's connection; the sleep is outside
+            if self.fallback is None:
+                try:
+                    now, slot = self._reserve()
+                except (sqlite3.Error, OSError) as e:
+                    self._fall_back(e)
+                else:
+                    self.last_slot = slot
+            fallback = self.fallback
+        if fallback is not None:
+            return fallback.wait()
+        delay = slot - now
+        if delay > 0:
+            self.sleep(delay)
+        return delay
+
+    def _reserve(self) -> tuple[float, float]:
+        db = self._connect()
+        db.execute("BEGIN IMMEDIATE")  # the write lock first, then the clock: slots come out in lock order
+        try:
+            row = db.execute("SELECT next FROM slots WHERE name = ?", (self.name,)).fetchone()
+            now = self.clock()
+            slot = now
+            if row is not None and now < row[0] <= now + self.STALE:
+                slot = row[0]
+            db.execute("INSERT OR REPLACE INTO slots (name, next) VALUES (?, ?)", (self.name, slot + self.interval))
+            db.execute("COMMIT")
+        except BaseException:
+            with contextlib.suppress(sqlite3.Error):
+                db.execute("ROLLBACK")
+            raise
+        return now, slot
+
+    def _connect(self) -> sqlite3.Connection:
+        if self._db is None or self._pid != os.getpid():  # a forked child opens its own connection
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._db = connect(self.path, self.timeout,
+                               "PRAGMA synchronous=NORMAL",  # losing the last slot in a power cut costs nothing
+                               "CREATE TABLE IF NOT EXISTS slots (name TEXT PRIMARY KEY, next REAL NOT NULL)")
+            self._pid = os.getpid()
+        return self._db
+
+    def _fall_back(self, error: Exception) -> None:
+        if self._db is not None and self._pid == os.getpid():
+            with contextlib.suppress(sqlite3.Error):
+                self._db.close()
+        self._db = None
+        self.fallback = RateLimiter(self.rate, self.clock, self.sleep)
+        _warn_once(f"limit {self.path}", "PubMed rate limit: cannot share it with other processes through %s (%s); "
+                   "this process keeps to %g requests/s on its own, so several together may exceed NCBI's limit "
+                   "(its 429 answers are retried)", self.path, error, self.rate)
+
+
+_limiters: dict[tuple, RateLimiter | SharedRateLimiter] = {}
 _limiters_lock = threading.Lock()
 
 
-def shared_limiter(rate: float) -> RateLimiter:
-    """The process's limiter for `rate`: every backend object in the process queues on the same one."""
+def shared_limiter(rate: float, folder: str | Path | None = None) -> RateLimiter | SharedRateLimiter:
+    """The process's limiter for `rate`, shared through `folder`/ratelimit.sqlite3 with other processes.
+
+    Every backend object in the process with the same folder queues on the
+    same one; without a folder, an in-process limiter only.
+    """
+    key = (rate, os.path.abspath(folder) if folder is not None else None)
     with _limiters_lock:
-        return _limiters.setdefault(rate, RateLimiter(rate))
+        if key not in _limiters:
+            _limiters[key] = SharedRateLimiter(Path(key[1]) / LIMIT_FILE, rate) if folder is not None \
+                else RateLimiter(rate)
+        return _limiters[key]
 
 
 class Cache:
-    """esearch answers in `folder`/esearch.sqlite3, one connection per thread."""
+    """esearch answers in `folder`/esearch.sqlite3, one connection per thread.
 
-    def __init__(self, folder: str | Path):
+    The folder is made at once (PosttrainError when it cannot be); SQLite
+    errors afterwards are logged once and make a read a miss, a write a no-op.
+    """
+
+    def __init__(self, folder: str | Path, redact: Callable[[str], str] = str):
         self.folder = Path(folder)
         self.path = self.folder / "esearch.sqlite3"
+        self._redact = redact
         self._local = threading.local()
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise PosttrainError(f"{self.folder}: cannot use it as the PubMed search cache ({e.strerror or e}); "
+                                 "choose another folder with POSTTRAIN_SEARCH_CACHE") from None
 
     def get(self, key: str) -> tuple[list[str], int] | None:
-        row = self._db().execute("SELECT pmids, count FROM esearch WHERE key = ?", (key,)).fetchone()
-        return (json.loads(row[0]), row[1]) if row else None
+        try:
+            row = self._db().execute("SELECT pmids, count FROM esearch WHERE key = ?", (key,)).fetchone()
+            return ([str(pmid) for pmid in json.loads(row[0])], int(row[1])) if row else None
+        except (sqlite3.Error, OSError, ValueError, TypeError) as e:  # locked, unreadable, corrupt: a miss
+            self._failed("read", e)
+            return None
 
     def put(self, key: str, pmids: list[str], count: int) -> None:
-        self._db().execute("INSERT OR REPLACE INTO esearch VALUES (?, ?, ?, ?)",
-                           (key, json.dumps(pmids), count, time.time()))
+        try:
+            self._db().execute("INSERT OR REPLACE INTO esearch VALUES (?, ?, ?, ?)",
+                               (key, json.dumps(pmids), count, time.time()))
+        except (sqlite3.Error, OSError) as e:  # locked, disk full, read-only: the answer is just not kept
+            self._failed("write", e)
+
+    def _failed(self, what: str, error: Exception) -> None:
+        db, self._local.db = getattr(self._local, "db", None), None   # the next call opens a fresh connection
+        if db is not None:
+            with contextlib.suppress(sqlite3.Error):
+                db.close()
+        _warn_once(f"cache {self.path}", "%s", self._redact(
+            f"PubMed search cache {self.path}: cannot {what} it ({type(error).__name__}: {error}); searches go on "
+            "without it (a failed read is a miss, a failed write is skipped); further cache errors are not logged"))
 
     def _db(self) -> sqlite3.Connection:
         db = getattr(self._local, "db", None)
-        if db is None:
-            try:
-                self.folder.mkdir(parents=True, exist_ok=True)
-                # autocommit: every statement is its own transaction; the timeout waits out other writers
-                db = sqlite3.connect(self.path, timeout=60, isolation_level=None, check_same_thread=False)
-                db.execute("PRAGMA journal_mode=WAL")
-                db.execute("CREATE TABLE IF NOT EXISTS esearch (key TEXT PRIMARY KEY, pmids TEXT NOT NULL, "
-                           "count INTEGER NOT NULL, created REAL NOT NULL)")
-            except (OSError, sqlite3.Error) as e:
-                raise PosttrainError(f"{self.path}: cannot use it as the PubMed search cache ({e}); "
-                                     "choose another folder with POSTTRAIN_SEARCH_CACHE") from None
-            self._local.db = db
+        if db is None or getattr(self._local, "pid", None) != os.getpid():  # a forked child opens its own
+            self.folder.mkdir(parents=True, exist_ok=True)
+            # autocommit: every statement is its own transaction; the timeout waits out other writers
+            db = connect(self.path, 60, "CREATE TABLE IF NOT EXISTS esearch (key TEXT PRIMARY KEY, "
+                         "pmids TEXT NOT NULL, count INTEGER NOT NULL, created REAL NOT NULL)")
+            self._local.db, self._local.pid = db, os.getpid()
         return db
 
 
@@ -150,15 +325,16 @@ class NCBISearch:
     """PubMed esearch behind a cache, a rate limit and retries; `search` is what the reward calls."""
 
     def __init__(self, url: str | None = None, cache: str | Path | None = None, *, timeout: float = 30.0,
-                 retries: int = 3, backoff: float = 0.5, limiter: RateLimiter | None = None,
+                 retries: int = 3, backoff: float = 0.5, limiter: RateLimiter | SharedRateLimiter | None = None,
                  sleep: Callable[[float], None] = time.sleep):
         self.url = url or os.environ.get("POSTTRAIN_NCBI_URL") or DEFAULT_URL
         if urllib.parse.urlsplit(self.url).scheme not in ("http", "https"):
             raise ConfigError(f"POSTTRAIN_NCBI_URL={self.url!r}: expected an http(s) URL of esearch.fcgi")
         self._api_key = os.environ.get("NCBI_API_KEY") or None  # the environment only: never in a config file
-        self.cache = Cache(cache_dir(cache))
+        self.cache = Cache(cache_dir(cache), self._redact)
         self.timeout, self.retries, self.backoff = timeout, retries, backoff
-        self.limiter = limiter or shared_limiter(RATE_WITH_KEY if self._api_key else RATE)
+        self.limiter = limiter or shared_limiter(RATE_WITH_KEY if self._api_key else RATE_WITHOUT_KEY,
+                                                 self.cache.folder)
         self._sleep = sleep
         self._inflight: dict[str, list] = {}
         self._inflight_lock = threading.Lock()
@@ -171,12 +347,24 @@ class NCBISearch:
         """PMIDs for a PubMed query, best first (at most RETMAX); NCBIUnavailable when NCBI gives no answer."""
         return self.esearch(query).pmids[:limit]
 
+    def cache_key(self, query: str) -> str:
+        """What the cache keeps `query`'s answer under: the esearch URL, the query as sent, retmax and sort."""
+        return json.dumps([self.url, normalize(query), RETMAX, SORT])
+
     def esearch(self, query: str) -> Hits:
-        """The cached answer, else NCBI's (then cached); threads asking the same new query send it once."""
+        """The cached answer, else NCBI's (then cached); threads asking the same new query send it once.
+
+        QueryError when the query cannot be sent (empty, not valid text) or NCBI
+        rejects it; NCBIUnavailable when NCBI gives no answer.
+        """
         if not isinstance(query, str) or not query.strip():
             raise QueryError("empty query")
         query = normalize(query)
-        key = json.dumps([query, RETMAX, SORT])
+        try:
+            query.encode("utf-8")  # what urlencode will do; a lone surrogate cannot be sent
+        except UnicodeEncodeError as e:
+            raise QueryError(f"the query is not valid text ({e.reason} at character {e.start})") from None
+        key = self.cache_key(query)
         hit = self.cache.get(key)
         if hit is None:
             with self._only_one(key):
@@ -208,6 +396,12 @@ class NCBISearch:
                 self._sleep(self.backoff * 2 ** (attempt - 1))
             self.limiter.wait()
             result = self._attempt(query)
+            if isinstance(result, _Rejected):  # the query's fault: asking again gets the same answer
+                detail = self._redact(result.detail)
+                _warn_once("rejected", "PubMed rejected a query (%s); such queries score 0 (further rejections are "
+                           "logged at debug level)", detail)
+                log.debug("PubMed rejected the query %r: %s", query[:200], detail)
+                raise QueryError(f"PubMed rejected the query: {detail}")
             if not isinstance(result, _Failure):
                 return result
             log.debug("PubMed esearch attempt %d failed: %s", attempt + 1, self._redact(result.detail))
@@ -217,7 +411,7 @@ class NCBISearch:
         message = f"PubMed esearch failed after {attempt + 1} attempt(s): {result.detail} ({self._shown_url(query)})"
         raise NCBIUnavailable(result.kind, self._redact(message))
 
-    def _attempt(self, query: str) -> tuple[list[str], int] | _Failure:
+    def _attempt(self, query: str) -> tuple[list[str], int] | _Failure | _Rejected:
         try:
             with urllib.request.urlopen(self._request(query), timeout=self.timeout) as response:
                 body = response.read()
@@ -254,11 +448,20 @@ class NCBISearch:
         return text.replace(self._api_key, "***") if self._api_key else text
 
 
-def _parse(body: bytes) -> tuple[list[str], int] | _Failure:
+def _parse(body: bytes) -> tuple[list[str], int] | _Failure | _Rejected:
     try:
-        result = json.loads(body)["esearchresult"]
-        if "ERROR" in result:  # NCBI's own failure ("Search Backend failed"), usually passing
-            return _Failure("NCBI error", f"NCBI error: {str(result['ERROR'])[:200]}", True)
+        answer = json.loads(body)
+        if not isinstance(answer, dict):
+            raise TypeError
+        result = answer.get("esearchresult")
+        error = (result.get("ERROR") if isinstance(result, dict) else None) or answer.get("error")
+        if error:
+            text, lowered = f"NCBI error: {str(error)[:200]}", str(error).lower()
+            if "rate limit" in lowered:   # NCBI's rate-limit answer, should it come without its 429
+                return _Failure("rate limit", text, True)
+            if "api key" in lowered or "api-key" in lowered:   # the setup's fault, not the query's
+                return _Failure("NCBI error", text, False)
+            return _Rejected(text)
         pmids = [str(pmid) for pmid in result["idlist"]]
         return pmids, int(result.get("count", len(pmids)))
     except (ValueError, KeyError, TypeError):  # an HTML error page, a truncated body

@@ -2,13 +2,17 @@
 
 Nothing here reaches the network: every backend points at a server on
 127.0.0.1 started by the test, and the real NCBI URL is replaced by a dead
-local port for the whole module.
+local port for the whole module. Requests get a generous timeout, so that a
+slow reply on a loaded machine is not a retry; only the tests of timeouts
+use a short one, against a server that stalls far longer.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -22,15 +26,17 @@ from typer.testing import CliRunner
 
 from posttrain.cli import app
 from posttrain.errors import ConfigError, PosttrainError
-from posttrain.rewards import search
+from posttrain.rewards import harness, search
 from posttrain.rewards.clinical import study_search
 from posttrain.rewards.search import ncbi
-from posttrain.rewards.search.ncbi import NCBISearch, NCBIUnavailable, RateLimiter
+from posttrain.rewards.search.ncbi import NCBISearch, NCBIUnavailable, RateLimiter, SharedRateLimiter
 from posttrain.rewards.search.query import QueryError
 
 KEY = "k3y-SECRET-0123456789abcdef"
 DEAD_URL = "http://127.0.0.1:9/esearch.fcgi"   # the discard port: nothing answers
-TIMEOUT = 0.2                                   # seconds; the server's "timeout" failure sleeps longer
+TIMEOUT = 5.0                                   # seconds: a local reply, however loaded the machine
+SHORT_TIMEOUT = 0.4                             # only where a test wants the "timeout" failure
+STALL = 3.0                                     # how long the server sits on a "timeout" failure
 
 
 class _Server(ThreadingHTTPServer):
@@ -45,7 +51,8 @@ class FakeNCBI:
 
     def __init__(self):
         self.requests: list[dict] = []
-        self.failures: list[str] = []     # "500", "429", "400", "timeout", "garbage": one per coming request
+        # "500", "429", "400", "timeout", "garbage", "ERROR", "error", "rate error", "key error": one per request
+        self.failures: list[str] = []
         self.results: dict[str, list[str]] = {}
         self.delay = 0.0
         self.lock = threading.Lock()
@@ -65,13 +72,20 @@ class FakeNCBI:
             self.requests.append({**params, "method": method})
             failure = self.failures.pop(0) if self.failures else None
         if failure == "timeout":
-            return 200, b"{}", TIMEOUT * 3
+            return 200, b"{}", STALL
         if failure in ("500", "400"):
             return int(failure), b"<html>oops</html>", 0
         if failure == "429":  # NCBI's own rate-limit answer echoes the key
             return 429, json.dumps({"error": "API rate limit exceeded", "api-key": params.get("api_key")}).encode(), 0
         if failure == "garbage":
             return 200, b"<html>Service unavailable</html>", 0
+        if failure == "ERROR":  # what NCBI answers to an empty term
+            return 200, json.dumps({"header": {"type": "esearch"}, "esearchresult": {
+                "ERROR": "Empty term and query_key - nothing todo"}}).encode(), 0
+        if failure in ("error", "rate error", "key error"):
+            error = {"error": "Invalid query syntax", "rate error": "API rate limit exceeded",
+                     "key error": "API key invalid"}[failure]
+            return 200, json.dumps({"error": error, "api-key": params.get("api_key")}).encode(), 0
         pmids = self.pmids(params["term"])
         body = {"header": {"type": "esearch"},
                 "esearchresult": {"count": str(len(pmids)), "idlist": pmids[:int(params["retmax"])]}}
@@ -134,7 +148,10 @@ class Records(logging.Handler):
 
 @pytest.fixture(autouse=True)
 def isolated(monkeypatch, tmp_path):
+    previous = dict(search._configured)
     monkeypatch.setattr(ncbi, "DEFAULT_URL", DEAD_URL)
+    monkeypatch.setattr(ncbi, "_warned", set())
+    monkeypatch.setattr(ncbi, "_limiters", {})
     for name in ("NCBI_API_KEY", "POSTTRAIN_NCBI_URL", "POSTTRAIN_SEARCH_BACKEND", "POSTTRAIN_SEARCH_INDEX",
                  "POSTTRAIN_SEARCH_CACHE"):
         monkeypatch.delenv(name, raising=False)
@@ -143,7 +160,7 @@ def isolated(monkeypatch, tmp_path):
         monkeypatch.setenv(name, "*")
     monkeypatch.setattr(search, "_warned", set())
     yield
-    search.configure(None)
+    search.configure(**previous)
 
 
 @pytest.fixture
@@ -233,10 +250,68 @@ def test_the_cache_outlives_the_process(server, tmp_path):
     backend(server, tmp_path).search("aspirin")
     code = ("from posttrain.rewards.search.ncbi import NCBISearch; import sys; "
             "print(NCBISearch(url=sys.argv[1], cache=sys.argv[2], retries=0).esearch('aspirin').cached)")
-    done = subprocess.run([sys.executable, "-c", code, DEAD_URL, str(tmp_path / "cache")], capture_output=True,
+    done = subprocess.run([sys.executable, "-c", code, server.url, str(tmp_path / "cache")], capture_output=True,
                           text=True, timeout=60)
     assert done.stdout.strip() == "True", done.stderr
     assert len(server.requests) == 1
+
+
+def test_the_cache_key_holds_the_url(server, tmp_path):
+    # a mirror or test server (POSTTRAIN_NCBI_URL) on the default cache folder must not answer for PubMed
+    mirror = FakeNCBI()
+    try:
+        mirror.results["heart"] = ["7", "8"]
+        assert backend(server, tmp_path).search("heart", 2) == server.pmids("heart")[:2]
+        assert backend(mirror, tmp_path).search("heart", 2) == ["7", "8"]          # same folder, not the same answer
+        assert backend(server, tmp_path).esearch("heart").cached
+        assert len(server.requests) == len(mirror.requests) == 1
+    finally:
+        mirror.close()
+    found = backend(server, tmp_path)
+    assert json.loads(found.cache_key("  heart  attack ")) == [server.url, "heart attack", 1000, "relevance"]
+
+
+def test_a_cache_folder_that_cannot_be_made_is_a_clear_error(server, tmp_path):
+    (tmp_path / "file").write_text("not a folder")
+    with pytest.raises(PosttrainError, match="cannot use it as the PubMed search cache.*POSTTRAIN_SEARCH_CACHE"):
+        backend(server, tmp_path, cache=tmp_path / "file" / "cache")
+
+
+def test_a_corrupt_cache_file_is_a_warning_and_a_miss(server, tmp_path, monkeypatch, logs):
+    monkeypatch.setenv("NCBI_API_KEY", KEY)
+    (tmp_path / "cache").mkdir()
+    (tmp_path / "cache" / "esearch.sqlite3").write_bytes(b"this is not an SQLite file" * 100)
+    found = backend(server, tmp_path)
+    assert found.search("heart", 2) == server.pmids("heart")[:2]
+    hits = found.esearch("heart")                  # nothing could be kept: asked again
+    assert not hits.cached and len(server.requests) == 2
+    warnings = [r.getMessage() for r in logs.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1, warnings            # once, however many reads and writes failed
+    assert "esearch.sqlite3" in warnings[0] and "searches go on without it" in warnings[0]
+    assert KEY not in logs.text()
+
+
+@pytest.mark.parametrize("fails", ["get", "put", "both"])
+def test_a_cache_error_mid_run_does_not_raise(server, tmp_path, monkeypatch, logs, fails):
+    found = backend(server, tmp_path)
+    found.search("warm")                           # the cache works, then the database stays locked
+    real = found.cache._db
+
+    class Locked:
+        def execute(self, sql, *args):
+            if sql.startswith("SELECT") and fails in ("get", "both") or \
+                    sql.startswith("INSERT") and fails in ("put", "both"):
+                raise sqlite3.OperationalError("database is locked")
+            return real().execute(sql, *args)
+
+    monkeypatch.setattr(found.cache, "_db", Locked)
+    assert found.search("heart", 2) == server.pmids("heart")[:2]   # a failed get is a miss, a failed put is skipped
+    assert found.esearch("warm").cached is (fails == "put")        # read while reads work
+    assert len(server.requests) == (2 if fails == "put" else 3)
+    monkeypatch.setattr(found.cache, "_db", real)                  # the lock clears
+    assert found.esearch("heart").cached is (fails == "get")       # kept only when the put worked
+    warnings = [r.getMessage() for r in logs.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1 and "database is locked" in warnings[0]
 
 
 def test_the_default_cache_folder(monkeypatch, tmp_path):
@@ -262,11 +337,12 @@ def test_a_failed_search_is_not_cached(server, tmp_path):
 
 # ---- retries -------------------------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("failure", ["500", "429", "timeout", "garbage"])
+@pytest.mark.parametrize("failure", ["500", "429", "timeout", "garbage", "rate error"])
 def test_passing_failures_are_retried_with_backoff(server, tmp_path, failure):
     clock = FakeClock()
     server.fail(failure, failure)
-    found = backend(server, tmp_path, backoff=0.5, sleep=clock.sleep)
+    found = backend(server, tmp_path, backoff=0.5, sleep=clock.sleep,
+                    timeout=SHORT_TIMEOUT if failure == "timeout" else TIMEOUT)
     assert found.search("heart", 3) == server.pmids("heart")[:3]
     assert len(server.requests) == 3
     assert clock.sleeps == [0.5, 1.0]
@@ -277,8 +353,9 @@ def test_passing_failures_are_retried_with_backoff(server, tmp_path, failure):
 def test_retries_run_out_with_a_clear_error(server, tmp_path, failure, kind):
     clock = FakeClock()
     server.fail(*[failure] * 4)
+    timeout = SHORT_TIMEOUT if failure == "timeout" else TIMEOUT
     with pytest.raises(NCBIUnavailable, match=rf"PubMed esearch failed after 4 attempt\(s\): {kind}") as caught:
-        backend(server, tmp_path, backoff=0.5, sleep=clock.sleep).search("heart")
+        backend(server, tmp_path, backoff=0.5, sleep=clock.sleep, timeout=timeout).search("heart")
     assert caught.value.kind == kind
     assert clock.sleeps == [0.5, 1.0, 2.0] and len(server.requests) == 4
 
@@ -288,6 +365,38 @@ def test_a_client_error_is_not_retried(server, tmp_path):
     with pytest.raises(NCBIUnavailable, match="after 1 attempt"):
         backend(server, tmp_path).search("heart")
     assert len(server.requests) == 1
+
+
+@pytest.mark.parametrize("failure, message", [("ERROR", "Empty term and query_key"), ("error", "Invalid query syntax")])
+def test_an_ncbi_error_answer_is_the_querys_fault_and_costs_one_request(server, tmp_path, monkeypatch, failure,
+                                                                       message, logs):
+    monkeypatch.setenv("NCBI_API_KEY", KEY)
+    clock = FakeClock()
+    server.fail(failure, failure)
+    found = backend(server, tmp_path, sleep=clock.sleep)
+    with pytest.raises(QueryError, match=f"PubMed rejected the query: NCBI error: {message}"):
+        found.search("heart")
+    assert len(server.requests) == 1 and not clock.sleeps          # not retried
+    assert found.cache.get(found.cache_key("heart")) is None        # nor kept
+    assert KEY not in logs.text()
+    _configure_live(server, tmp_path, monkeypatch)                  # the reward scores it 0, as a bad query
+    assert study_search("<answer>heart</answer>", {"relevant_pmids": ["1"]}) == 0.0
+    assert len(server.requests) == 2
+    assert study_search("<answer>heart</answer>", {"relevant_pmids": [server.pmids("heart")[0]]}) == pytest.approx(1.1)
+
+
+def test_an_api_key_error_is_the_setups_fault(server, tmp_path, monkeypatch):
+    monkeypatch.setenv("NCBI_API_KEY", KEY)
+    server.fail("key error")
+    with pytest.raises(NCBIUnavailable, match="after 1 attempt.*API key invalid") as caught:
+        backend(server, tmp_path).search("heart")
+    assert caught.value.kind == "NCBI error" and KEY not in str(caught.value)
+
+
+def test_a_query_that_is_not_valid_text_is_a_query_error_and_sends_nothing(server, tmp_path):
+    with pytest.raises(QueryError, match="not valid text"):
+        backend(server, tmp_path).search("heart \ud800 trial")
+    assert not server.requests
 
 
 def test_every_attempt_waits_for_the_rate_limit(server, tmp_path):
@@ -318,10 +427,12 @@ def test_the_reward_scores_live_pubmed(server, tmp_path, monkeypatch):
 def test_a_failed_search_scores_0_and_is_warned_once_without_the_key(server, tmp_path, monkeypatch, logs, capsys):
     monkeypatch.setenv("NCBI_API_KEY", KEY)
     _configure_live(server, tmp_path, monkeypatch)
-    server.fail(*["429"] * 8, *["timeout"] * 4)
+    live = search._backend()
+    server.fail(*["429"] * 8, "timeout")
     truth = {"relevant_pmids": ["1"]}
     assert study_search("<answer>heart</answer>", truth) == 0.0
     assert study_search("<answer>stroke</answer>", truth) == 0.0
+    live.timeout, live.retries = SHORT_TIMEOUT, 0
     assert study_search("<answer>aspirin</answer>", truth) == 0.0     # a new kind of failure: warned too
     warnings = [r.getMessage() for r in logs.records if r.levelno == logging.WARNING]
     assert len(warnings) == 2
@@ -329,7 +440,7 @@ def test_a_failed_search_scores_0_and_is_warned_once_without_the_key(server, tmp
     assert "timeout" in warnings[1]
     captured = capsys.readouterr()
     assert KEY not in logs.text() + captured.out + captured.err
-    assert not search._backend().cache.get(json.dumps(["heart", 1000, "relevance"]))
+    assert not live.cache.get(live.cache_key("heart"))
 
 
 def test_the_key_is_in_no_error_repr_or_traceback(server, tmp_path, monkeypatch):
@@ -343,6 +454,19 @@ def test_the_key_is_in_no_error_repr_or_traceback(server, tmp_path, monkeypatch)
     assert KEY not in shown
     assert "api_key=***" in str(error) and "api_key=set" in repr(found)
     assert error.__context__ is None and error.__cause__ is None   # no urllib error (URL, body) rides along
+
+
+def test_the_reward_harness_probes_meet_live_pubmed(server, tmp_path, monkeypatch):
+    # run_probes sets up a throwaway index; here the probes go to the ncbi backend on the local server instead
+    _configure_live(server, tmp_path, monkeypatch)
+    monkeypatch.setattr(harness, "probe_index", contextlib.nullcontext)
+    monkeypatch.setattr(harness, "TIME_LIMIT", 30.0)   # finite, no exception, deterministic: speed is not the point
+    checks = harness.run_probes("study_search")
+    failures = [f"{c.name}: {c.detail}" for c in checks if not c.ok]
+    assert not failures, failures
+    assert any(c.name == "unicode junk / pmids" for c in checks)
+    sent = {r["term"] for r in server.requests}
+    assert "200" in sent and "heart" not in sent and len(sent) == len(server.requests)   # each query sent once
 
 
 def test_backend_failure_pickles():
@@ -364,9 +488,11 @@ def test_the_limiter_spaces_requests_by_the_rate():
     assert [limiter.wait(), limiter.wait()] == pytest.approx([0, 1 / 3])
 
 
-def test_threads_queue_on_one_limiter():
+@pytest.mark.parametrize("shared", [False, True])
+def test_threads_queue_on_one_limiter(tmp_path, shared):
     clock = FakeClock()
-    limiter = RateLimiter(10, clock, lambda seconds: None)  # nobody sleeps: the reserved waits are the point
+    nap = lambda seconds: None  # noqa: E731  nobody sleeps: the reserved waits are the point
+    limiter = SharedRateLimiter(tmp_path / "limit.db", 10, clock, nap) if shared else RateLimiter(10, clock, nap)
     waits, start = [], threading.Barrier(5)
 
     def request():
@@ -382,22 +508,102 @@ def test_threads_queue_on_one_limiter():
 
 
 def test_the_rate_is_3_per_second_without_a_key_and_10_with_one(tmp_path, monkeypatch):
+    assert (ncbi.RATE_WITHOUT_KEY, ncbi.RATE_WITH_KEY, ncbi.RATE) == (3, 10, 3)
     without = NCBISearch(cache=tmp_path)
+    assert isinstance(without.limiter, SharedRateLimiter)
     assert without.limiter.interval == pytest.approx(1 / 3)
-    assert NCBISearch(cache=tmp_path / "b").limiter is without.limiter   # one limiter for the process
+    assert without.limiter.path == tmp_path / "ratelimit.sqlite3"       # shared with every process on the folder
+    assert NCBISearch(cache=tmp_path).limiter is without.limiter         # one limiter for the process
     monkeypatch.setenv("NCBI_API_KEY", KEY)
     assert NCBISearch(cache=tmp_path).limiter.interval == pytest.approx(1 / 10)
+
+
+def test_two_processes_on_one_file_take_slots_a_rate_apart(tmp_path):
+    clock = FakeClock()
+    clock.now = 1_700_000_000.0          # the wall clock: processes agree on time.time()
+    nap = lambda seconds: None  # noqa: E731
+    first, second = (SharedRateLimiter(tmp_path / "limit.db", 3, clock, nap) for _ in range(2))  # two "processes"
+    waits = [limiter.wait() for limiter in (first, second, first, second)]
+    assert waits == pytest.approx([0, 1 / 3, 2 / 3, 1])
+    assert [first.last_slot, second.last_slot] == pytest.approx([clock.now + 2 / 3, clock.now + 1])
+    clock.now += 10                      # idle time is not saved up for a burst
+    assert [second.wait(), first.wait()] == pytest.approx([0, 1 / 3])
+    other = SharedRateLimiter(tmp_path / "limit.db", 10, clock, nap)   # another rate (an API key) has its own slots
+    assert other.wait() == 0
+    assert first.fallback is None and second.fallback is None
+
+
+def test_a_wall_clock_that_went_back_does_not_stall_the_limiter(tmp_path):
+    clock = FakeClock()
+    limiter = SharedRateLimiter(tmp_path / "limit.db", 3, clock, clock.sleep)
+    limiter.wait()
+    clock.now -= 3600                    # the clock was set back an hour: the stored slot is far ahead
+    assert limiter.wait() == 0
+
+
+def test_a_limiter_file_that_cannot_be_used_falls_back_to_the_process(tmp_path, logs):
+    (tmp_path / "file").write_text("not a folder")
+    clock = FakeClock()
+    limiter = SharedRateLimiter(tmp_path / "file" / "limit.db", 3, clock, clock.sleep)
+    waits = [limiter.wait() for _ in range(3)]
+    assert waits == pytest.approx([0, 1 / 3, 1 / 3])    # still 3 per second, in this process
+    assert limiter.fallback is not None
+    warnings = [r.getMessage() for r in logs.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1 and "keeps to 3 requests/s on its own" in warnings[0]
+
+
+_LIMITED = """
+import sys, time
+from pathlib import Path
+from posttrain.rewards.search.ncbi import SharedRateLimiter
+path, rate, me, n = Path(sys.argv[1]), float(sys.argv[2]), sys.argv[3], int(sys.argv[4])
+limiter = SharedRateLimiter(path, rate)
+(path.parent / f"ready-{me}").touch()
+deadline = time.time() + 30
+while len(list(path.parent.glob("ready-*"))) < 2 and time.time() < deadline:   # start together
+    time.sleep(0.001)
+for _ in range(n):
+    limiter.wait()
+    print(me, limiter.last_slot, time.time(), flush=True)
+print("fallback" if limiter.fallback else "shared", flush=True)
+"""
+
+
+def test_processes_share_the_limit_through_the_file(tmp_path):
+    rate, each = 50.0, 3
+    path = tmp_path / "ratelimit.sqlite3"
+    workers = [subprocess.Popen([sys.executable, "-c", _LIMITED, str(path), str(rate), str(i), str(each)],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for i in range(2)]
+    outputs = [worker.communicate(timeout=60) for worker in workers]
+    slots = []
+    for worker, (out, err) in zip(workers, outputs):
+        assert worker.returncode == 0, err
+        *lines, mode = out.split("\n")[:-1]
+        assert mode == "shared", err
+        for line in lines:
+            _, slot, woke = line.split()
+            assert float(woke) >= float(slot) - 0.002      # each slept until its slot
+            slots.append(float(slot))
+    slots.sort()
+    assert len(slots) == 2 * each
+    gaps = [b - a for a, b in zip(slots, slots[1:])]
+    assert min(gaps) >= 1 / rate - 1e-6, gaps               # both processes together: at most 50 per second
+    assert slots[-1] - slots[0] < 2.0
+    with sqlite3.connect(path) as db:
+        assert db.execute("SELECT next FROM slots").fetchone()[0] == pytest.approx(slots[-1] + 1 / rate)
 
 
 # ---- threads -------------------------------------------------------------------------------------------------------
 
 def test_threads_asking_the_same_query_send_it_once(server, tmp_path):
-    server.delay = 0.1
+    server.delay = 0.1    # the first asker is still waiting when the others ask; the timeout is far longer
     found = backend(server, tmp_path)
     queries = ["heart"] * 6 + ["stroke"] * 2 + ["aspirin"]
     results: dict[int, list[str]] = {}
+    start = threading.Barrier(len(queries))
 
     def run(i):
+        start.wait()
         results[i] = found.search(queries[i], 5)
 
     threads = [threading.Thread(target=run, args=(i,)) for i in range(len(queries))]
