@@ -114,11 +114,11 @@ def _check_search(stage, report) -> None:
     if (stage.search_backend or os.environ.get("POSTTRAIN_SEARCH_BACKEND")) == "ncbi":
         from posttrain.rewards.search import ncbi
 
-        rate = ncbi.RATE_WITH_KEY if os.environ.get("NCBI_API_KEY") else ncbi.RATE
+        rate = ncbi.RATE_WITH_KEY if os.environ.get("NCBI_API_KEY") else ncbi.RATE_WITHOUT_KEY
         report.notes.append(f"{where}.search_backend: live PubMed, at most {rate:g} requests/s "
                             f"({ncbi.RATE_WITH_KEY:g} with NCBI_API_KEY set in the environment)")
         return
-    searching = [r.name for r in stage.rewards if r.name.startswith("study_search")]
+    searching = [r.name for r in stage.rewards if (r.name or "").startswith("study_search")]
     if searching and not (stage.search_index or stage.search_corpus or os.environ.get("POSTTRAIN_SEARCH_INDEX")):
         report.problems.append(f"{where}: rewards {', '.join(searching)} run PubMed queries but the stage has no "
                                "search_index: (an index from `posttrain search build-index`), no search_corpus: "
