@@ -222,7 +222,30 @@ class GRPOStage(StageConfig):
         return self
 
 
+class ProcessRewardStage(StageConfig):
+    """A step-level process reward model on `steps` records; `trainer:` feeds transformers.TrainingArguments.
+
+    Each step is followed by `step_separator` and its label is predicted at that separator's token.
+    """
+
+    trainer_class: ClassVar[str] = "transformers:TrainingArguments"
+
+    type: Literal["process_reward"]
+    data: list[DataSpec] = Field(min_length=1)
+    eval_data: list[DataSpec] | None = None
+    val_size: float = Field(default=0.0, ge=0, lt=1)
+    step_separator: str = Field(default="\n", min_length=1)
+    max_length: int = Field(default=1024, ge=8)
+    finetuning: Literal["full", "lora"] = "full"
+    lora: LoraSpec = Field(default_factory=LoraSpec)
+    template: str | None = None
+    plot_loss: bool = False
+
+    _data_lists = field_validator("data", "eval_data", mode="before")(_as_list)
+
+
 STAGE_CONFIGS: dict[str, type[StageConfig]] = {"sft": SFTStage, "grpo": GRPOStage}
+STAGE_CONFIGS["process_reward"] = ProcessRewardStage
 
 
 class PipelineConfig(Strict):

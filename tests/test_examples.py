@@ -26,7 +26,8 @@ def _rows(path: Path) -> list[dict]:
 
 @pytest.mark.parametrize("name, folder", [("make_data", "data"), ("make_clinical_data", "data/clinical_trials"),
                                           ("make_judge_data", "data/judges"),
-                                          ("make_preference_data", "data/preference")])
+                                          ("make_preference_data", "data/preference"),
+                                          ("make_steps_data", "data/process_reward")])
 def test_the_shipped_data_is_what_its_generator_writes(name, folder, tmp_path, monkeypatch):
     generator = _generator(name)
     monkeypatch.setattr(generator, "OUT", tmp_path)

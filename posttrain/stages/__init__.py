@@ -52,3 +52,12 @@ def _grpo(ctx: StageContext) -> dict:
 
 
 STAGES: dict[str, Callable[[StageContext], dict]] = {"sft": _sft, "grpo": _grpo}
+
+
+def _process_reward(ctx: StageContext) -> dict:
+    from posttrain.stages import process_reward
+
+    return process_reward.run(ctx)
+
+
+STAGES["process_reward"] = _process_reward

@@ -1,0 +1,267 @@
+"""Step-level process reward model (PRM): our own trainer code, since TRL 1.16 ships none.
+
+A solution is the prompt (chat template applied, generation prompt added)
+followed by its steps, each followed by `step_separator`. A token
+classification head (two classes: 0 wrong, 1 correct) on the input causal LM
+predicts each step's label at the last token of the separator after it;
+every other position is labelled -100, so transformers' default cross-entropy
+learns only there. The same `encode_steps` builds the scorer's inputs
+(posttrain/scoring/process.py), so a step is scored exactly where it was
+trained. The saved model's config.json (or `process_reward.json` beside a
+LoRA adapter) records the separator under `posttrain_process_reward`.
+
+Metrics at each evaluation, over the held-out solutions:
+
+- `eval_step_accuracy`: the share of steps whose P(correct) >= 0.5 agrees with the label.
+- `eval_first_error_f1`: ProcessBench's F1 of the first wrong step. The predicted first wrong step
+  of a solution is the first step with P(correct) < 0.5, or "none" when there is none; the true one is
+  the first step labelled false, or "none". `eval_first_error_acc_wrong` is the share of solutions
+  with a wrong step whose predicted first wrong step is exactly the true one; `eval_first_error_acc_correct`
+  the share of all-correct solutions predicted "none"; the F1 is their harmonic mean (one of them alone
+  when the evaluation data has no solution of the other kind, 0 when both are 0).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+from pathlib import Path
+
+import numpy as np
+from transformers import TrainingArguments
+
+from posttrain.errors import PosttrainError
+from posttrain.stages import StageContext
+from posttrain.training.defaults import COMMON, apply_common, build_config
+from posttrain.training.finish import train_and_save
+from posttrain.training.logs import TrainerLogCallback
+
+log = logging.getLogger("posttrain")
+
+MARKER = "posttrain_process_reward"  # the key in config.json that says how the model was trained
+MARKER_FILE = "process_reward.json"  # the same, beside a LoRA adapter (which has no config.json)
+LABELS = {0: "wrong", 1: "correct"}
+
+
+@dataclasses.dataclass
+class Plan:
+    args: TrainingArguments
+    resume: str | None
+
+
+def plan(stage, pipeline, output_dir) -> Plan:
+    """The TrainingArguments a run would use; `validate` builds them too."""
+    settings = {**COMMON, **stage.trainer}
+    where = f"stages.{stage.name}.trainer"
+    resume = apply_common(settings, pipeline, TrainingArguments, where)
+    if stage.eval_data or stage.val_size:
+        settings.setdefault("eval_strategy", "steps" if "eval_steps" in settings else "epoch")
+    # the token classification collator pads labels; nothing else should drop our columns
+    settings.setdefault("remove_unused_columns", False)
+    args = build_config(TrainingArguments, where, output_dir=str(output_dir), **settings)
+    return Plan(args, resume)
+
+
+def encode_steps(tokenizer, prompt: list[dict], steps: list[str], separator: str,
+                 labels: list[bool] | None = None, max_length: int | None = None) -> dict:
+    """input_ids, the position of each step's separator token, and labels (-100 except at those positions).
+
+    Steps and separators are tokenized one piece at a time, so a step's tokens never merge with the next
+    step's and its separator always ends in the same token, whatever the step's text. Steps whose separator
+    falls past `max_length` are cut off (their positions are not returned).
+    """
+    text = tokenizer.apply_chat_template(prompt, tokenize=False, add_generation_prompt=True)
+    ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+    separator_ids = tokenizer(separator, add_special_tokens=False)["input_ids"]
+    if not separator_ids:
+        raise PosttrainError(f"step_separator {separator!r} tokenizes to nothing")
+    positions = []
+    for step in steps:
+        ids = ids + tokenizer(step, add_special_tokens=False)["input_ids"] + separator_ids
+        positions.append(len(ids) - 1)
+    if max_length is not None and len(ids) > max_length:
+        ids = ids[:max_length]
+        positions = [p for p in positions if p < max_length]
+    out = {"input_ids": ids, "positions": positions}
+    if labels is not None:
+        token_labels = [-100] * len(ids)
+        for position, label in zip(positions, labels):
+            token_labels[position] = int(bool(label))
+        out["labels"] = token_labels
+    return out
+
+
+def load_steps(specs) -> list[dict]:
+    from posttrain.data.formats import load_records
+    from posttrain.data.sources import resolve_sources
+
+    records = []
+    for source in resolve_sources(specs):
+        rows = load_records(source.path, source.format, columns=source.columns, tags=source.tags,
+                            split=source.split, max_samples=source.max_samples, record="steps")
+        records += [record for _, record in rows]
+    return records
+
+
+def tokenized(tokenizer, records, separator, max_length, name):
+    from datasets import Dataset
+
+    rows, cut = [], 0
+    for record in records:
+        out = encode_steps(tokenizer, record["prompt"], record["completions"], separator, record["labels"],
+                           max_length)
+        cut += len(record["completions"]) - len(out["positions"])
+        if out["positions"]:
+            rows.append({"input_ids": out["input_ids"], "attention_mask": [1] * len(out["input_ids"]),
+                         "labels": out["labels"]})
+    if cut:
+        log.warning("%s: %d steps end past max_length=%d and are not learned", name, cut, max_length)
+    if not rows:
+        raise PosttrainError(f"{name}: no record has a whole step within max_length={max_length}")
+    return Dataset.from_list(rows)
+
+
+def load_token_classifier(path: str, dtype: str = "auto", trust_remote_code: bool = False,
+                          attn_implementation: str | None = None):
+    """A two-class token classifier from a causal LM (or a LoRA stage's output, merged); the head is new."""
+    import transformers
+
+    from posttrain.models.loading import is_adapter_dir, load_model, resolve_dtype
+
+    extra = {"num_labels": 2, "id2label": LABELS, "label2id": {v: k for k, v in LABELS.items()}}
+    if is_adapter_dir(path):
+        causal = load_model(path, dtype=dtype, trust_remote_code=trust_remote_code,
+                            attn_implementation=attn_implementation)
+        config = causal.config
+        for key, value in extra.items():
+            setattr(config, key, value)
+        model = transformers.AutoModelForTokenClassification.from_config(config, dtype=causal.dtype,
+                                                                         trust_remote_code=trust_remote_code)
+        getattr(model, model.base_model_prefix).load_state_dict(
+            getattr(causal, causal.base_model_prefix).state_dict())
+        return model
+    kwargs = {"dtype": resolve_dtype(dtype), "trust_remote_code": trust_remote_code, **extra}
+    if attn_implementation:
+        kwargs["attn_implementation"] = attn_implementation
+    try:
+        return transformers.AutoModelForTokenClassification.from_pretrained(str(path), **kwargs)
+    except (OSError, ValueError) as e:
+        raise PosttrainError(f"{path}: cannot load it as a token classifier: {e}") from None
+
+
+def first_error(flags) -> int | None:
+    """The index of the first false flag, or None."""
+    return next((i for i, ok in enumerate(flags) if not ok), None)
+
+
+def step_metrics(probabilities: list[list[float]], labels: list[list[bool]]) -> dict:
+    """Step accuracy and first-error F1 (see the module docstring) of per-solution step probabilities."""
+    right = total = 0
+    hits = {True: 0, False: 0}  # keyed by "the solution has a wrong step"
+    counts = {True: 0, False: 0}
+    for probs, truth in zip(probabilities, labels):
+        predicted = [p >= 0.5 for p in probs]
+        right += sum(p == t for p, t in zip(predicted, truth))
+        total += len(truth)
+        wrong = first_error(truth) is not None
+        counts[wrong] += 1
+        hits[wrong] += first_error(predicted) == first_error(truth)
+    acc_wrong = hits[True] / counts[True] if counts[True] else None
+    acc_correct = hits[False] / counts[False] if counts[False] else None
+    if acc_wrong is None or acc_correct is None:
+        f1 = acc_wrong if acc_correct is None else acc_correct
+    else:
+        f1 = 2 * acc_wrong * acc_correct / (acc_wrong + acc_correct) if acc_wrong + acc_correct else 0.0
+    out = {"step_accuracy": right / total if total else 0.0, "first_error_f1": f1 or 0.0}
+    if acc_wrong is not None:
+        out["first_error_acc_wrong"] = acc_wrong
+    if acc_correct is not None:
+        out["first_error_acc_correct"] = acc_correct
+    return out
+
+
+def _probabilities(logits, labels):
+    # only P(correct) is kept between eval batches: [batch, length] instead of [batch, length, 2]
+    import torch
+
+    return torch.softmax(logits.float(), dim=-1)[..., 1]
+
+
+def compute_metrics(prediction) -> dict:
+    probs, label_ids = prediction.predictions, prediction.label_ids
+    per_probs, per_labels = [], []
+    for row_probs, row_labels in zip(np.asarray(probs), np.asarray(label_ids)):
+        at = row_labels != -100
+        per_probs.append(row_probs[at].tolist())
+        per_labels.append([bool(x) for x in row_labels[at]])
+    return step_metrics(per_probs, per_labels)
+
+
+class _SaveWithMarker:
+    """Saves the tokenizer and records how the model was trained, inside train_and_save's atomic write."""
+
+    def __init__(self, tokenizer, marker: dict):
+        self.tokenizer, self.marker = tokenizer, marker
+
+    def save_pretrained(self, directory):
+        self.tokenizer.save_pretrained(directory)
+        config = Path(directory) / "config.json"
+        if config.exists():
+            data = json.loads(config.read_text(encoding="utf-8"))
+            data[MARKER] = self.marker
+            config.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+        else:  # a LoRA adapter
+            (Path(directory) / MARKER_FILE).write_text(json.dumps({MARKER: self.marker}, indent=2) + "\n",
+                                                       encoding="utf-8")
+
+
+def run(ctx: StageContext) -> dict:
+    from transformers import DataCollatorForTokenClassification, Trainer
+
+    from posttrain.models.loading import load_tokenizer, lora_config
+    from posttrain.stages.sft import split_off
+
+    stage, pipeline = ctx.stage, ctx.pipeline
+    p = plan(stage, pipeline, ctx.checkpoints_dir)
+    tokenizer = load_tokenizer(ctx.model_path, template=stage.template or pipeline.template,
+                               trust_remote_code=pipeline.trust_remote_code)
+    train_records = load_steps(stage.data)
+    eval_records = load_steps(stage.eval_data) if stage.eval_data else []
+    if stage.val_size and not eval_records:
+        train_records, eval_records = split_off(train_records, stage.val_size, pipeline.seed)
+    if not train_records:
+        raise PosttrainError(f"stage {stage.name}: the training data holds no records")
+    separator = stage.step_separator
+    train = tokenized(tokenizer, train_records, separator, stage.max_length, f"{stage.name} train")
+    evaluation = (tokenized(tokenizer, eval_records, separator, stage.max_length, f"{stage.name} eval")
+                  if eval_records else None)
+
+    model = load_token_classifier(ctx.model_path, pipeline.dtype, pipeline.trust_remote_code,
+                                  pipeline.attn_implementation)
+    if model.config.pad_token_id is None:
+        model.config.pad_token_id = tokenizer.pad_token_id
+    if stage.finetuning == "lora":
+        from peft import get_peft_model
+
+        config = lora_config(stage.lora, task_type="TOKEN_CLS")
+        # the new head is trained whole (peft's modules_to_save for TOKEN_CLS); "all-linear" would wrap it too
+        config.exclude_modules = ["score", "classifier"]
+        model = get_peft_model(model, config)
+    trainer = Trainer(
+        model=model,
+        args=p.args,
+        train_dataset=train,
+        eval_dataset=evaluation,
+        processing_class=tokenizer,
+        data_collator=DataCollatorForTokenClassification(tokenizer),
+        compute_metrics=compute_metrics if evaluation is not None else None,
+        preprocess_logits_for_metrics=_probabilities if evaluation is not None else None,
+        callbacks=[TrainerLogCallback(ctx.log_path)],
+    )
+    marker = {"step_separator": separator, "max_length": stage.max_length, "labels": LABELS}
+    metrics = train_and_save(trainer, ctx, _SaveWithMarker(tokenizer, marker), p.resume,
+                             evaluate=evaluation is not None)
+    metrics.update(train_examples=len(train_records), eval_examples=len(eval_records),
+                   train_steps_labelled=sum(len(r["completions"]) for r in train_records))
+    return metrics
