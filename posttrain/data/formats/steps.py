@@ -1,0 +1,44 @@
+"""Step-labelled solutions (`prompt`, `completions`, `labels`): posttrain's own and TRL's stepwise supervision.
+
+TRL documents this shape as its "stepwise supervision" dataset type (what its
+old PRMTrainer read): `prompt` a string (or messages), `completions` the
+solution's steps in order, `labels` one boolean per step. posttrain's `steps`
+records have the same keys, so one module reads both; the process reward
+stage reads them. Parquet hands back numpy arrays, made plain lists here.
+"""
+
+from __future__ import annotations
+
+from posttrain.data.records import validate_steps
+
+RECORD = "steps"
+
+
+def detect(row: dict) -> bool:
+    return "completions" in row and "labels" in row and "prompt" in row
+
+
+def _plain(value):
+    if hasattr(value, "tolist"):
+        value = value.tolist()
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    return value
+
+
+def to_record(row: dict, columns: dict | None = None, tags: dict | None = None) -> dict:
+    row = _plain(row)
+    if columns:  # dataset_info.json may name other columns for prompt/completions/labels
+        row = {**row, **{key: row.get(column) for key, column in columns.items()
+                         if key in ("prompt", "completions", "labels")}}
+    return validate_steps(row)
+
+
+def from_record(record: dict) -> dict:
+    prompt = record["prompt"]
+    # TRL's standard (non-conversational) form: a lone user turn is written as its text
+    if len(prompt) == 1 and prompt[0]["role"] == "user":
+        prompt = prompt[0]["content"]
+    return {"prompt": prompt, "completions": record["completions"], "labels": record["labels"]}
