@@ -45,6 +45,7 @@ register("rm-gallery-pairwise", judges.PAIRWISE)
 register("rm-gallery-pointwise", judges.POINTWISE)
 register("agent-eval", agent_eval)
 register("agent-eval-no-metadata", agent_eval.NO_METADATA)
+register("agent-eval-judge", agent_eval.JUDGE_PROMPTS)
 register("steps", steps, aliases=("trl-stepwise",))  # the same keys in both: one module reads them
 register("preference", preference, aliases=("trl-preference", "ranking"))
 register("rm-gallery", rm_gallery)

@@ -4,7 +4,8 @@ A row of `finetune.jsonl` is `{"conversations": [{"from": "human", "value"}, {"f
 "metadata": {"model_name", "provider", "task_id", "evaluation_type": clip|category|final,
 "clip_number", "category", "timestamp"}}`. The judge sees the human turn behind the seed's prefix
 `[EVAL_TYPE: x] [MODEL: y] [TASK: z] [CATEGORY: c] ` (format `agent-eval`; `agent-eval-no-metadata`
-leaves it off) and answers with the gpt turn, a JSON evaluation. `posttrain data variants` writes the
+leaves it off) and answers with the gpt turn, a JSON evaluation. `agent-eval-judge` makes the
+same row an rl_prompt for the `json_judge` reward, the gpt turn its reference. `posttrain data variants` writes the
 seed's dataset variants from the same rows (posttrain/data/variants.py).
 """
 
@@ -75,3 +76,19 @@ to_record = to_conversation
 NO_METADATA = SimpleNamespace(
     RECORD=RECORD, detect=lambda row: False, from_record=None,
     to_record=lambda row, columns=None, tags=None: to_conversation(row, with_metadata=False))
+
+
+def to_rl_prompt(row, columns=None, tags=None) -> dict:
+    """The same row as an rl_prompt scored by `json_judge`: the gpt turn becomes the reference evaluation,
+    so a judge's answers (in GRPO, or generated for evaluation) are checked for JSON validity and score error."""
+    from posttrain.data.records import validate_rl_prompt
+
+    metadata = metadata_of(row)
+    instruction, output = instruction_output(row)
+    return validate_rl_prompt({
+        "prompt": [{"role": "user", "content": instruction}], "data_source": "json_judge",
+        "ground_truth": {"evaluation_type": metadata["evaluation_type"], "reference": output},
+        "extra_info": {key: metadata.get(key) for key in ("model_name", "task_id", "evaluation_type")}})
+
+
+JUDGE_PROMPTS = SimpleNamespace(RECORD="rl_prompt", detect=lambda row: False, from_record=None, to_record=to_rl_prompt)

@@ -36,3 +36,16 @@ def test_bad_evaluation_type(tmp_path):
     bad = {**ROW, "metadata": {**ROW["metadata"], "evaluation_type": "step"}}
     with pytest.raises(DataError, match=r"finetune.jsonl:2: metadata.evaluation_type: expected one of clip"):
         list(load_records(_write(tmp_path, [ROW, bad]), "agent-eval"))
+
+
+def test_rl_prompts_for_json_judge(tmp_path):
+    from posttrain.rewards.judges import json_judge
+
+    reference = {"reasonableness_score": 0.8, "summary": "fine"}
+    row = {**ROW, "conversations": [ROW["conversations"][0], {"from": "gpt", "value": json.dumps(reference)}]}
+    [record] = [r for _, r in load_records(_write(tmp_path, [row]), "agent-eval-judge")]
+    assert record["data_source"] == "json_judge"
+    assert record["prompt"][0]["content"].startswith("[EVAL_TYPE: clip] ")
+    assert json_judge(json.dumps(reference), record["ground_truth"]) == 1.0
+    assert json_judge(json.dumps({**reference, "reasonableness_score": 0.4}), record["ground_truth"]) == \
+        pytest.approx(0.6)
