@@ -174,8 +174,12 @@ class SFTStage(StageConfig):
 
 
 class RewardSpec(Strict):
-    name: str  # a built-in reward, module:function or path/to/file.py:function
+    name: str | None = None  # a built-in reward, module:function or path/to/file.py:function
     weight: float = 1.0
+    # or a trained reward model: an earlier reward_model/process_reward stage's name, or a model directory
+    model: str | None = None
+    aggregate: Literal["min", "mean", "product"] = "min"  # a process reward model's step scores -> one reward
+    step_separator: str = "\n"  # how a completion is cut into steps for a process reward model
 
     @model_validator(mode="before")
     @classmethod
@@ -187,11 +191,29 @@ class RewardSpec(Strict):
     def _known(cls, name):
         from posttrain import rewards
 
+        if name is None:
+            return name
         try:
             rewards.get(name)
         except ConfigError as e:
             raise ValueError(str(e)) from None
         return name
+
+    @model_validator(mode="after")
+    def _name_or_model(self):
+        if (self.name is None) == (self.model is None):
+            raise ValueError("give exactly one of `name` (a reward function) or `model` (a reward model: "
+                             "an earlier stage's name or a model directory)")
+        return self
+
+    @property
+    def label(self) -> str:
+        """How the reward is logged: its name, or rm_<stage or directory name> for a reward model."""
+        if self.name:
+            return self.name
+        path = Path(self.model.rstrip("/"))
+        base = path.parent.name if path.name == "model" and path.parent.name else path.name  # <stage>/model
+        return "rm_" + re.sub(r"[^A-Za-z0-9_.-]", "_", base)
 
 
 class GRPOStage(StageConfig):
@@ -244,8 +266,30 @@ class ProcessRewardStage(StageConfig):
     _data_lists = field_validator("data", "eval_data", mode="before")(_as_list)
 
 
+class RewardModelStage(StageConfig):
+    """A Bradley-Terry reward model on preference pairs; `trainer:` feeds trl.RewardConfig.
+
+    The model becomes a sequence classifier with one output, trained so the chosen response scores above the
+    rejected one; ties are dropped (and counted).
+    """
+
+    trainer_class: ClassVar[str] = "trl:RewardConfig"
+
+    type: Literal["reward_model"]
+    data: list[DataSpec] = Field(min_length=1)
+    eval_data: list[DataSpec] | None = None
+    val_size: float = Field(default=0.0, ge=0, lt=1)
+    finetuning: Literal["full", "lora"] = "full"
+    lora: LoraSpec = Field(default_factory=LoraSpec)
+    template: str | None = None
+    plot_loss: bool = False
+
+    _data_lists = field_validator("data", "eval_data", mode="before")(_as_list)
+
+
 STAGE_CONFIGS: dict[str, type[StageConfig]] = {"sft": SFTStage, "grpo": GRPOStage}
 STAGE_CONFIGS["process_reward"] = ProcessRewardStage
+STAGE_CONFIGS["reward_model"] = RewardModelStage
 
 
 class PipelineConfig(Strict):

@@ -59,7 +59,7 @@ def run(source, overrides=(), *, only: str | None = None, from_stage: str | None
         base_fingerprints: dict[str, str] = {}
         for stage in config.stages:
             model_path, model_fp = input_model(stage, config, outputs, base_fingerprints)
-            fingerprint = stage_fingerprint(stage, config, model_fp)
+            fingerprint = stage_fingerprint(stage, config, model_fp, reward_models(stage, config, outputs))
             entry = manifest.stages.get(stage.name, {})
             stage_dir = run_dir / stage.name
             done = (entry.get("status") == "done" and entry.get("fingerprint") == fingerprint
@@ -83,7 +83,36 @@ def run(source, overrides=(), *, only: str | None = None, from_stage: str | None
 
 
 def _consumers(name: str, config: PipelineConfig, selected: set[str]) -> bool:
-    return any(stage.name in selected and stage.model == name for stage in config.stages)
+    return any(stage.name in selected and (stage.model == name or name in _reward_model_refs(stage))
+               for stage in config.stages)
+
+
+def _reward_model_refs(stage: StageConfig) -> list[str]:
+    return [r.model for r in getattr(stage, "rewards", None) or [] if getattr(r, "model", None)]
+
+
+def reward_model_path(ref: str, config: PipelineConfig) -> str:
+    """A GRPO reward's `model:`: an earlier stage's saved model, or a model directory as given."""
+    if ref in {s.name for s in config.stages}:
+        return str(Path(config.output_dir) / ref / "model")
+    return ref
+
+
+def reward_models(stage: StageConfig, config: PipelineConfig, outputs: dict[str, str]) -> dict[str, str]:
+    """The fingerprint of each reward model a stage scores with: a retrained reward model retrains the policy."""
+    found = {}
+    names = [s.name for s in config.stages]
+    for ref in _reward_model_refs(stage):
+        if ref in outputs:
+            found[ref] = outputs[ref]
+        elif ref in names:
+            if names.index(ref) > names.index(stage.name):
+                raise ConfigError(f"stages.{stage.name}.rewards: reward model {ref!r} is a later stage; "
+                                  "name an earlier one")
+            found[ref] = "not yet trained"
+        else:
+            found[ref] = model_fingerprint(ref)
+    return found
 
 
 def _run_stage(stage, config, model_path, stage_dir, fingerprint, manifest, console):
@@ -195,7 +224,8 @@ _NOT_FINGERPRINTED = {
 }
 
 
-def stage_fingerprint(stage: StageConfig, config: PipelineConfig, model_fp: str) -> str:
+def stage_fingerprint(stage: StageConfig, config: PipelineConfig, model_fp: str,
+                      reward_model_fps: dict[str, str] | None = None) -> str:
     dumped = stage.model_dump(mode="json")
     dumped["trainer"] = {k: v for k, v in dumped.get("trainer", {}).items() if k not in _NOT_FINGERPRINTED}
     dumped.pop("plot_loss", None)
@@ -205,6 +235,8 @@ def stage_fingerprint(stage: StageConfig, config: PipelineConfig, model_fp: str)
         if spec is not None:
             resolved[f"{field}_content"] = content_fingerprint(resolve_sources(spec))
     resolved.update(_search_inputs(stage))
+    if reward_model_fps:
+        resolved["reward_models"] = reward_model_fps
     return hashlib.sha256(json.dumps(resolved, sort_keys=True, default=str).encode()).hexdigest()
 
 
@@ -216,7 +248,7 @@ def _search_inputs(stage: StageConfig) -> dict:
     """
     if stage.type != "grpo":
         return {}
-    searching = any(reward.name.startswith("study_search") for reward in stage.rewards)
+    searching = any((reward.name or "").startswith("study_search") for reward in stage.rewards)
     from_env = os.environ if searching else {}
     inputs = {"search_backend": stage.search_backend or from_env.get("POSTTRAIN_SEARCH_BACKEND") or "index"}
     if stage.search_corpus:

@@ -218,6 +218,9 @@ def _reward_list(stage, weights, records: list[dict]) -> list[dict] | None:
     if len(weights) != len(stage.rewards):
         raise ConfigError(f"stages.{stage.name}.trainer.reward_weights: {len(weights)} weights for "
                           f"{len(stage.rewards)} rewards")
+    if any(r.model for r in stage.rewards):
+        raise ConfigError(f"stages.{stage.name}.rewards: a reward model is scored in posttrain's GRPO stage; "
+                          "VERL's compute_score takes reward functions only")
     rewards = [{"name": _absolute_reward(r.name), "weight": float(w)} for r, w in zip(stage.rewards, weights)]
     if len(rewards) == 1 and rewards[0]["weight"] == 1.0:
         try:

@@ -61,3 +61,12 @@ def _process_reward(ctx: StageContext) -> dict:
 
 
 STAGES["process_reward"] = _process_reward
+
+
+def _reward_model(ctx: StageContext) -> dict:
+    from posttrain.stages import reward_model
+
+    return reward_model.run(ctx)
+
+
+STAGES["reward_model"] = _reward_model

@@ -120,7 +120,7 @@ def run(ctx: StageContext) -> dict:
                        attn_implementation=pipeline.attn_implementation, quantize_4bit=stage.finetuning == "qlora")
     trainer = GRPOTrainer(
         model=model,
-        reward_funcs=[trl_reward(reward.name) for reward in stage.rewards],
+        reward_funcs=[_reward_func(reward, ctx) for reward in stage.rewards],
         args=args,
         train_dataset=Dataset.from_list(rows),
         processing_class=tokenizer,
@@ -130,3 +130,14 @@ def run(ctx: StageContext) -> dict:
     metrics = train_and_save(trainer, ctx, tokenizer, resume)
     metrics.update(train_examples=len(rows), **reward_trend(ctx.log_path))
     return metrics
+
+
+def _reward_func(reward, ctx: StageContext):
+    """A library reward by name, or a trained reward model (an earlier stage's output or a directory)."""
+    if reward.model is None:
+        return trl_reward(reward.name)
+    from posttrain.pipeline import reward_model_path
+    from posttrain.scoring.rewards import model_reward
+
+    return model_reward(reward, reward_model_path(reward.model, ctx.pipeline),
+                        template=ctx.stage.template or ctx.pipeline.template)

@@ -1,0 +1,123 @@
+"""`posttrain score`: a reward model's scores for every record of a file.
+
+Pairs (preference records, any preference format) get a chosen and a
+rejected score, and the accuracy over non-tie pairs (chosen above rejected,
+the reward_model stage's eval accuracy); single responses (conversation
+records: the last assistant turns scored after the turns before them; or
+rl_prompt rows with a `completion`) get one score each. A process reward model
+gives each response's step scores. The output jsonl is written atomically.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from posttrain.data.formats import detect_format, get_format, load_records
+from posttrain.data.io import read_rows, write_records
+from posttrain.data.records import validate_conversation
+from posttrain.errors import DataError, PosttrainError, RecordError
+
+
+@dataclass
+class ScoreResult:
+    rows: list[dict] = field(default_factory=list)
+    kind: str = "pairs"  # or "single"
+    pairs: int = 0
+    correct: int = 0
+    ties: int = 0
+
+    @property
+    def accuracy(self) -> float | None:
+        return self.correct / self.pairs if self.pairs else None
+
+
+def items(path, fmt: str | None):
+    """(kind, line, record) for each record: kind `pair` (a preference record) or `single` (prompt, response)."""
+    first = next(iter(read_rows(path)), None)
+    if first is None:
+        raise PosttrainError(f"{path}: no records")
+    _, row = first
+    if fmt is None and isinstance(row, dict) and "completion" in row and "prompt" in row:
+        for line, row in read_rows(path):
+            yield "single", line, _prompt_completion(path, line, row)
+        return
+    name = fmt or _detect(path, row)
+    record_type = get_format(name).RECORD
+    if record_type not in ("preference", "conversation"):
+        raise PosttrainError(f"{path}: {name} makes {record_type} records; `posttrain score` scores preference "
+                             "pairs, conversations, or rows with a prompt and a completion")
+    for line, record in load_records(path, name, record=record_type):
+        if record_type == "preference":
+            yield "pair", line, record
+        else:
+            messages = record["messages"]
+            cut = max(i for i, m in enumerate(messages) if m["role"] != "assistant") + 1
+            yield "single", line, {"prompt": messages[:cut], "response": messages[cut:]}
+
+
+def _detect(path, row) -> str:
+    try:
+        return detect_format(row)
+    except PosttrainError as e:
+        raise DataError(path, 1, "format", str(e)) from None
+
+
+def _prompt_completion(path, line, row) -> dict:
+    prompt = row.get("prompt")
+    if isinstance(prompt, str):
+        prompt = [{"role": "user", "content": prompt}]
+    try:
+        prompt = validate_conversation({"messages": prompt}, require_assistant_last=False)["messages"]
+    except RecordError as e:
+        raise DataError(path, line, "prompt" + e.field[len("messages"):], e.expected) from None
+    completion = row.get("completion")
+    if isinstance(completion, list):
+        completion = "".join(m.get("content") or "" for m in completion if isinstance(m, dict))
+    if not isinstance(completion, str):
+        raise DataError(path, line, "completion", "expected a string or a list of assistant messages")
+    return {"prompt": prompt, "response": [{"role": "assistant", "content": completion}]}
+
+
+def score_file(model: str, path, fmt: str | None = None, out=None, batch_size: int = 8,
+               progress=None) -> ScoreResult:
+    """Score every record of `path` with the reward model `model`; write `out` (jsonl) when given."""
+    from posttrain.scoring import load_scorer, model_kind
+
+    records = list(items(path, fmt))  # read (and check) all of it before loading a model
+    kind = model_kind(model)
+    scorer = load_scorer(model, batch_size=batch_size) if kind == "bradley_terry" else load_scorer(model)
+    result = ScoreResult(kind="pairs" if records and records[0][0] == "pair" else "single")
+    jobs = []  # (record index, key, prompt, response)
+    for i, (what, _, record) in enumerate(records):
+        if what == "pair":
+            jobs += [(i, "chosen_score", record["prompt"], record["chosen"]),
+                     (i, "rejected_score", record["prompt"], record["rejected"])]
+        else:
+            jobs.append((i, "score", record["prompt"], record["response"]))
+    scores: list = []
+    for start in range(0, len(jobs), batch_size):
+        batch = jobs[start:start + batch_size]
+        if kind == "bradley_terry":
+            scores += scorer.score_many([(prompt, response) for _, _, prompt, response in batch])
+        else:
+            scores += [scorer.score(prompt, "".join(m["content"] for m in response)) for _, _, prompt, response in batch]
+        if progress:
+            progress(len(batch))
+    rows = [{"line": line, **record} for _, line, record in records]
+    for (i, key, _, _), score in zip(jobs, scores):
+        rows[i][key] = score
+    for (what, _, record), row in zip(records, rows):
+        if what == "pair":
+            if record["tie"]:
+                result.ties += 1
+                continue
+            result.pairs += 1
+            result.correct += row["chosen_score"] > row["rejected_score"]
+    result.rows = rows
+    if out:
+        write_records(out, rows, "jsonl")
+    return result
+
+
+def count_jobs(path, fmt=None) -> int:
+    return sum(2 if what == "pair" else 1 for what, _, _ in items(path, fmt))

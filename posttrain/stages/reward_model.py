@@ -1,0 +1,140 @@
+"""A Bradley-Terry reward model from preference pairs, with TRL's RewardTrainer.
+
+The model becomes a sequence classifier with one output and learns
+-logsigmoid(r_chosen - r_rejected) (minus each pair's `margin` when every
+pair has one). posttrain reads preference records from any supported format,
+drops ties (Bradley-Terry has no tie; the count is printed), renders each
+response with the chat template exactly as `posttrain score` and a GRPO
+stage will (scoring/bradley_terry.encode), and reports TRL's eval accuracy
+(chosen scored above rejected) and mean margin at every evaluation. The
+stage's `trainer:` block is passed to `trl.RewardConfig` as is.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import logging
+
+from trl import RewardConfig, RewardTrainer
+
+from posttrain.data.formats import load_records
+from posttrain.data.sources import resolve_sources
+from posttrain.errors import PosttrainError
+from posttrain.models.loading import load_tokenizer, lora_config
+from posttrain.scoring.bradley_terry import encode
+from posttrain.stages import StageContext
+from posttrain.stages.sft import split_off
+from posttrain.training.defaults import COMMON, apply_common, build_config
+from posttrain.training.finish import train_and_save
+from posttrain.training.logs import TrainerLogCallback
+
+log = logging.getLogger("posttrain")
+
+DEFAULTS = {**COMMON, "max_length": 1024}
+
+
+@dataclasses.dataclass
+class Plan:
+    args: RewardConfig
+    resume: str | None
+
+
+def plan(stage, pipeline, output_dir) -> Plan:
+    settings = {**DEFAULTS, **stage.trainer}
+    where = f"stages.{stage.name}.trainer"
+    resume = apply_common(settings, pipeline, RewardConfig, where)
+    if stage.eval_data or stage.val_size:
+        settings.setdefault("eval_strategy", "steps" if "eval_steps" in settings else "epoch")
+    return Plan(build_config(RewardConfig, where, output_dir=str(output_dir), **settings), resume)
+
+
+def load_pairs(specs, name: str) -> tuple[list[dict], int]:
+    """The preference records of `specs` without ties, and how many ties were dropped."""
+    pairs, ties = [], 0
+    for source in resolve_sources(specs):
+        rows = load_records(source.path, source.format, columns=source.columns, tags=source.tags,
+                            split=source.split, record="preference")
+        for _, record in itertools.islice(rows, source.max_samples):
+            if record["tie"]:
+                ties += 1
+            else:
+                pairs.append(record)
+    if ties:
+        log.warning("%s: %d tie(s) dropped (a Bradley-Terry model has no tie), %d pairs kept", name, ties, len(pairs))
+    return pairs, ties
+
+
+def tokenized(tokenizer, pairs: list[dict], name: str):
+    """chosen_ids/rejected_ids (and margin when every pair has one), which RewardTrainer takes as processed."""
+    from datasets import Dataset
+
+    with_margin = all(p["margin"] is not None for p in pairs)
+    rows = []
+    for pair in pairs:
+        row = {"chosen_ids": encode(tokenizer, pair["prompt"], pair["chosen"]),
+               "rejected_ids": encode(tokenizer, pair["prompt"], pair["rejected"])}
+        if with_margin:
+            row["margin"] = pair["margin"]
+        rows.append(row)
+    if not rows:
+        raise PosttrainError(f"{name}: no preference pairs (after dropping ties)")
+    return Dataset.from_list(rows)
+
+
+def run(ctx: StageContext) -> dict:
+    stage, pipeline = ctx.stage, ctx.pipeline
+    p = plan(stage, pipeline, ctx.checkpoints_dir)
+    tokenizer = load_tokenizer(ctx.model_path, template=stage.template or pipeline.template,
+                               trust_remote_code=pipeline.trust_remote_code)
+    train_pairs, ties = load_pairs(stage.data, f"stage {stage.name} data")
+    eval_pairs = load_pairs(stage.eval_data, f"stage {stage.name} eval_data")[0] if stage.eval_data else []
+    if stage.val_size and not eval_pairs:
+        train_pairs, eval_pairs = split_off(train_pairs, stage.val_size, pipeline.seed)
+    train = tokenized(tokenizer, train_pairs, f"stage {stage.name} data")
+    evaluation = tokenized(tokenizer, eval_pairs, f"stage {stage.name} eval") if eval_pairs else None
+    _warn_long(train, p.args.max_length, f"stage {stage.name} data")
+
+    model = load_classifier(ctx.model_path, pipeline)
+    model.config.pad_token_id = tokenizer.pad_token_id  # the classifier finds each row's last token by it
+    trainer = RewardTrainer(
+        model=model,
+        args=p.args,
+        train_dataset=train,
+        eval_dataset=evaluation,
+        processing_class=tokenizer,
+        peft_config=lora_config(stage.lora, task_type="SEQ_CLS") if stage.finetuning == "lora" else None,
+        callbacks=[TrainerLogCallback(ctx.log_path)],
+    )
+    metrics = train_and_save(trainer, ctx, tokenizer, p.resume, evaluate=evaluation is not None)
+    metrics.update(train_examples=len(train_pairs), eval_examples=len(eval_pairs), ties_dropped=ties)
+    return metrics
+
+
+def load_classifier(path: str, pipeline):
+    """The input model (a causal LM, a LoRA stage's adapter merged in) as a sequence classifier with one output:
+    a new score head, which is what a reward model starts from."""
+    import transformers
+
+    from posttrain.models.loading import _merged_adapter, _missing_model, is_adapter_dir, resolve_dtype
+
+    auto = transformers.AutoModelForSequenceClassification
+    kwargs = {"dtype": resolve_dtype(pipeline.dtype), "trust_remote_code": pipeline.trust_remote_code,
+              "num_labels": 1}
+    if pipeline.attn_implementation:
+        kwargs["attn_implementation"] = pipeline.attn_implementation
+    if is_adapter_dir(path):
+        return _merged_adapter(path, auto, kwargs)
+    try:
+        return auto.from_pretrained(str(path), **kwargs)
+    except OSError as e:
+        raise _missing_model(str(path), "model", e) from None
+
+
+def _warn_long(dataset, max_length, name) -> None:
+    if not max_length:
+        return
+    over = sum(1 for c, r in zip(dataset["chosen_ids"], dataset["rejected_ids"]) if max(len(c), len(r)) > max_length)
+    if over:
+        log.warning("%s: %d of %d pairs are longer than max_length=%d and are skipped by the trainer",
+                    name, over, len(dataset), max_length)

@@ -1,0 +1,52 @@
+"""A reward model as a GRPO reward: TRL's call shape, the logged name, the scores of `posttrain score`."""
+
+import pytest
+
+from posttrain.config import RewardSpec, load_config
+from posttrain.errors import ConfigError
+from posttrain.pipeline import reward_models, stage_fingerprint
+from posttrain.scoring import load_scorer
+from posttrain.scoring.rewards import model_reward
+from tests.scoring.test_score_file import reward_model  # noqa: F401  (the fixture)
+
+PROMPT = [{"role": "user", "content": "What is BP?"}]
+
+
+def test_scores_prompt_plus_completion_as_the_scorer_does(reward_model):  # noqa: F811
+    reward = model_reward(RewardSpec(model=str(reward_model)), str(reward_model))
+    assert reward.__name__ == f"rm_{reward_model.parent.name}"  # the stage folder, not `model`
+    completions = [[{"role": "assistant", "content": "Blood pressure."}], [{"role": "assistant", "content": "No."}]]
+    scores = reward(prompts=[PROMPT, PROMPT], completions=completions, ground_truth_json=["null", "null"])
+    scorer = load_scorer(reward_model)
+    assert scores == pytest.approx([scorer.score(PROMPT, "Blood pressure."), scorer.score(PROMPT, "No.")], abs=1e-5)
+
+
+def test_name_and_model_are_exclusive():
+    with pytest.raises(ValueError, match="exactly one of `name`"):
+        RewardSpec(name="answer_tags", model="rm")
+    with pytest.raises(ValueError, match="exactly one of `name`"):
+        RewardSpec(weight=2.0)
+
+
+def pipeline(tmp_path, rm_first=True):
+    rm = {"name": "rm", "type": "reward_model", "data": str(tmp_path / "p.jsonl")}
+    grpo = {"name": "rl", "type": "grpo", "data": str(tmp_path / "rl.jsonl"), "rewards": [{"model": "rm"}]}
+    return load_config({"name": "x", "model": str(tmp_path), "output_dir": str(tmp_path / "run"),
+                        "stages": [rm, grpo] if rm_first else [grpo, rm]})
+
+
+def test_a_retrained_reward_model_changes_the_policy_stage_fingerprint(tmp_path):
+    for name in ("p.jsonl", "rl.jsonl"):
+        (tmp_path / name).write_text("")
+    config = pipeline(tmp_path)
+    grpo = config.stage("rl")
+    first = stage_fingerprint(grpo, config, "m", reward_models(grpo, config, {"rm": "run-1"}))
+    again = stage_fingerprint(grpo, config, "m", reward_models(grpo, config, {"rm": "run-1"}))
+    other = stage_fingerprint(grpo, config, "m", reward_models(grpo, config, {"rm": "run-2"}))
+    assert first == again != other
+
+
+def test_a_later_reward_model_stage_is_refused(tmp_path):
+    config = pipeline(tmp_path, rm_first=False)
+    with pytest.raises(ConfigError, match="reward model 'rm' is a later stage"):
+        reward_models(config.stage("rl"), config, {})

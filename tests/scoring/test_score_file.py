@@ -1,0 +1,65 @@
+"""`posttrain score` on single responses (conversations, prompt + completion rows) and its errors."""
+
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from posttrain.cli import app
+from posttrain.errors import PosttrainError
+from posttrain.scoring.score_file import score_file
+from tests.conftest import write_jsonl
+
+
+@pytest.fixture(scope="module")
+def reward_model(tmp_path_factory, tiny_model):
+    """The tiny model with a fresh one-output head: untrained, but a reward model in shape."""
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    out = tmp_path_factory.mktemp("rm") / "model"
+    model = AutoModelForSequenceClassification.from_pretrained(tiny_model, num_labels=1)
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model)
+    model.config.pad_token_id = tokenizer.pad_token_id
+    model.save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    return out
+
+
+def test_single_responses_get_one_score_each_whatever_the_batch(tmp_path, reward_model):
+    convs = write_jsonl(tmp_path / "c.jsonl", [
+        {"messages": [{"role": "user", "content": f"q{i}"}, {"role": "assistant", "content": "a" * (i + 1)}]}
+        for i in range(5)])
+    one = score_file(str(reward_model), convs, batch_size=1)
+    many = score_file(str(reward_model), convs, batch_size=4)
+    assert one.kind == "single" and [r["line"] for r in one.rows] == [1, 2, 3, 4, 5]
+    assert [r["score"] for r in one.rows] == pytest.approx([r["score"] for r in many.rows], abs=1e-5)
+
+
+def test_prompt_completion_rows_score_as_the_same_conversation(tmp_path, reward_model):
+    rows = write_jsonl(tmp_path / "pc.jsonl", [{"prompt": [{"role": "user", "content": "q"}], "completion": "a",
+                                                "data_source": "x", "ground_truth": None}])
+    convs = write_jsonl(tmp_path / "c.jsonl", [{"messages": [{"role": "user", "content": "q"},
+                                                             {"role": "assistant", "content": "a"}]}])
+    assert score_file(str(reward_model), rows).rows[0]["score"] == score_file(str(reward_model), convs).rows[0]["score"]
+
+
+def test_cli_writes_the_scores_and_a_bad_row_exits_2(tmp_path, reward_model):
+    pairs = write_jsonl(tmp_path / "p.jsonl", [{"chosen": "a", "rejected": "b"}, {"chosen": "c", "rejected": "d",
+                                                                                   "tie": True}])
+    out = tmp_path / "out" / "s.jsonl"
+    result = CliRunner().invoke(app, ["score", "--model", str(reward_model), "--data", str(pairs), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "pairs: 1" in result.output and "ties (not counted): 1" in result.output
+    assert [set(json.loads(line)) >= {"chosen_score", "rejected_score"} for line in out.read_text().splitlines()] == [True] * 2
+    bad = write_jsonl(tmp_path / "bad.jsonl", [{"chosen": "a", "rejected": "b"}, {"chosen": "a"}])
+    result = CliRunner().invoke(app, ["score", "--model", str(reward_model), "--data", str(bad), "--out",
+                                      str(tmp_path / "bad_out.jsonl")])
+    assert result.exit_code == 2 and "bad.jsonl:2" in result.output and "rejected" in result.output
+    assert not (tmp_path / "bad_out.jsonl").exists()
+
+
+def test_rl_prompts_without_completions_are_refused(tmp_path, reward_model):
+    rows = write_jsonl(tmp_path / "rl.jsonl", [{"prompt": [{"role": "user", "content": "q"}], "data_source": "x",
+                                                "ground_truth": None}])
+    with pytest.raises(PosttrainError, match="scores preference pairs, conversations, or rows with a prompt"):
+        score_file(str(reward_model), rows)
