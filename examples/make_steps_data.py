@@ -5,11 +5,11 @@ model on `steps` records (`prompt`, `completions`, `labels`, TRL's stepwise
 supervision shape). Each problem is a short chain of additions and
 subtractions of single digits ("Compute 2 + 7 - 3 + 5."); a solution works it
 one operation per step ("2 + 7 = 9", "9 - 3 = 6", ...) and ends with "Answer: 11".
-Half the solutions slip once, at a random step: the result is off by a
-typical slip (±1, ±2 or ±10, a dropped carry). The slip is what a model can
-learn to spot locally: the step's own arithmetic is wrong. The steps after it
-carry the wrong value on, so, as in Math-Shepherd, they and the answer are
-labelled wrong too (the solution can no longer reach the right answer).
+Half the solutions slip once, at a random step: the result is off by ten
+(a dropped or doubled carry, ±10, or +20). The slip is what a model can learn to
+spot locally: the step's own arithmetic is wrong. As in PRM800K, a solution's
+annotation stops at its first wrong step, so every label says something about
+its own step.
 The held-out split uses problems the training split never shows. Run it to
 regenerate; the output is deterministic.
 """
@@ -22,7 +22,7 @@ from pathlib import Path
 
 OUT = Path(__file__).parent / "data" / "process_reward"
 TRAIN, TEST = 1000, 150
-SLIPS = (1, -1, 2, -2, 10, -10)
+SLIPS = (10, -10, 20)  # a dropped or doubled carry
 
 
 def solution(rng: random.Random) -> dict:
@@ -37,17 +37,19 @@ def solution(rng: random.Random) -> dict:
     start = value - sum(n if op == "+" else -n for op, n in ops)
     prompt = f"Compute {start} " + " ".join(f"{op} {n}" for op, n in ops) + "."
     slip_at = rng.randrange(len(ops)) if rng.random() < 0.5 else None
-    steps, labels, value, ok = [], [], start, True
+    steps, labels, value = [], [], start
     for i, (op, n) in enumerate(ops):
         result = value + n if op == "+" else value - n
         if i == slip_at:
             result += rng.choice([s for s in SLIPS if result + s >= 0])
-            ok = False
         steps.append(f"{value} {op} {n} = {result}")
-        labels.append(ok)
+        labels.append(i != slip_at)
+        if i == slip_at:  # annotation stops at the first wrong step, as in PRM800K
+            break
         value = result
-    steps.append(f"Answer: {value}")
-    labels.append(ok)
+    else:
+        steps.append(f"Answer: {value}")
+        labels.append(True)
     return {"prompt": prompt, "completions": steps, "labels": labels}
 
 
