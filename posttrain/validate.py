@@ -64,6 +64,7 @@ def validate(source, overrides=()) -> ValidationReport:
             report.problems.append(str(e))
         if stage.type == "grpo":
             _check_search(stage, report)
+            _check_reward_models(stage, config, stage_names, report)
         max_length = stage.trainer.get("max_length", 1024) or sys.maxsize  # None: nothing is cut
         for field_name in ("data", "eval_data"):
             spec = getattr(stage, field_name, None)
@@ -92,6 +93,25 @@ def _check_model(path: str, template, trust_remote_code, report, where) -> bool:
         return False
     report.notes.append(f"{where}: {path}: config, tokenizer and chat template found")
     return True
+
+
+def _check_reward_models(stage, config, earlier: set[str], report) -> None:
+    """A `model:` reward names an earlier stage (its output, once trained) or a reward model directory."""
+    from posttrain.scoring import model_kind
+
+    for i, reward in enumerate(stage.rewards):
+        if not reward.model:
+            continue
+        where = f"stages.{stage.name}.rewards.{i}.model"
+        if reward.model in {s.name for s in config.stages}:
+            if reward.model not in earlier - {stage.name}:
+                report.problems.append(f"{where}: {reward.model!r} is not an earlier stage; a reward model must be "
+                                       "trained before the stage that scores with it")
+            continue
+        try:
+            report.notes.append(f"{where}: {reward.model}: a {model_kind(reward.model).replace('_', '-')} reward model")
+        except PosttrainError as e:
+            report.problems.append(f"{where}: {e}")
 
 
 def _check_search(stage, report) -> None:

@@ -50,3 +50,17 @@ def test_a_later_reward_model_stage_is_refused(tmp_path):
     config = pipeline(tmp_path, rm_first=False)
     with pytest.raises(ConfigError, match="reward model 'rm' is a later stage"):
         reward_models(config.stage("rl"), config, {})
+
+
+def test_validate_lists_a_reward_model_that_is_not_there_or_comes_later(tmp_path):
+    from posttrain.validate import validate
+
+    for name in ("p.jsonl", "rl.jsonl"):
+        (tmp_path / name).write_text("")
+    rm = {"name": "rm", "type": "reward_model", "data": str(tmp_path / "p.jsonl")}
+    grpo = {"name": "rl", "type": "grpo", "data": str(tmp_path / "rl.jsonl"),
+            "rewards": [{"model": "rm"}, {"model": str(tmp_path / "nowhere")}]}
+    config = {"name": "x", "model": str(tmp_path), "output_dir": str(tmp_path / "run"), "stages": [grpo, rm]}
+    problems = validate(config).problems
+    assert any(p.startswith("stages.rl.rewards.0.model: 'rm' is not an earlier stage") for p in problems), problems
+    assert any(p.startswith("stages.rl.rewards.1.model:") and "no config.json" in p for p in problems), problems
