@@ -117,3 +117,12 @@ def test_only_ties_is_a_clear_error(tmp_path, tiny_model):
                                                                                 "tie": True}]))
     with pytest.raises(PosttrainError, match="no preference pairs"):
         run(cfg)
+
+
+def test_val_size_holds_out_pairs_and_evaluates_them(tmp_path, tiny_model):
+    cfg = config(tmp_path, tiny_model, val_size=0.25)
+    del cfg["stages"][0]["eval_data"]
+    cfg["stages"][0]["trainer"].update(max_steps=2, eval_steps=2)
+    metrics = json.loads((run(cfg) / "rm" / "metrics.json").read_text())
+    assert (metrics["train_examples"], metrics["eval_examples"]) == (36, 12)
+    assert 0 <= metrics["eval_accuracy"] <= 1 and "eval_margin" in metrics
