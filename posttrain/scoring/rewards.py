@@ -16,15 +16,14 @@ from posttrain.scoring import load_scorer, model_kind
 def model_reward(spec, path: str, template: str | None = None):
     """The TRL reward function scoring with the reward model at `path` (the spec's `model`, resolved)."""
     kind = model_kind(path)
-    scorer = load_scorer(path, template=template) if kind == "bradley_terry" else load_scorer(path)
+    scorer = load_scorer(path, template=template)
 
     def reward(prompts, completions, **kwargs) -> list[float]:
         prompts = [_messages(p) for p in prompts]
         texts = [completion_text(c) for c in completions]
         if kind == "bradley_terry":
             return scorer.score_many(list(zip(prompts, texts)))
-        return [float(scorer.score(p, t, separator=spec.step_separator, aggregate=spec.aggregate))
-                for p, t in zip(prompts, texts)]
+        return scorer.score_many(list(zip(prompts, texts)), separator=spec.step_separator, aggregate=spec.aggregate)
 
     reward.__name__ = spec.label
     return reward

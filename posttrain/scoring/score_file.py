@@ -5,7 +5,11 @@ rejected score, and the accuracy over non-tie pairs (chosen above rejected,
 the reward_model stage's eval accuracy); single responses (conversation
 records: the last assistant turns scored after the turns before them; or
 rl_prompt rows with a `completion`) get one score each. A process reward model
-gives each response's step scores. The output jsonl is written atomically.
+also gives each response's step scores (`step_scores`, P(correct) per step, the
+response split into steps at `step_separator`), its `score` their aggregate;
+on `steps` records (labelled solutions) it gives the step scores and the
+process_reward stage's own metrics, step accuracy and first-error F1. The
+output jsonl is written atomically.
 """
 
 from __future__ import annotations
@@ -21,7 +25,8 @@ from posttrain.errors import DataError, PosttrainError, RecordError
 @dataclass
 class ScoreResult:
     rows: list[dict] = field(default_factory=list)
-    kind: str = "pairs"  # or "single"
+    kind: str = "pairs"  # or "single", or "steps"
+    metrics: dict = field(default_factory=dict)  # step accuracy and first-error F1 of `steps` records
     pairs: int = 0
     correct: int = 0
     ties: int = 0
@@ -32,7 +37,8 @@ class ScoreResult:
 
 
 def items(path, fmt: str | None):
-    """(kind, line, record) for each record: kind `pair` (a preference record) or `single` (prompt, response)."""
+    """(kind, line, record) for each record: kind `pair` (a preference record), `steps` (a labelled
+    solution) or `single` (prompt, response)."""
     first = next(iter(read_rows(path)), None)
     if first is None:
         raise PosttrainError(f"{path}: no records")
@@ -43,12 +49,14 @@ def items(path, fmt: str | None):
         return
     name = fmt or _detect(path, row)
     record_type = get_format(name).RECORD
-    if record_type not in ("preference", "conversation"):
+    if record_type not in ("preference", "conversation", "steps"):
         raise PosttrainError(f"{path}: {name} makes {record_type} records; `posttrain score` scores preference "
-                             "pairs, conversations, or rows with a prompt and a completion")
+                             "pairs, step-labelled solutions, conversations, or rows with a prompt and a completion")
     for line, record in load_records(path, name, record=record_type):
         if record_type == "preference":
             yield "pair", line, record
+        elif record_type == "steps":
+            yield "steps", line, record
         else:
             messages = record["messages"]
             cut = max(i for i, m in enumerate(messages) if m["role"] != "assistant") + 1
@@ -78,34 +86,54 @@ def _prompt_completion(path, line, row) -> dict:
     return {"prompt": prompt, "response": [{"role": "assistant", "content": completion}]}
 
 
-def score_file(model: str, path, fmt: str | None = None, out=None, batch_size: int = 8,
-               progress=None) -> ScoreResult:
-    """Score every record of `path` with the reward model `model`; write `out` (jsonl) when given."""
+def score_file(model: str, path, fmt: str | None = None, out=None, batch_size: int = 8, progress=None,
+               step_separator: str = "\n", aggregate: str = "min") -> ScoreResult:
+    """Score every record of `path` with the reward model `model`; write `out` (jsonl) when given.
+
+    `step_separator` and `aggregate` apply to a process reward model scoring whole responses: where a
+    response is cut into steps, and how its step scores make one score (min, mean or product).
+    """
     from posttrain.scoring import load_scorer, model_kind
+    from posttrain.scoring.process import aggregate_scores, split_steps
 
     records = list(items(path, fmt))  # read (and check) all of it before loading a model
     kind = model_kind(model)
-    scorer = load_scorer(model, batch_size=batch_size) if kind == "bradley_terry" else load_scorer(model)
-    result = ScoreResult(kind="pairs" if records and records[0][0] == "pair" else "single")
-    jobs = []  # (record index, key, prompt, response)
+    if kind == "process":
+        aggregate_scores([], aggregate)  # an unknown aggregate fails before the model loads
+        split_steps("", step_separator)
+    elif any(what == "steps" for what, _, _ in records):
+        raise PosttrainError(f"{path}: step-labelled solutions need a process reward model; {model} is a "
+                             "Bradley-Terry reward model (one score per response)")
+    scorer = load_scorer(model, batch_size=batch_size)
+    first = records[0][0] if records else "single"
+    result = ScoreResult(kind={"pair": "pairs", "steps": "steps"}.get(first, "single"))
+    jobs = []  # (record index, key, prompt, response: messages, or a list of steps)
     for i, (what, _, record) in enumerate(records):
         if what == "pair":
-            jobs += [(i, "chosen_score", record["prompt"], record["chosen"]),
-                     (i, "rejected_score", record["prompt"], record["rejected"])]
+            jobs += [(i, "chosen", record["prompt"], record["chosen"]),
+                     (i, "rejected", record["prompt"], record["rejected"])]
+        elif what == "steps":
+            jobs.append((i, "", record["prompt"], record["completions"]))
         else:
-            jobs.append((i, "score", record["prompt"], record["response"]))
-    scores: list = []
+            jobs.append((i, "", record["prompt"], record["response"]))
+    rows = [{"line": line, **record} for _, line, record in records]
     for start in range(0, len(jobs), batch_size):
         batch = jobs[start:start + batch_size]
         if kind == "bradley_terry":
-            scores += scorer.score_many([(prompt, response) for _, _, prompt, response in batch])
+            scores = scorer.score_many([(prompt, response) for _, _, prompt, response in batch])
+            for (i, key, _, _), score in zip(batch, scores):
+                rows[i][f"{key}_score" if key else "score"] = score
         else:
-            scores += [scorer.score(prompt, "".join(m["content"] for m in response)) for _, _, prompt, response in batch]
+            steps = [response if isinstance(response[0], str) else
+                     split_steps("".join(m["content"] for m in response), step_separator)
+                     for _, _, _, response in batch]
+            probabilities = scorer.step_probabilities_many([(job[2], s) for job, s in zip(batch, steps)])
+            for (i, key, _, _), ps in zip(batch, probabilities):
+                prefix = f"{key}_" if key else ""
+                rows[i][f"{prefix}step_scores"] = ps
+                rows[i][f"{prefix}score"] = aggregate_scores(ps, aggregate)
         if progress:
             progress(len(batch))
-    rows = [{"line": line, **record} for _, line, record in records]
-    for (i, key, _, _), score in zip(jobs, scores):
-        rows[i][key] = score
     for (what, _, record), row in zip(records, rows):
         if what == "pair":
             if record["tie"]:
@@ -113,6 +141,12 @@ def score_file(model: str, path, fmt: str | None = None, out=None, batch_size: i
                 continue
             result.pairs += 1
             result.correct += row["chosen_score"] > row["rejected_score"]
+    if result.kind == "steps":
+        from posttrain.stages.process_reward import step_metrics
+
+        labelled = [(row["step_scores"], record["labels"]) for (what, _, record), row in zip(records, rows)
+                    if what == "steps"]
+        result.metrics = step_metrics([ps for ps, _ in labelled], [labels for _, labels in labelled])
     result.rows = rows
     if out:
         write_records(out, rows, "jsonl")

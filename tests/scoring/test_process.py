@@ -11,19 +11,23 @@ from posttrain.errors import PosttrainError
 from posttrain.scoring.process import ProcessScorer, aggregate_scores, split_steps
 
 
-@pytest.fixture(scope="module")
-def prm(tiny_model, tmp_path_factory):
+def make_prm(folder, base):
     """An untrained process reward model as the stage saves one (head new, marker in config.json)."""
     from posttrain.models.loading import load_tokenizer
     from posttrain.stages.process_reward import MARKER, load_token_classifier
 
-    out = tmp_path_factory.mktemp("prm") / "model"
-    load_token_classifier(str(tiny_model)).save_pretrained(out)
-    load_tokenizer(str(tiny_model)).save_pretrained(out)
+    out = folder / "prm" / "model"
+    load_token_classifier(str(base)).save_pretrained(out)
+    load_tokenizer(str(base)).save_pretrained(out)
     config = json.loads((out / "config.json").read_text())
     config[MARKER] = {"step_separator": "\n"}
     (out / "config.json").write_text(json.dumps(config))
     return out
+
+
+@pytest.fixture(scope="module")
+def prm(tiny_model, tmp_path_factory):
+    return make_prm(tmp_path_factory.mktemp("prm"), tiny_model)
 
 
 def test_aggregates():

@@ -64,3 +64,17 @@ def test_validate_lists_a_reward_model_that_is_not_there_or_comes_later(tmp_path
     problems = validate(config).problems
     assert any(p.startswith("stages.rl.rewards.0.model: 'rm' is not an earlier stage") for p in problems), problems
     assert any(p.startswith("stages.rl.rewards.1.model:") and "no config.json" in p for p in problems), problems
+
+
+def test_a_process_reward_model_scores_the_completions_steps(tmp_path, tiny_model):
+    from tests.scoring.test_process import make_prm
+
+    prm = make_prm(tmp_path, tiny_model)
+    spec = RewardSpec(model=str(prm), aggregate="product", step_separator=";")
+    reward = model_reward(spec, str(prm))
+    completions = [[{"role": "assistant", "content": "2 + 3 = 5; Answer: 5"}], [{"role": "assistant", "content": " "}]]
+    scores = reward(prompts=["Compute 2 + 3."] * 2, completions=completions)
+    scorer = load_scorer(prm)
+    assert scores[0] == pytest.approx(scorer.score("Compute 2 + 3.", "2 + 3 = 5; Answer: 5", separator=";",
+                                                   aggregate="product"), abs=1e-5)
+    assert scores[1] == 0.0  # no steps, no reward

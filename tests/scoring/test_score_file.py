@@ -7,7 +7,9 @@ from typer.testing import CliRunner
 
 from posttrain.cli import app
 from posttrain.errors import PosttrainError
+from posttrain.scoring.process import ProcessScorer
 from posttrain.scoring.score_file import score_file
+from posttrain.stages.process_reward import step_metrics
 from tests.conftest import write_jsonl
 
 
@@ -61,5 +63,51 @@ def test_cli_writes_the_scores_and_a_bad_row_exits_2(tmp_path, reward_model):
 def test_rl_prompts_without_completions_are_refused(tmp_path, reward_model):
     rows = write_jsonl(tmp_path / "rl.jsonl", [{"prompt": [{"role": "user", "content": "q"}], "data_source": "x",
                                                 "ground_truth": None}])
-    with pytest.raises(PosttrainError, match="scores preference pairs, conversations, or rows with a prompt"):
+    with pytest.raises(PosttrainError, match="scores preference pairs, step-labelled solutions, conversations, or rows with a prompt"):
         score_file(str(reward_model), rows)
+
+
+def test_a_process_reward_model_scores_each_step_of_labelled_solutions(tmp_path, tiny_model):
+    from tests.scoring.test_process import make_prm
+
+    prm = make_prm(tmp_path, tiny_model)
+    steps = write_jsonl(tmp_path / "steps.jsonl", [
+        {"prompt": "Compute 2 + 3 - 1.", "completions": ["2 + 3 = 5", "5 - 1 = 4", "Answer: 4"],
+         "labels": [True, True, True]},
+        {"prompt": "Compute 4 + 4.", "completions": ["4 + 4 = 9", "Answer: 9"], "labels": [False, False]}])
+    result = score_file(str(prm), steps, batch_size=1)
+    scorer = ProcessScorer(str(prm), device="cpu")
+    assert result.kind == "steps"
+    for row in result.rows:
+        expected = scorer.step_probabilities(row["prompt"], row["completions"])
+        assert row["step_scores"] == pytest.approx(expected, abs=1e-5)
+        assert row["score"] == pytest.approx(min(expected), abs=1e-5)
+    probs = [row["step_scores"] for row in result.rows]
+    assert result.metrics == pytest.approx(step_metrics(probs, [[True] * 3, [False] * 2]))
+
+    result = CliRunner().invoke(app, ["score", "--model", str(prm), "--data", str(steps), "--out",
+                                      str(tmp_path / "s.jsonl")])
+    assert result.exit_code == 0, result.output
+    assert "solutions: 2  steps: 5  step accuracy:" in result.output and "first error f1:" in result.output
+    written = [json.loads(line) for line in (tmp_path / "s.jsonl").read_text().splitlines()]
+    assert [len(row["step_scores"]) for row in written] == [3, 2]
+
+
+def test_a_process_reward_model_cuts_whole_responses_into_steps(tmp_path, tiny_model):
+    from tests.scoring.test_process import make_prm
+
+    prm = make_prm(tmp_path, tiny_model)
+    rows = write_jsonl(tmp_path / "pc.jsonl", [{"prompt": "Compute 2 + 3.", "completion": "2 + 3 = 5 | Answer: 5"}])
+    scorer = ProcessScorer(str(prm), device="cpu")
+    expected = scorer.step_probabilities("Compute 2 + 3.", ["2 + 3 = 5", "Answer: 5"])
+    row = score_file(str(prm), rows, step_separator="|", aggregate="mean").rows[0]
+    assert row["step_scores"] == pytest.approx(expected, abs=1e-5)
+    assert row["score"] == pytest.approx(sum(expected) / 2, abs=1e-5)
+    with pytest.raises(PosttrainError, match="aggregate: expected one of min, mean, product"):
+        score_file(str(prm), rows, aggregate="max")
+
+
+def test_step_labelled_solutions_need_a_process_reward_model(tmp_path, reward_model):
+    steps = write_jsonl(tmp_path / "steps.jsonl", [{"prompt": "q", "completions": ["a"], "labels": [True]}])
+    with pytest.raises(PosttrainError, match="need a process reward model"):
+        score_file(str(reward_model), steps)
