@@ -5,8 +5,10 @@ A row of `finetune.jsonl` is `{"conversations": [{"from": "human", "value"}, {"f
 "clip_number", "category", "timestamp"}}`. The judge sees the human turn behind the seed's prefix
 `[EVAL_TYPE: x] [MODEL: y] [TASK: z] [CATEGORY: c] ` (format `agent-eval`; `agent-eval-no-metadata`
 leaves it off) and answers with the gpt turn, a JSON evaluation. `agent-eval-judge` makes the
-same row an rl_prompt for the `json_judge` reward, the gpt turn its reference. `posttrain data variants` writes the
-seed's dataset variants from the same rows (posttrain/data/variants.py).
+same row an rl_prompt for the `json_judge` reward, the gpt turn its reference; it also reads the rows of the
+variant files (`instruction`, `output`, `metadata`), so a judge is evaluated on a held-out `_eval.json` as it
+was trained. `posttrain data variants` writes the seed's dataset variants from the same rows
+(posttrain/data/variants.py).
 """
 
 from __future__ import annotations
@@ -78,13 +80,27 @@ NO_METADATA = SimpleNamespace(
     to_record=lambda row, columns=None, tags=None: to_conversation(row, with_metadata=False))
 
 
+def _variant_fields(row) -> tuple[str, str]:
+    """(instruction, output) of a row of a `posttrain data variants` file: the prompt is already as the judge
+    was trained on it (prefixed, or not with --no-metadata), so it is taken as is."""
+    texts = []
+    for key in ("instruction", "output"):
+        if not isinstance(row.get(key), str) or not row[key].strip():
+            raise RecordError(key, "missing or empty; expected text")
+        texts.append(row[key])
+    return texts[0], texts[1]
+
+
 def to_rl_prompt(row, columns=None, tags=None) -> dict:
     """The same row as an rl_prompt scored by `json_judge`: the gpt turn becomes the reference evaluation,
-    so a judge's answers (in GRPO, or generated for evaluation) are checked for JSON validity and score error."""
+    so a judge's answers (in GRPO, or generated for evaluation) are checked for JSON validity and score error.
+    A row of a variant file (`instruction`, `output`, `metadata`; what `posttrain data variants` writes, its
+    held-out `_eval.json` included) reads the same way."""
     from posttrain.data.records import validate_rl_prompt
 
     metadata = metadata_of(row)
-    instruction, output = instruction_output(row)
+    variant = "conversations" not in row and "instruction" in row
+    instruction, output = _variant_fields(row) if variant else instruction_output(row)
     return validate_rl_prompt({
         "prompt": [{"role": "user", "content": instruction}], "data_source": "json_judge",
         "ground_truth": {"evaluation_type": metadata["evaluation_type"], "reference": output},

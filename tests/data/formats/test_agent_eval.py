@@ -49,3 +49,18 @@ def test_rl_prompts_for_json_judge(tmp_path):
     assert json_judge(json.dumps(reference), record["ground_truth"]) == 1.0
     assert json_judge(json.dumps({**reference, "reasonableness_score": 0.4}), record["ground_truth"]) == \
         pytest.approx(0.6)
+
+
+def test_variant_rows_read_as_the_same_judge_prompts(tmp_path):
+    """A row of a `posttrain data variants` file (what a judge is trained and held out on) makes the same
+    rl_prompt as the DataEva row it came from; a variant row without its answer is FILE:LINE: field."""
+    from posttrain.data.variants import read_agent_eval
+
+    [variant] = read_agent_eval(_write(tmp_path, [ROW]))
+    variants = tmp_path / "variant.jsonl"
+    variants.write_text(json.dumps(variant) + "\n" + json.dumps({**variant, "output": " "}) + "\n")
+    [(_, from_row)] = load_records(_write(tmp_path, [ROW]), "agent-eval-judge")
+    records = load_records(variants, "agent-eval-judge")
+    assert next(records)[1] == from_row
+    with pytest.raises(DataError, match=r"variant.jsonl:2: output: missing or empty; expected text"):
+        next(records)
