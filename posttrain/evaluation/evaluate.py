@@ -1,0 +1,82 @@
+"""Evaluate one model on one data file: read and check, generate, score, write.
+
+This is what `posttrain eval` and each model of a `type: eval` stage run. The
+order is chosen so that bad input costs nothing: metric names and every
+record (and what each metric needs of it) are checked before the model
+loads, and the two result files are written atomically at the end, so a
+failure leaves no half-written output:
+
+- `predictions.jsonl`: per example its file and line, prompt, reference, the
+  model's output and its score under each metric;
+- `metrics.json`: the model, data and generation settings, the number of
+  examples, each metric's figure (`metrics`) and how many examples it covers
+  (`counts`).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from posttrain.data.io import write_json, write_records
+from posttrain.data.sources import Source
+from posttrain.evaluation import metrics as metric_lib
+from posttrain.evaluation.examples import Example, load_examples
+from posttrain.evaluation.generation import GenerationSettings, generate, load
+
+
+@dataclass
+class EvalResult:
+    metrics: dict  # what metrics.json holds
+    rows: list[dict]  # what predictions.jsonl holds
+    out_dir: Path | None
+
+
+def evaluate(model: str, sources: list[Source], metrics: str | list[str], out_dir=None, *,
+             adapter: str | None = None, limit: int | None = None, settings: GenerationSettings | None = None,
+             template: str | None = None, dtype: str = "auto", trust_remote_code: bool = False,
+             attn_implementation: str | None = None, progress: bool = True) -> EvalResult:
+    """Generate an answer to every prompt of `sources` with `model` (plus `adapter`) and score the answers."""
+    settings = settings or GenerationSettings()
+    names = metric_lib.parse(metrics)
+    examples, formats = load_examples(sources, limit)
+    metric_lib.check_examples(names, examples)
+    network, tokenizer = load(model, adapter, template=template, dtype=dtype, trust_remote_code=trust_remote_code,
+                              attn_implementation=attn_implementation)
+    started = time.time()
+    prompts = [example.prompt for example in examples]
+    if progress:
+        from rich.console import Console
+        from rich.progress import Progress
+
+        with Progress(console=Console(stderr=True), transient=True) as bar:
+            task = bar.add_task(f"generating ({Path(str(adapter or model)).name})", total=len(prompts))
+            outputs = generate(network, tokenizer, prompts, settings, progress=lambda n: bar.advance(task, n))
+    else:
+        outputs = generate(network, tokenizer, prompts, settings)
+    info = {"model": str(model), "adapter": None if adapter is None else str(adapter),
+            "data": [str(s.path) for s in sources], "formats": formats, "generation": settings.as_dict(),
+            "generation_seconds": round(time.time() - started, 2)}
+    return score_outputs(examples, outputs, names, out_dir, info)
+
+
+def score_outputs(examples: list[Example], outputs: list[str], names: list[str], out_dir=None,
+                  info: dict | None = None) -> EvalResult:
+    """Score given outputs and write predictions.jsonl and metrics.json into `out_dir` (when given)."""
+    per_example, summary = metric_lib.score(names, examples, outputs)
+    rows = []
+    for example, output, scores in zip(examples, outputs, per_example):
+        row = {"path": example.path, "line": example.line, "prompt": example.prompt,
+               "reference": example.reference, "output": output, "scores": scores}
+        if example.data_source is not None:
+            row.update(data_source=example.data_source, ground_truth=example.ground_truth,
+                       extra_info=example.extra_info)
+        rows.append(row)
+    counts = {name: len(examples) for name in names}
+    document = {**(info or {}), "count": len(examples), "metric_names": names, "metrics": summary, "counts": counts}
+    if out_dir is not None:
+        out_dir = Path(out_dir)
+        write_records(out_dir / "predictions.jsonl", rows, "jsonl")
+        write_json(out_dir / "metrics.json", document)
+    return EvalResult(document, rows, out_dir)

@@ -1,0 +1,45 @@
+"""Fixtures of the evaluation tests: the tiny model made talkative, and a LoRA adapter on it."""
+
+from __future__ import annotations
+
+import pytest
+
+
+@pytest.fixture(scope="session")
+def talkative_model(tmp_path_factory, tiny_model):
+    """The tiny model with larger random weights: its greedy answers differ from prompt to prompt (the
+    freshly initialised one answers every prompt with the same newlines), so a test comparing outputs can fail."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_model)
+    generator = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for parameter in model.parameters():
+            if parameter.dim() == 2:
+                parameter.normal_(0, 0.2, generator=generator)
+    out = tmp_path_factory.mktemp("talkative") / "model"
+    model.save_pretrained(out)
+    AutoTokenizer.from_pretrained(tiny_model).save_pretrained(out)
+    return out
+
+
+@pytest.fixture(scope="session")
+def lora_adapter(tmp_path_factory, talkative_model):
+    """A LoRA adapter with random (non-zero) weights on the talkative model, saved as a LoRA stage saves one."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    torch.manual_seed(1)
+    model = AutoModelForCausalLM.from_pretrained(talkative_model)
+    peft_model = get_peft_model(model, LoraConfig(r=4, lora_alpha=8, target_modules="all-linear",
+                                                  init_lora_weights=False, task_type="CAUSAL_LM"))
+    with torch.no_grad():
+        for name, parameter in peft_model.named_parameters():
+            if "lora_" in name:
+                parameter.mul_(5)  # big enough to change greedy answers
+    out = tmp_path_factory.mktemp("adapter") / "model"
+    peft_model.save_pretrained(out)
+    AutoTokenizer.from_pretrained(talkative_model).save_pretrained(out)
+    return out

@@ -1,0 +1,71 @@
+"""posttrain/evaluation/evaluate.py: one model on one file -> predictions.jsonl and metrics.json, or nothing."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from posttrain.data.sources import Source
+from posttrain.errors import ConfigError, DataError
+from posttrain.evaluation import GenerationSettings, evaluate, score_outputs
+from posttrain.evaluation.examples import load_examples
+from posttrain.evaluation.generation import generate, load
+from tests.conftest import make_chats, write_jsonl
+
+
+def _read(path):
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+
+
+def test_evaluate_writes_predictions_and_metrics(talkative_model, tmp_path):
+    chats = write_jsonl(tmp_path / "chats.jsonl", make_chats(6, seed=2))
+    settings = GenerationSettings(max_new_tokens=6, batch_size=4)
+    result = evaluate(str(talkative_model), [Source(str(chats))], "rouge,exact_match,reward:medical_dialogue_quality",
+                      tmp_path / "out", settings=settings, progress=False)
+    rows = _read(tmp_path / "out" / "predictions.jsonl")
+    written = json.loads((tmp_path / "out" / "metrics.json").read_text())
+    assert written == result.metrics and rows == result.rows
+    # the outputs are the model's greedy answers, in the file's order
+    examples, _ = load_examples([Source(str(chats))])
+    expected = generate(*load(str(talkative_model)), [e.prompt for e in examples], settings)
+    assert [row["output"] for row in rows] == expected
+    assert [row["line"] for row in rows] == [1, 2, 3, 4, 5, 6]
+    assert [row["reference"] for row in rows] == [c["messages"][1]["content"] for c in make_chats(6, seed=2)]
+    assert set(rows[0]["scores"]) == {"rouge1", "rouge2", "rougeL", "exact_match", "reward:medical_dialogue_quality"}
+    assert written["count"] == 6 and written["formats"] == ["openai"] and written["adapter"] is None
+    assert written["counts"] == {"rouge": 6, "exact_match": 6, "reward:medical_dialogue_quality": 6}
+    assert written["generation"] == {"max_new_tokens": 6, "batch_size": 4, "temperature": None, "top_p": None,
+                                     "do_sample": False, "seed": None}
+    for key in ("rouge1", "exact_match", "reward:medical_dialogue_quality"):
+        assert written["metrics"][key] == pytest.approx(sum(r["scores"][key] for r in rows) / 6)
+
+
+def test_score_outputs_with_given_outputs(tmp_path):
+    rows = [{"prompt": "q", "data_source": "exact_match", "ground_truth": "yes", "extra_info": {"i": 1}},
+            {"prompt": "q", "data_source": "exact_match", "ground_truth": "no"}]
+    examples, _ = load_examples([Source(str(write_jsonl(tmp_path / "rl.jsonl", rows)))])
+    result = score_outputs(examples, ["yes", "<answer>No</answer>"], ["exact_match", "reward:exact_match"],
+                           tmp_path / "out", {"model": "m"})
+    assert result.metrics["metrics"] == {"exact_match": 0.5, "reward:exact_match": 1.0}
+    [first, _] = _read(tmp_path / "out" / "predictions.jsonl")
+    assert first == {"path": str(tmp_path / "rl.jsonl"), "line": 1, "prompt": [{"role": "user", "content": "q"}],
+                     "reference": "yes", "output": "yes", "scores": {"exact_match": 1.0, "reward:exact_match": 1.0},
+                     "data_source": "exact_match", "ground_truth": "yes", "extra_info": {"i": 1}}
+    assert json.loads((tmp_path / "out" / "metrics.json").read_text())["model"] == "m"
+
+
+@pytest.mark.parametrize("rows, metrics, error, message", [
+    ([{"messages": [{"role": "user", "content": "q"}]}], "rouge", DataError,
+     r"rl.jsonl:1: messages\[0\].role: expected the last turn to be assistant"),
+    ([{"prompt": "q", "data_source": "s", "ground_truth": {"a": 1}}], "bleu", DataError,
+     "rl.jsonl:1: ground_truth: metric bleu compares the output with a reference text"),
+    ([{"prompt": "q", "data_source": "s", "ground_truth": "a"}], "judge", DataError,
+     "rl.jsonl:1: data_source: metric judge reads judge prompts"),
+    ([{"prompt": "q", "data_source": "s", "ground_truth": "a"}], "blue", ConfigError, "metric 'blue': unknown"),
+])
+def test_bad_input_fails_before_the_model_loads_and_writes_nothing(tmp_path, rows, metrics, error, message):
+    data = write_jsonl(tmp_path / "rl.jsonl", rows)
+    with pytest.raises(error, match=message):
+        evaluate(str(tmp_path / "no-such-model"), [Source(str(data))], metrics, tmp_path / "out", progress=False)
+    assert not (tmp_path / "out").exists()
