@@ -287,9 +287,73 @@ class RewardModelStage(StageConfig):
     _data_lists = field_validator("data", "eval_data", mode="before")(_as_list)
 
 
+class EvalStage(StageConfig):
+    """Evaluation by generation: each of `models` answers the prompts of `data`, scored with `metrics`.
+
+    `models` names `base` (the pipeline's model), earlier stages (their outputs; a LoRA stage's adapter on its
+    base) or model directories. The stage trains nothing: it has no `model:` and no `trainer:`; the generation
+    settings are its own fields.
+    """
+
+    type: Literal["eval"]
+    models: list[str] = Field(default_factory=lambda: ["base"], min_length=1)
+    data: list[DataSpec] = Field(min_length=1)
+    metrics: list[str] = Field(min_length=1)
+    max_new_tokens: int = Field(default=256, ge=1)
+    batch_size: int = Field(default=8, ge=1)
+    temperature: float | None = Field(default=None, ge=0)
+    top_p: float | None = Field(default=None, gt=0, le=1)
+    do_sample: bool | None = None  # default: sample when a temperature above 0 or a top_p is given
+    seed: int | None = None  # default: the pipeline's seed
+    limit: int | None = Field(default=None, ge=1)  # at most this many examples in all (max_samples: per source)
+    template: str | None = None
+
+    _data_lists = field_validator("data", mode="before")(_as_list)
+
+    @field_validator("metrics", mode="before")
+    @classmethod
+    def _metric_list(cls, value):
+        return [v.strip() for v in value.split(",")] if isinstance(value, str) else value
+
+    @field_validator("metrics")
+    @classmethod
+    def _known_metrics(cls, names):
+        from posttrain.evaluation import metrics
+
+        try:
+            return metrics.parse(names)
+        except ConfigError as e:
+            raise ValueError(str(e)) from None
+
+    @model_validator(mode="after")
+    def _no_training_fields(self):
+        if self.model is not None:
+            raise ValueError("an eval stage lists the models it compares under `models:` (base, earlier stages, "
+                             "model directories), not `model:`")
+        if self.trainer:
+            raise ValueError("an eval stage trains nothing and has no `trainer:`; its generation settings are "
+                             "max_new_tokens, batch_size, temperature, top_p, do_sample and seed")
+        labels = [self.label(ref) for ref in self.models]
+        twice = sorted({label for label in labels if labels.count(label) > 1})
+        if twice:
+            raise ValueError(f"models: {', '.join(twice)} named twice (each model's results go to "
+                             "<stage>/<name>/)")
+        return self
+
+    @staticmethod
+    def label(ref: str) -> str:
+        """The folder a model's results go to: its name, or a model directory's own name."""
+        path = Path(ref.rstrip("/"))
+        if len(path.parts) <= 1:
+            return re.sub(r"[^A-Za-z0-9_.-]", "_", ref)
+        base = path.parent.name if path.name == "model" and path.parent.name else path.name  # <stage>/model
+        return re.sub(r"[^A-Za-z0-9_.-]", "_", base)
+
+
 STAGE_CONFIGS: dict[str, type[StageConfig]] = {"sft": SFTStage, "grpo": GRPOStage}
 STAGE_CONFIGS["process_reward"] = ProcessRewardStage
 STAGE_CONFIGS["reward_model"] = RewardModelStage
+STAGE_CONFIGS["eval"] = EvalStage
 
 
 class PipelineConfig(Strict):
@@ -329,6 +393,7 @@ class PipelineConfig(Strict):
             if stage.name in seen or stage.name == "base":
                 raise ValueError(f"stage name {stage.name!r} is used twice or is reserved")
             seen.add(stage.name)
+        _eval_wiring(self.stages)
         if self.output_dir is None:
             self.output_dir = str(Path("runs") / self.name)
         return self
@@ -339,6 +404,22 @@ class PipelineConfig(Strict):
                 return stage
         raise ConfigError(f"no stage named {name!r}; stages: {', '.join(s.name for s in self.stages)}"
                           f"{closest(name, [s.name for s in self.stages])}")
+
+
+def _eval_wiring(stages: list[StageConfig]) -> None:
+    """An eval stage compares models that exist before it, and writes no model a later stage could start from."""
+    names = [stage.name for stage in stages]
+    evals = {stage.name for stage in stages if stage.type == "eval"}
+    for i, stage in enumerate(stages):
+        refs = [getattr(stage, "model", None)] + [r.model for r in getattr(stage, "rewards", None) or []]
+        refs += getattr(stage, "models", None) or [] if stage.type == "eval" else []
+        for ref in refs:
+            if ref in evals:
+                raise ValueError(f"stages.{stage.name}: {ref!r} is an eval stage; it writes no model to start "
+                                 "from, score with or evaluate")
+            if stage.type == "eval" and ref in names[i:]:
+                raise ValueError(f"stages.{stage.name}.models: {ref!r} is not an earlier stage; an eval stage "
+                                 "compares base and the stages before it")
 
 
 def apply_override(raw: dict, override: str) -> None:
@@ -459,8 +540,11 @@ def error_lines(error: ValidationError, prefix: str = "", model: type[BaseModel]
         elif item["type"] == "extra_forbidden":
             key = loc.pop()
             message = f"unknown key {key!r}{closest(key, _fields_at(model, loc))}"
-        where = ".".join([prefix] * bool(prefix) + loc) or "(top level)"
-        lines.append(f"{where}: {message}")
+        where = ".".join([prefix] * bool(prefix) + loc)
+        if not where and message.startswith("stages."):  # a check across stages says which stage itself
+            lines.append(message)
+            continue
+        lines.append(f"{where or '(top level)'}: {message}")
     return lines
 
 

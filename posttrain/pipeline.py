@@ -51,6 +51,7 @@ def run(source, overrides=(), *, only: str | None = None, from_stage: str | None
         config.stage(from_stage)
         selected = set(names[names.index(from_stage):])
 
+    _check_eval_models(config, selected)
     run_dir = Path(config.output_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     with _lock(run_dir):
@@ -59,11 +60,12 @@ def run(source, overrides=(), *, only: str | None = None, from_stage: str | None
         base_fingerprints: dict[str, str] = {}
         for stage in config.stages:
             model_path, model_fp = input_model(stage, config, outputs, base_fingerprints)
-            fingerprint = stage_fingerprint(stage, config, model_fp, reward_models(stage, config, outputs))
+            fingerprint = stage_fingerprint(stage, config, model_fp, reward_models(stage, config, outputs),
+                                            eval_models(stage, config, outputs, base_fingerprints))
             entry = manifest.stages.get(stage.name, {})
             stage_dir = run_dir / stage.name
             done = (entry.get("status") == "done" and entry.get("fingerprint") == fingerprint
-                    and (stage_dir / "model").exists())
+                    and stage_output(stage, stage_dir).exists())
             if stage.name not in selected or (done and not force):
                 if not done and stage.name not in selected and _consumers(stage.name, config, selected):
                     raise PosttrainError(f"stage {stage.name} has not finished with its current config; run it first "
@@ -78,12 +80,64 @@ def run(source, overrides=(), *, only: str | None = None, from_stage: str | None
                 console.print(f"[yellow]↻ {stage.name}: resuming an unfinished run[/yellow]")
             _run_stage(stage, config, model_path, stage_dir, fingerprint, manifest, console)
             outputs[stage.name] = _output_fingerprint(fingerprint, manifest.stages[stage.name])
+    _print_comparisons(config, run_dir, console)
     console.print(f"[bold]run directory:[/bold] {run_dir}")
     return run_dir
 
 
+def stage_output(stage: StageConfig, stage_dir: Path) -> Path:
+    """What a finished stage leaves: its model, or for an eval stage its combined metrics."""
+    return stage_dir / ("metrics.json" if stage.type == "eval" else "model")
+
+
+def _check_eval_models(config: PipelineConfig, selected: set[str]) -> None:
+    """An eval stage's unknown model names fail the run before anything trains."""
+    from posttrain.stages.eval import unknown_models
+
+    problems = [line for stage in config.stages if stage.type == "eval" and stage.name in selected
+                for line in unknown_models(stage, config)]
+    if problems:
+        raise ConfigError("\n".join(problems))
+
+
+def eval_models(stage: StageConfig, config: PipelineConfig, outputs: dict[str, str],
+                cache: dict[str, str] | None = None) -> dict[str, str]:
+    """The fingerprint of each model an eval stage evaluates: retraining any of them reruns the evaluation."""
+    if stage.type != "eval":
+        return {}
+    cache = {} if cache is None else cache
+    names = {s.name for s in config.stages}
+    found = {}
+    for ref in stage.models:
+        if ref in outputs:
+            found[ref] = outputs[ref]
+        elif ref in names:
+            found[ref] = "not yet trained"
+        else:
+            path = config.model if ref == "base" else ref
+            if path not in cache:
+                cache[path] = model_fingerprint(path)
+            found[ref] = cache[path]
+    return found
+
+
+def _print_comparisons(config: PipelineConfig, run_dir: Path, console) -> None:
+    """Each finished eval stage's Markdown table (rows: models, columns: figures), at the end of the run."""
+    from posttrain.stages.eval import comparison
+
+    manifest = read_manifest(run_dir) or {}
+    for stage in config.stages:
+        if stage.type != "eval" or manifest.get("stages", {}).get(stage.name, {}).get("status") != "done":
+            continue
+        table = comparison(run_dir / stage.name)
+        if table:
+            console.print(f"\n[bold]{stage.name}[/bold] ({run_dir / stage.name / 'metrics.json'})\n", highlight=False)
+            console.print(table, markup=False, highlight=False, soft_wrap=True)
+
+
 def _consumers(name: str, config: PipelineConfig, selected: set[str]) -> bool:
-    return any(stage.name in selected and (stage.model == name or name in _reward_model_refs(stage))
+    return any(stage.name in selected and (stage.model == name or name in _reward_model_refs(stage)
+                                           or name in (getattr(stage, "models", None) or []))
                for stage in config.stages)
 
 
@@ -124,8 +178,10 @@ def _run_stage(stage, config, model_path, stage_dir, fingerprint, manifest, cons
                     "stage": redact(stage.model_dump(mode="json"))}
         tmp.write_text(yaml.safe_dump(resolved, sort_keys=False), encoding="utf-8")
     manifest.update(stage.name, status="running", fingerprint=fingerprint, type=stage.type, input_model=model_path,
-                    started=_now(), pid=os.getpid(), output=str(stage_dir / "model"), run_id=uuid.uuid4().hex)
-    console.print(f"[bold cyan]▶ {stage.name}[/bold cyan] ({stage.type}) from {model_path}")
+                    started=_now(), pid=os.getpid(), output=str(stage_output(stage, stage_dir)),
+                    run_id=uuid.uuid4().hex)
+    origin = f"on {', '.join(stage.models)}" if stage.type == "eval" else f"from {model_path}"
+    console.print(f"[bold cyan]▶ {stage.name}[/bold cyan] ({stage.type}) {origin}")
     started = time.time()
     try:
         metrics = STAGES[stage.type](StageContext(config, stage, model_path, stage_dir))
@@ -135,7 +191,8 @@ def _run_stage(stage, config, model_path, stage_dir, fingerprint, manifest, cons
     write_json(stage_dir / "metrics.json", metrics)
     manifest.update(stage.name, status="done", finished=_now(), seconds=round(time.time() - started, 1),
                     metrics={k: v for k, v in metrics.items() if isinstance(v, (int, float))}, error=None)
-    console.print(f"[green]✓ {stage.name}[/green] done in {time.time() - started:.1f}s → {stage_dir / 'model'}")
+    console.print(f"[green]✓ {stage.name}[/green] done in {time.time() - started:.1f}s → "
+                  f"{stage_output(stage, stage_dir)}")
     if "reward_first_fifth" in metrics:
         console.print(f"  mean reward: first fifth of steps {metrics['reward_first_fifth']:.3f} → last fifth "
                       f"{metrics['reward_last_fifth']:.3f}", highlight=False)
@@ -225,10 +282,13 @@ _NOT_FINGERPRINTED = {
 
 
 def stage_fingerprint(stage: StageConfig, config: PipelineConfig, model_fp: str,
-                      reward_model_fps: dict[str, str] | None = None) -> str:
+                      reward_model_fps: dict[str, str] | None = None,
+                      eval_model_fps: dict[str, str] | None = None) -> str:
     dumped = stage.model_dump(mode="json")
     dumped["trainer"] = {k: v for k, v in dumped.get("trainer", {}).items() if k not in _NOT_FINGERPRINTED}
     dumped.pop("plot_loss", None)
+    if stage.type == "eval":
+        dumped.pop("batch_size", None)  # how fast, not what: greedy outputs do not depend on the batch
     resolved = {"pipeline": _pipeline_settings(config), "stage": dumped, "model": model_fp}
     for field in ("data", "eval_data"):
         spec = getattr(stage, field, None)
@@ -237,6 +297,8 @@ def stage_fingerprint(stage: StageConfig, config: PipelineConfig, model_fp: str,
     resolved.update(_search_inputs(stage))
     if reward_model_fps:
         resolved["reward_models"] = reward_model_fps
+    if eval_model_fps:
+        resolved["eval_models"] = eval_model_fps
     return hashlib.sha256(json.dumps(resolved, sort_keys=True, default=str).encode()).hexdigest()
 
 

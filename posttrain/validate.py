@@ -65,12 +65,58 @@ def validate(source, overrides=()) -> ValidationReport:
         if stage.type == "grpo":
             _check_search(stage, report)
             _check_reward_models(stage, config, stage_names, report)
+        if stage.type == "eval":
+            _check_eval(stage, config, template, report)
+            continue
         max_length = stage.trainer.get("max_length", 1024) or sys.maxsize  # None: nothing is cut
         for field_name in ("data", "eval_data"):
             spec = getattr(stage, field_name, None)
             if spec is not None:
                 _check_data(stage, field_name, spec, tokenizer_dir, template, max_length, report)
     return report
+
+
+def _check_eval(stage, config, template, report) -> None:
+    """An eval stage's models (base, earlier stages, model directories) and its data: each record, and what each
+    metric needs of it (a reference text, a judge prompt)."""
+    from posttrain.data.check import check
+    from posttrain.data.formats import get_format
+    from posttrain.data.sources import resolve_sources
+    from posttrain.evaluation.examples import load_examples, source_format
+    from posttrain.evaluation.metrics import check_examples
+    from posttrain.stages.eval import unknown_models
+
+    where = f"stages.{stage.name}"
+    report.problems += unknown_models(stage, config)
+    named = {"base"} | {s.name for s in config.stages}
+    for ref in stage.models:
+        if ref not in named and Path(ref).exists():
+            _check_model(ref, template, config.trust_remote_code, report, f"{where}.models.{ref}")
+    try:
+        sources = resolve_sources(stage.data)
+    except PosttrainError as e:
+        report.problems.append(f"{where}.data: {e}")
+        return
+    clean = True
+    for source in sources:
+        try:
+            name = source_format(source)
+            # the data doctor checks records by the stage that reads their type
+            reader = {"rl_prompt": "grpo", "conversation": "sft"}[get_format(name).RECORD]
+            result = check(source.path, stage=reader, fmt=name, columns=source.columns, tags=source.tags)
+        except PosttrainError as e:
+            report.problems.append(f"{where}.data: {e}")
+            clean = False
+            continue
+        errors = [f for f in result.findings if f.level == "error"]
+        report.problems += [f"{f.path or source.path}:{f.line}: {f.message}" for f in errors]
+        clean = clean and not errors
+        report.notes.append(f"{where}.data: {source.path}: {result.stats.get('valid', 0)} valid records ({name})")
+    if clean:
+        try:
+            check_examples(stage.metrics, load_examples(sources, stage.limit)[0])
+        except PosttrainError as e:
+            report.problems.append(f"{where}.metrics: {e}")
 
 
 def _check_model(path: str, template, trust_remote_code, report, where) -> bool:

@@ -70,3 +70,12 @@ def _reward_model(ctx: StageContext) -> dict:
 
 
 STAGES["reward_model"] = _reward_model
+
+
+def _eval(ctx: StageContext) -> dict:
+    from posttrain.stages import eval as eval_stage  # `eval` is the stage type's name; keep the builtin unshadowed
+
+    return eval_stage.run(ctx)
+
+
+STAGES["eval"] = _eval
