@@ -17,6 +17,7 @@ from posttrain.cli_rewards import rewards_app
 from posttrain.cli_search import search_app
 from posttrain.cli_verl import verl_app
 from posttrain.cli_score import score as score_command
+from posttrain.cli_eval import eval_command
 
 app = typer.Typer(
     help="posttrain: post-train an open language model (data, SFT, reward models, GRPO, evaluation, export) "
@@ -30,6 +31,7 @@ app.add_typer(search_app, name="search", help="Build and query the study-search 
 app.add_typer(rewards_app, name="rewards", help="List and test rewards.")
 app.add_typer(verl_app, name="verl", help="Hand a GRPO stage to VERL on a Ray cluster.")
 app.command("score")(score_command)
+app.command("eval")(eval_command)
 err = Console(stderr=True)
 out = Console()
 

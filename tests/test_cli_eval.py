@@ -1,0 +1,73 @@
+"""`posttrain eval` (posttrain/cli_eval.py): a metrics table and two files, or exit 2 and nothing written."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from posttrain.cli import app
+from tests.conftest import make_chats, write_jsonl
+
+runner = CliRunner()
+PAIRWISE = Path(__file__).resolve().parent.parent / "examples" / "data" / "judges" / "rm_gallery_pairwise.jsonl"
+
+
+def _flat(text: str) -> str:
+    """Text without whitespace: off a terminal rich wraps at 80 columns."""
+    return "".join(text.split())
+
+
+def _invoke(*args):
+    return runner.invoke(app, ["eval", *[str(a) for a in args]])
+
+
+def test_eval_prints_the_metrics_and_writes_both_files(tiny_model, tmp_path):
+    data = write_jsonl(tmp_path / "chats.jsonl", make_chats(5))
+    result = _invoke("--model", tiny_model, "--data", data, "--metrics", "rouge,reward:medical_dialogue_quality",
+                     "--limit", 3, "--max-new-tokens", 4, "--batch-size", 2, "--out", tmp_path / "out")
+    assert result.exit_code == 0, result.output
+    metrics = json.loads((tmp_path / "out" / "metrics.json").read_text())
+    assert metrics["count"] == 3 and metrics["generation"]["batch_size"] == 2
+    assert len((tmp_path / "out" / "predictions.jsonl").read_text().splitlines()) == 3
+    printed = _flat(result.stdout)
+    assert "3examples,openai" in printed
+    for name in ("rouge1", "rouge2", "rougeL", "reward:medical_dialogue_quality"):
+        assert f"{name}│{metrics['metrics'][name]:.4f}" in printed
+
+
+def test_eval_of_a_judge_with_a_named_format(tiny_model, tmp_path):
+    result = _invoke("--model", tiny_model, "--data", PAIRWISE, "--format", "rm-gallery-pairwise", "--metrics",
+                     "judge", "--limit", 4, "--max-new-tokens", 4)
+    assert result.exit_code == 0, result.output
+    printed = _flat(result.stdout)
+    for name in ("judge.accuracy", "judge.unparsable", "judge.position_consistency"):
+        assert name in printed
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_bad_row_exits_2_and_writes_nothing(tiny_model, tmp_path):
+    data = write_jsonl(tmp_path / "chats.jsonl", make_chats(1) + [{"messages": [{"role": "user", "content": "q"}]}])
+    result = _invoke("--model", tiny_model, "--data", data, "--metrics", "rouge", "--out", tmp_path / "out")
+    assert result.exit_code == 2
+    assert _flat(result.stderr) == _flat(f"{data}:2: messages[0].role: expected the last turn to be assistant, "
+                                         "got user")
+    assert "Traceback" not in result.output
+    assert not (tmp_path / "out").exists()
+
+
+def test_an_unknown_metric_lists_the_valid_ones(tiny_model, tmp_path):
+    data = write_jsonl(tmp_path / "chats.jsonl", make_chats(1))
+    result = _invoke("--model", tiny_model, "--data", data, "--metrics", "rouge,bleu4", "--out", tmp_path / "out")
+    assert result.exit_code == 2
+    assert _flat("metric 'bleu4': unknown; metrics: bleu, rouge, exact_match, judge, reward:NAME (NAME one of "
+                 "answer_tags,") in _flat(result.stderr)
+    assert not (tmp_path / "out").exists()
+
+
+def test_an_adapter_that_is_none_exits_2(tiny_model, tmp_path):
+    data = write_jsonl(tmp_path / "chats.jsonl", make_chats(1))
+    result = _invoke("--model", tiny_model, "--adapter", tiny_model, "--data", data, "--metrics", "rouge")
+    assert result.exit_code == 2
+    assert _flat(f"{tiny_model}: no adapter_config.json; expected a LoRA adapter directory (peft)") == _flat(result.stderr)
