@@ -237,11 +237,16 @@ class GRPOStage(StageConfig):
 
     @model_validator(mode="after")
     def _one_search_source(self):
-        if self.search_index and self.search_corpus:
-            raise ValueError("give search_index (a built index) or search_corpus (indexed by the stage), not both")
-        if self.search_backend == "ncbi" and (self.search_index or self.search_corpus):
-            raise ValueError("search_backend ncbi searches live PubMed; drop search_index/search_corpus")
-        return self
+        return _one_search_source(self)
+
+
+def _one_search_source(stage):
+    """Study-search queries go to one place: a built index, a corpus the stage indexes, or live PubMed."""
+    if stage.search_index and stage.search_corpus:
+        raise ValueError("give search_index (a built index) or search_corpus (indexed by the stage), not both")
+    if stage.search_backend == "ncbi" and (stage.search_index or stage.search_corpus):
+        raise ValueError("search_backend ncbi searches live PubMed; drop search_index/search_corpus")
+    return stage
 
 
 class ProcessRewardStage(StageConfig):
@@ -307,6 +312,11 @@ class EvalStage(StageConfig):
     seed: int | None = None  # default: the pipeline's seed
     limit: int | None = Field(default=None, ge=1)  # at most this many examples in all (max_samples: per source)
     template: str | None = None
+    # where reward:study_search* metrics run their queries, as in a GRPO stage
+    search_index: str | None = None
+    search_corpus: str | None = None
+    search_backend: Literal["index", "ncbi"] | None = None
+    search_cache: str | None = None
 
     _data_lists = field_validator("data", mode="before")(_as_list)
 
@@ -338,7 +348,7 @@ class EvalStage(StageConfig):
         if twice:
             raise ValueError(f"models: {', '.join(twice)} named twice (each model's results go to "
                              "<stage>/<name>/)")
-        return self
+        return _one_search_source(self)
 
     @staticmethod
     def label(ref: str) -> str:
@@ -348,6 +358,13 @@ class EvalStage(StageConfig):
             return re.sub(r"[^A-Za-z0-9_.-]", "_", ref)
         base = path.parent.name if path.name == "model" and path.parent.name else path.name  # <stage>/model
         return re.sub(r"[^A-Za-z0-9_.-]", "_", base)
+
+
+def reward_names(stage: StageConfig) -> list[str]:
+    """The library rewards a stage calls: a GRPO stage's `rewards:`, an eval stage's reward:NAME metrics."""
+    if stage.type == "eval":
+        return [m.removeprefix("reward:") for m in stage.metrics if m.startswith("reward:")]
+    return [reward.name for reward in getattr(stage, "rewards", None) or [] if reward.name]
 
 
 STAGE_CONFIGS: dict[str, type[StageConfig]] = {"sft": SFTStage, "grpo": GRPOStage}

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import yaml
 
-from posttrain.config import PipelineConfig, StageConfig, load_config
+from posttrain.config import PipelineConfig, StageConfig, load_config, reward_names
 from posttrain.data.io import atomic_path, write_json
 from posttrain.data.sources import content_fingerprint, resolve_sources
 from posttrain.errors import ConfigError, PosttrainError
@@ -308,9 +308,9 @@ def _search_inputs(stage: StageConfig) -> dict:
     The stage's own settings, else the environment's (POSTTRAIN_SEARCH_BACKEND, POSTTRAIN_SEARCH_INDEX), which
     count only where a study-search reward is listed.
     """
-    if stage.type != "grpo":
+    if stage.type not in ("grpo", "eval"):
         return {}
-    searching = any((reward.name or "").startswith("study_search") for reward in stage.rewards)
+    searching = any(name.startswith("study_search") for name in reward_names(stage))
     from_env = os.environ if searching else {}
     inputs = {"search_backend": stage.search_backend or from_env.get("POSTTRAIN_SEARCH_BACKEND") or "index"}
     if stage.search_corpus:

@@ -16,7 +16,7 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from posttrain.config import load_config
+from posttrain.config import load_config, reward_names
 from posttrain.errors import PosttrainError
 
 
@@ -66,6 +66,7 @@ def validate(source, overrides=()) -> ValidationReport:
             _check_search(stage, report)
             _check_reward_models(stage, config, stage_names, report)
         if stage.type == "eval":
+            _check_search(stage, report)
             _check_eval(stage, config, template, report)
             continue
         max_length = stage.trainer.get("max_length", 1024) or sys.maxsize  # None: nothing is cut
@@ -184,7 +185,7 @@ def _check_search(stage, report) -> None:
         report.notes.append(f"{where}.search_backend: live PubMed, at most {rate:g} requests/s "
                             f"({ncbi.RATE_WITH_KEY:g} with NCBI_API_KEY set in the environment)")
         return
-    searching = [r.name for r in stage.rewards if (r.name or "").startswith("study_search")]
+    searching = [name for name in reward_names(stage) if name.startswith("study_search")]
     if searching and not (stage.search_index or stage.search_corpus or os.environ.get("POSTTRAIN_SEARCH_INDEX")):
         report.problems.append(f"{where}: rewards {', '.join(searching)} run PubMed queries but the stage has no "
                                "search_index: (an index from `posttrain search build-index`), no search_corpus: "

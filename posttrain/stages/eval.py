@@ -66,6 +66,7 @@ def run(ctx: StageContext) -> dict:
     if problems:
         raise ConfigError("\n".join(problems))
     settings = plan(stage, pipeline)
+    _configure_search(ctx)
     sources = resolve_sources(stage.data)
     results, table = {}, {}
     for ref in stage.models:
@@ -80,6 +81,20 @@ def run(ctx: StageContext) -> dict:
         table[label] = figures(result.metrics["metrics"])
     return {"metric_names": stage.metrics, "data": [str(s.path) for s in sources], "models": results,
             "figures": table}
+
+
+def _configure_search(ctx: StageContext) -> None:
+    """Study-search rewards query what the stage names, else what the environment names, as in a GRPO stage;
+    never what an earlier stage of the same process configured."""
+    from posttrain.rewards import search
+
+    stage = ctx.stage
+    index = stage.search_index
+    if stage.search_corpus:
+        from posttrain.stages.grpo import corpus_index
+
+        index = corpus_index(stage.search_corpus, ctx.stage_dir)
+    search.configure(index=index, backend=stage.search_backend, cache=stage.search_cache)
 
 
 def comparison(stage_dir: Path) -> str | None:

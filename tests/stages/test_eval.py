@@ -127,3 +127,34 @@ def test_validate_checks_what_each_metric_needs(tiny_model, tmp_path):
     assert report.problems == [f"stages.ev.metrics: {tmp_path / 'prompts.jsonl'}:1: data_source: metric judge reads "
                                "judge prompts (pairwise_preference, pointwise_score, json_judge); got 'exact_match'"]
     assert f"stages.ev.data: {tmp_path / 'prompts.jsonl'}: 8 valid records (rl_prompt)" in report.notes
+
+
+@pytest.fixture
+def search_backend():
+    """The search module as the stage leaves it (it configures this process's backend), reset afterwards."""
+    from posttrain.rewards import search
+
+    previous = dict(search._configured)
+    yield search
+    search.configure(**previous)
+
+
+def test_study_search_metrics_query_the_stages_corpus(tiny_model, tmp_path, search_backend, monkeypatch):
+    from posttrain.config import load_config
+    from posttrain.pipeline import stage_fingerprint
+
+    rows = [{"prompt": "Find the trials.", "data_source": "study_search", "ground_truth": {"relevant_pmids": ["1"]}}]
+    corpus = write_jsonl(tmp_path / "corpus.jsonl", [{"pmid": "1", "title": "heart failure trial", "abstract": "x"}])
+    config = {"name": "s", "model": str(tiny_model), "output_dir": str(tmp_path / "run"), "stages": [
+        {"name": "ev", "type": "eval", "data": str(write_jsonl(tmp_path / "p.jsonl", rows)),
+         "metrics": ["reward:study_search"], "max_new_tokens": 2, "search_corpus": str(corpus)}]}
+    run_dir = run(config)
+    assert len(list((run_dir / "ev").glob("search_index-*.db"))) == 1
+    assert search_backend.search("heart failure", 10) == ["1"]  # what the reward queried
+    before = stage_fingerprint(load_config(config).stages[0], load_config(config), "m")
+    write_jsonl(corpus, [{"pmid": "2", "title": "gout trial", "abstract": "x"}])
+    assert stage_fingerprint(load_config(config).stages[0], load_config(config), "m") != before
+    for name in ("POSTTRAIN_SEARCH_INDEX", "POSTTRAIN_SEARCH_BACKEND"):
+        monkeypatch.delenv(name, raising=False)
+    no_backend = {**config, "stages": [{**config["stages"][0], "search_corpus": None}]}
+    assert any("rewards study_search run PubMed queries" in p for p in validate(no_backend).problems)
