@@ -217,7 +217,7 @@ class _SaveWithMarker:
 
 
 def run(ctx: StageContext) -> dict:
-    from transformers import DataCollatorForTokenClassification, Trainer
+    from transformers import DataCollatorForTokenClassification, Trainer, set_seed
 
     from posttrain.models.loading import load_tokenizer, lora_config
     from posttrain.stages.sft import split_off
@@ -237,6 +237,8 @@ def run(ctx: StageContext) -> dict:
     evaluation = (tokenized(tokenizer, eval_records, separator, stage.max_length, f"{stage.name} eval")
                   if eval_records else None)
 
+    # the new head is drawn from the global RNG before the Trainer seeds it: seed here, so a rerun is the same run
+    set_seed(p.args.seed)
     model = load_token_classifier(ctx.model_path, pipeline.dtype, pipeline.trust_remote_code,
                                   pipeline.attn_implementation)
     if model.config.pad_token_id is None:

@@ -16,6 +16,7 @@ import dataclasses
 import itertools
 import logging
 
+from transformers import set_seed
 from trl import RewardConfig, RewardTrainer
 
 from posttrain.data.formats import load_records
@@ -95,6 +96,8 @@ def run(ctx: StageContext) -> dict:
     evaluation = tokenized(tokenizer, eval_pairs, f"stage {stage.name} eval") if eval_pairs else None
     _warn_long(train, p.args.max_length, f"stage {stage.name} data")
 
+    # the new head is drawn from the global RNG before the Trainer seeds it: seed here, so a rerun is the same run
+    set_seed(p.args.seed)
     model = load_classifier(ctx.model_path, pipeline)
     model.config.pad_token_id = tokenizer.pad_token_id  # the classifier finds each row's last token by it
     trainer = RewardTrainer(
