@@ -1,0 +1,182 @@
+"""OpenAI's chat-completions protocol as `posttrain serve` speaks it: the checked request and the response shapes.
+
+Kept apart from the HTTP app so each rule about a request can be read (and
+tested) without a server: every field an OpenAI client commonly sends is
+checked for its type and range, and a bad one becomes an `ApiError` that
+names the field (`param`) in OpenAI's error shape, which clients know how to
+show. Fields that change nothing here (`user`, `frequency_penalty`, ...) are
+accepted and ignored, as OpenAI-compatible servers do.
+
+Decoding is greedy unless a temperature above 0 (or a top_p) is given: unlike
+OpenAI's default of temperature 1, so that a served answer is reproducible
+and equals what `posttrain eval` generates.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from posttrain.errors import PosttrainError
+
+if TYPE_CHECKING:  # the command line imports this module for its defaults; transformers can wait
+    from posttrain.evaluation.generation import GenerationSettings
+
+DEFAULT_MAX_TOKENS_LIMIT = 1024
+DEFAULT_MAX_REQUEST_BYTES = 1_000_000
+ROLES = {"system": "system", "developer": "system", "user": "user", "assistant": "assistant"}
+MAX_STOPS = 4
+
+
+class ApiError(Exception):
+    """A request the server cannot answer; the client gets `status` and `body()`."""
+
+    def __init__(self, status: int, message: str, param: str | None = None, code: str | None = None,
+                 kind: str = "invalid_request_error"):
+        super().__init__(message)
+        self.status, self.message, self.param, self.code, self.kind = status, message, param, code, kind
+
+    def body(self) -> dict:
+        return {"error": {"message": self.message, "type": self.kind, "param": self.param, "code": self.code}}
+
+
+@dataclass(frozen=True)
+class ChatRequest:
+    messages: list[dict]
+    settings: GenerationSettings
+    stop: tuple[str, ...] = ()
+    stream: bool = False
+    include_usage: bool = False
+
+
+def _invalid(param: str, expected: str, value=None, code: str = "invalid_type") -> ApiError:
+    got = "" if value is None else f", got {value!r}"[:200]
+    return ApiError(400, f"{param}: expected {expected}{got}", param, code)
+
+
+def _integer(body: dict, name: str) -> int | None:
+    value = body.get(name)
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
+        raise _invalid(name, "an integer", value)
+    return value
+
+
+def _number(body: dict, name: str) -> float | None:
+    value = body.get(name)
+    if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
+        raise _invalid(name, "a number", value)
+    return value
+
+
+def _flag(body: dict, name: str, default: bool = False) -> bool:
+    value = body.get(name, default)
+    if value is None:
+        return default
+    if not isinstance(value, bool):
+        raise _invalid(name, "true or false", value)
+    return value
+
+
+def _messages(value) -> list[dict]:
+    if value is None:
+        raise ApiError(400, "messages: missing; expected a list of {role, content} objects", "messages",
+                       "missing_required_parameter")
+    if not isinstance(value, list) or not value:
+        raise _invalid("messages", "a non-empty list of {role, content} objects", value)
+    messages = []
+    for i, message in enumerate(value):
+        where = f"messages[{i}]"
+        if not isinstance(message, dict):
+            raise _invalid(where, "an object with role and content", message)
+        role, content = message.get("role"), message.get("content")
+        if role not in ROLES:
+            raise _invalid(f"{where}.role", f"one of {', '.join(ROLES)}", role, "invalid_value")
+        if not isinstance(content, str):
+            raise _invalid(f"{where}.content", "a string (text parts, images and tool calls are not supported)",
+                           content)
+        messages.append({"role": ROLES[role], "content": content})
+    return messages
+
+
+def _stop(value) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    stops = [value] if isinstance(value, str) else value
+    if not isinstance(stops, list) or not all(isinstance(s, str) and s for s in stops) or len(stops) > MAX_STOPS:
+        raise _invalid("stop", f"a non-empty string or a list of at most {MAX_STOPS} of them", value)
+    return tuple(stops)
+
+
+def parse_chat_request(body, served_model: str, max_tokens_limit: int) -> ChatRequest:
+    """The request as posttrain runs it, or an ApiError naming the first bad field."""
+    from posttrain.evaluation.generation import GenerationSettings
+
+    if not isinstance(body, dict):
+        raise ApiError(400, "the request body must be a JSON object", None, "invalid_type")
+    model = body.get("model")
+    if model is not None and not isinstance(model, str):
+        raise _invalid("model", "a string", model)
+    if model is not None and model != served_model:
+        raise ApiError(404, f"model: {model!r} is not served here; this server serves {served_model!r}", "model",
+                       "model_not_found")
+    messages = _messages(body.get("messages"))
+    n = _integer(body, "n")
+    if n is not None and n != 1:
+        raise _invalid("n", "1 (one answer per request)", n, "invalid_value")
+    name = "max_completion_tokens" if body.get("max_completion_tokens") is not None else "max_tokens"
+    max_tokens = _integer(body, name)
+    if max_tokens is not None and not 1 <= max_tokens <= max_tokens_limit:
+        raise _invalid(name, f"an integer from 1 to {max_tokens_limit} (this server's --max-tokens-limit)",
+                       max_tokens, "invalid_value")
+    temperature, top_p = _number(body, "temperature"), _number(body, "top_p")
+    if temperature is not None and not 0 <= temperature <= 2:
+        raise _invalid("temperature", "a number from 0 to 2", temperature, "invalid_value")
+    if top_p is not None and not 0 < top_p <= 1:
+        raise _invalid("top_p", "a number above 0 and at most 1", top_p, "invalid_value")
+    if temperature == 0:
+        top_p = None  # temperature 0 is greedy decoding, whatever top_p says
+    stream_options = body.get("stream_options")
+    stream_options = {} if stream_options is None else stream_options
+    if not isinstance(stream_options, dict):
+        raise _invalid("stream_options", "an object", stream_options)
+    try:
+        settings = GenerationSettings(max_new_tokens=max_tokens or max_tokens_limit, batch_size=1,
+                                      temperature=temperature, top_p=top_p, seed=_integer(body, "seed"))
+    except PosttrainError as e:
+        raise ApiError(400, str(e), None, "invalid_value") from None
+    return ChatRequest(messages, settings, _stop(body.get("stop")), _flag(body, "stream"),
+                       _flag(stream_options, "include_usage"))
+
+
+def completion_id() -> str:
+    return f"chatcmpl-{uuid.uuid4().hex}"
+
+
+def usage(prompt_tokens: int, completion_tokens: int) -> dict:
+    return {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
+            "total_tokens": prompt_tokens + completion_tokens}
+
+
+def completion(id_: str, model: str, answer) -> dict:
+    return {"id": id_, "object": "chat.completion", "created": int(time.time()), "model": model,
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": answer.text},
+                         "logprobs": None, "finish_reason": answer.finish_reason}],
+            "usage": usage(answer.prompt_tokens, answer.completion_tokens)}
+
+
+def chunk(id_: str, model: str, created: int, delta: dict, finish_reason: str | None = None,
+          choices: bool = True) -> dict:
+    """One `chat.completion.chunk`; with choices=False the closing usage chunk (its choices are empty)."""
+    return {"id": id_, "object": "chat.completion.chunk", "created": created, "model": model,
+            "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish_reason}]
+            if choices else []}
+
+
+def model_list(model: str, created: int) -> dict:
+    return {"object": "list", "data": [model_card(model, created)]}
+
+
+def model_card(model: str, created: int) -> dict:
+    return {"id": model, "object": "model", "created": created, "owned_by": "posttrain"}
