@@ -83,6 +83,9 @@ class LoraSpec(Strict):
     alpha: int | None = None  # default 2 * r
     dropout: float = Field(default=0.05, ge=0, lt=1)
     target_modules: str | list[str] = "all-linear"
+    # modules trained whole beside the adapters (peft's modules_to_save, LLaMA-Factory's additional_target),
+    # e.g. embed_tokens when the embeddings are new: a tied lm_head stays tied to them
+    modules_to_save: list[str] | None = None
 
 
 class StageConfig(Strict):

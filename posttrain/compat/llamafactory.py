@@ -53,7 +53,7 @@ RENAMES = {
 # Read by to_pipeline itself, outside the table.
 HANDLED = {"stage", "finetuning_type", "quantization_bit", "quantization_method", "dataset", "dataset_dir",
            "eval_dataset", "max_samples", "val_size", "warmup_ratio"}
-LORA_KEYS = {"lora_rank", "lora_alpha", "lora_dropout", "lora_target"}
+LORA_KEYS = {"lora_rank", "lora_alpha", "lora_dropout", "lora_target", "additional_target"}
 PRECISION = {"bf16": "bf16", "fp16": "fp32", "tf32": None}  # kept key -> the dtype to load the model in
 FLASH = {"fa2": ("flash_attention_2", "flash_attn"), "fa3": ("flash_attention_3", "flash_attn_interface"),
          "sdpa": ("sdpa", None), "disabled": ("eager", None), "auto": (None, None)}
@@ -110,6 +110,7 @@ def to_pipeline(raw: dict, path: Path | None = None) -> dict:
     rules = {
         "do_train": lambda v: v or warn("do_train", "false, but posttrain always trains; ignored"),
         "lora_target": lambda v: lora.update(target_modules="all-linear" if v == "all" else _names(v)),
+        "additional_target": lambda v: lora.update(modules_to_save=_names(v)),
         "template": lambda v: _template(v, stage, warn),
         "deepspeed": lambda v: _deepspeed(v, trainer, warn),
         "ddp_backend": lambda v: warn("ddp_backend", "multi-GPU launch is a later posttrain feature; training runs "

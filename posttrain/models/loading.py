@@ -110,10 +110,13 @@ def _merged_adapter(path, auto, kwargs):
         raise PosttrainError(f"{path}/adapter_config.json: base_model_name_or_path: missing; cannot find the base model")
     if kwargs.get("quantization_config") is not None:
         raise ConfigError(f"{path}: cannot merge a LoRA adapter into a 4-bit base; export the merged model first")
-    try:
-        model = auto.from_pretrained(base, **kwargs)
-    except OSError as e:
-        raise _missing_model(base, "base model of the adapter", e) from None
+    if is_adapter_dir(base):  # a LoRA stage trained on an earlier LoRA stage's merged output
+        model = _merged_adapter(base, auto, kwargs)
+    else:
+        try:
+            model = auto.from_pretrained(base, **kwargs)
+        except OSError as e:
+            raise _missing_model(base, "base model of the adapter", e) from None
     return PeftModel.from_pretrained(model, str(path)).merge_and_unload()
 
 
@@ -139,6 +142,8 @@ def lora_config(lora, task_type: str = "CAUSAL_LM"):
         lora_dropout=lora.dropout,
         target_modules=targets,
         task_type=task_type,
+        modules_to_save=lora.modules_to_save,
+        ensure_weight_tying=bool(lora.modules_to_save),
     )
 
 

@@ -95,6 +95,8 @@ STAGE = [
      {"finetuning": "lora", "lora": {"r": 64, "alpha": 128, "dropout": 0.1, "target_modules": "all-linear"}}),
     ({"finetuning_type": "lora", "lora_target": "q_proj, v_proj"}, {"lora": {"target_modules": ["q_proj", "v_proj"]}}),
     ({"finetuning_type": "lora", "quantization_bit": 4}, {"finetuning": "qlora"}),
+    ({"finetuning_type": "lora", "additional_target": "embed_tokens,lm_head"},
+     {"lora": {"modules_to_save": ["embed_tokens", "lm_head"]}}),
 ]
 
 
