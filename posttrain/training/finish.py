@@ -45,11 +45,25 @@ def train_and_save(trainer, ctx, tokenizer, resume=None, evaluate: bool = False)
     shutil.rmtree(tmp, ignore_errors=True)
     trainer.save_model(str(tmp))
     tokenizer.save_pretrained(str(tmp))
+    _name_input_adapter(tmp, ctx.model_path)
     shutil.rmtree(ctx.model_dir, ignore_errors=True)
     tmp.rename(ctx.model_dir)
     if getattr(ctx.stage, "plot_loss", False):
         plot_loss(ctx.log_path, ctx.stage_dir / "training_loss.png")
     return metrics
+
+
+def _name_input_adapter(saved: Path, input_model: str) -> None:
+    """A LoRA stage trained on an earlier LoRA stage's merged output: peft names the first base, which lacks the
+    earlier adapter; name the input adapter instead, so loading merges the chain in order."""
+    from posttrain.models.loading import is_adapter_dir
+
+    config_path = saved / "adapter_config.json"
+    if not (config_path.exists() and is_adapter_dir(input_model)):
+        return
+    config = json.loads(config_path.read_text(encoding="utf-8"))
+    config["base_model_name_or_path"] = str(input_model)
+    config_path.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n", encoding="utf-8")
 
 
 def _state(checkpoint) -> dict:

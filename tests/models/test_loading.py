@@ -138,3 +138,58 @@ def test_lora_config_from_the_stage_block():
     assert (config.r, config.lora_alpha, config.lora_dropout) == (4, 5, 0.0)
     assert set(config.target_modules) == {"q_proj", "v_proj"}
     assert lora_config(LoraSpec(target_modules="all")).target_modules == "all-linear"
+
+
+def test_an_adapter_trained_on_a_merged_adapter_loads_with_both_merged_in_order(tiny_model, tmp_path):
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    from posttrain.training.finish import _name_input_adapter
+
+    def random_adapter(model, out):
+        peft_model = get_peft_model(model, LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"],
+                                                      init_lora_weights=False))
+        peft_model.save_pretrained(out)
+        return peft_model
+
+    first = tmp_path / "sft1" / "model"
+    random_adapter(AutoModelForCausalLM.from_pretrained(tiny_model), first)
+    second = tmp_path / "sft2" / "model"
+    ids = torch.tensor([[3, 17, 42, 99, 7]])
+    with torch.no_grad():
+        stacked = random_adapter(load_model(str(first)), second)  # what the next LoRA stage trains on
+        expected = stacked(ids).logits
+        assert json.loads((second / "adapter_config.json").read_text())["base_model_name_or_path"] == str(tiny_model)
+        _name_input_adapter(second, str(first))
+        assert json.loads((second / "adapter_config.json").read_text())["base_model_name_or_path"] == str(first)
+        got = load_model(str(second))(ids).logits
+        without_first = AutoModelForCausalLM.from_pretrained(tiny_model)
+        from peft import PeftModel
+
+        skipped = PeftModel.from_pretrained(without_first, str(second)).merge_and_unload()(ids).logits
+    assert torch.allclose(got, expected, atol=1e-5)
+    assert (got - skipped).abs().max() > 1e-3  # the first adapter matters: naming only the first base lost it
+
+
+def test_a_full_input_model_leaves_the_saved_adapter_as_peft_wrote_it(tiny_model, tmp_path):
+    from posttrain.training.finish import _name_input_adapter
+
+    saved = tmp_path / "model"
+    saved.mkdir()
+    (saved / "adapter_config.json").write_text(json.dumps({"base_model_name_or_path": str(tiny_model)}))
+    _name_input_adapter(saved, str(tiny_model))
+    assert json.loads((saved / "adapter_config.json").read_text()) == {"base_model_name_or_path": str(tiny_model)}
+
+
+def test_lora_modules_to_save_train_whole_and_stay_tied(tiny_model):
+    from peft import get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    from posttrain.config import LoraSpec
+
+    config = lora_config(LoraSpec(modules_to_save=["embed_tokens"]))
+    assert config.modules_to_save == ["embed_tokens"] and config.ensure_weight_tying
+    model = get_peft_model(AutoModelForCausalLM.from_pretrained(tiny_model), config)
+    trainable = [name for name, p in model.named_parameters() if p.requires_grad]
+    assert any("embed_tokens" in name and "lora" not in name for name in trainable)
+    assert lora_config(LoraSpec()).modules_to_save is None
