@@ -363,6 +363,25 @@ class EvalStage(StageConfig):
         return re.sub(r"[^A-Za-z0-9_.-]", "_", base)
 
 
+class ExportStage(StageConfig):
+    """A standalone model from `model:` (an earlier stage or a directory): LoRA adapters merged, cast to `dtype`
+    (default: the model's own), saved with tokenizer and model card to <stage>/model, verified against the
+    unmerged model unless `verify: false`. It trains nothing and has no `trainer:`."""
+
+    type: Literal["export"]
+    dtype: Literal["bf16", "fp16", "fp32"] | None = None
+    verify: bool = True
+    prompts: str | None = None  # verification prompts: a .txt (one a line) or a prompt data file; default built in
+    template: str | None = None  # a chat template for a tokenizer without one
+
+    @model_validator(mode="after")
+    def _no_trainer(self):
+        if self.trainer:
+            raise ValueError("an export stage trains nothing and has no `trainer:`; its settings are dtype, verify, "
+                             "prompts and template")
+        return self
+
+
 def reward_names(stage: StageConfig) -> list[str]:
     """The library rewards a stage calls: a GRPO stage's `rewards:`, an eval stage's reward:NAME metrics."""
     if stage.type == "eval":
@@ -374,6 +393,7 @@ STAGE_CONFIGS: dict[str, type[StageConfig]] = {"sft": SFTStage, "grpo": GRPOStag
 STAGE_CONFIGS["process_reward"] = ProcessRewardStage
 STAGE_CONFIGS["reward_model"] = RewardModelStage
 STAGE_CONFIGS["eval"] = EvalStage
+STAGE_CONFIGS["export"] = ExportStage
 
 
 class PipelineConfig(Strict):

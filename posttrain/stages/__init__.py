@@ -79,3 +79,12 @@ def _eval(ctx: StageContext) -> dict:
 
 
 STAGES["eval"] = _eval
+
+
+def _export(ctx: StageContext) -> dict:
+    from posttrain.stages import export
+
+    return export.run(ctx)
+
+
+STAGES["export"] = _export
