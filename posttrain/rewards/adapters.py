@@ -21,7 +21,7 @@ from posttrain.rewards import get, names, score_value
 
 _SPLIT_SUFFIX = re.compile(r"_(train|training|val|valid|validation|dev|test|eval)$")
 # data sources whose reward has another name
-ALIASES = {"sample_size": "sample_size_estimation"}
+ALIASES = {"sample_size": "sample_size_estimation", "medical_dialogue": "medical_dialogue_quality"}
 
 
 def reward_for_source(data_source: str) -> str:

@@ -18,6 +18,7 @@ from typing import Iterator
 from posttrain.data.formats import alpaca, openai, rl_prompt, sharegpt, trialpanorama, verl
 from posttrain.data.formats import agent_eval, judges
 from posttrain.data.formats import steps
+from posttrain.data.formats import medical_dialogue
 from posttrain.data.formats import preference, rm_gallery
 from posttrain.data.io import file_kind, read_rows
 from posttrain.errors import DataError, PosttrainError, RecordError
@@ -49,6 +50,8 @@ register("agent-eval-judge", agent_eval.JUDGE_PROMPTS)
 register("steps", steps, aliases=("trl-stepwise",))  # the same keys in both: one module reads them
 register("preference", preference, aliases=("trl-preference", "ranking"))
 register("rm-gallery", rm_gallery)
+register("medical-dialogue", medical_dialogue.CONVERSATION)
+register("medical-dialogue-rl", medical_dialogue.RL_PROMPT)
 # the canonical file format of each record type, the default target of a conversion
 CANONICAL = {"conversation": "openai", "rl_prompt": "rl_prompt"}
 CANONICAL["steps"] = "steps"
