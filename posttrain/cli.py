@@ -18,6 +18,7 @@ from posttrain.cli_search import search_app
 from posttrain.cli_verl import verl_app
 from posttrain.cli_score import score as score_command
 from posttrain.cli_eval import eval_command
+from posttrain.cli_report import report_command
 from posttrain.cli_chat import chat_command
 from posttrain.cli_serve import serve_command
 
@@ -34,6 +35,7 @@ app.add_typer(rewards_app, name="rewards", help="List and test rewards.")
 app.add_typer(verl_app, name="verl", help="Hand a GRPO stage to VERL on a Ray cluster.")
 app.command("score")(score_command)
 app.command("eval")(eval_command)
+app.command("report")(report_command)
 app.command("chat")(chat_command)
 app.command("serve")(serve_command)
 err = Console(stderr=True)

@@ -126,13 +126,21 @@ def _print_comparisons(config: PipelineConfig, run_dir: Path, console) -> None:
     from posttrain.stages.eval import comparison
 
     manifest = read_manifest(run_dir) or {}
+    evaluated = False
     for stage in config.stages:
         if stage.type != "eval" or manifest.get("stages", {}).get(stage.name, {}).get("status") != "done":
             continue
+        evaluated = True
         table = comparison(run_dir / stage.name)
         if table:
             console.print(f"\n[bold]{stage.name}[/bold] ({run_dir / stage.name / 'metrics.json'})\n", highlight=False)
             console.print(table, markup=False, highlight=False, soft_wrap=True)
+    if evaluated:
+        from posttrain.evaluation.report import refresh_run_report
+
+        report = refresh_run_report(run_dir)  # rebuilt now that every stage of this run has finished
+        if report:
+            console.print(f"\n[bold]report:[/bold] {report}", highlight=False, soft_wrap=True)
 
 
 def _consumers(name: str, config: PipelineConfig, selected: set[str]) -> bool:

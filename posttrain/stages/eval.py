@@ -79,8 +79,12 @@ def run(ctx: StageContext) -> dict:
                           attn_implementation=pipeline.attn_implementation)
         results[label] = {"ref": ref, **result.metrics}
         table[label] = figures(result.metrics["metrics"])
-    return {"metric_names": stage.metrics, "data": [str(s.path) for s in sources], "models": results,
-            "figures": table}
+    combined = {"metric_names": stage.metrics, "data": [str(s.path) for s in sources], "models": results,
+                "figures": table}
+    from posttrain.evaluation.report import write_after_eval
+
+    write_after_eval(ctx.stage_dir, combined)  # <stage>/report.html and the run's; a failure only warns
+    return combined
 
 
 def _configure_search(ctx: StageContext) -> None:

@@ -77,6 +77,14 @@ def test_the_comparison_is_printed_as_markdown(evaluated):
     assert [line.split(" |")[0] for line in table.splitlines()[2:]] == ["| base", "| sft"]
 
 
+def test_the_stage_and_the_run_get_a_report(evaluated):
+    _, run_dir, printed = evaluated
+    for path in (run_dir / "ev" / "report.html", run_dir / "report.html"):
+        page = path.read_text(encoding="utf-8")
+        assert "Evaluation: ev<" in page and "<h3>sft " in page and ">reward:exact_match<" in page
+    assert f"report: {run_dir / 'report.html'}" in " ".join(printed.split())
+
+
 def test_skipped_when_unchanged_rerun_when_a_model_data_or_setting_changes(tiny_model, tmp_path):
     config = _config(tmp_path, tiny_model)
     run_dir, _ = _run(config)

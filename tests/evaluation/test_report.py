@@ -1,0 +1,218 @@
+"""report.html (posttrain/evaluation/report.py, report_html.py, plots.py) from a synthetic run directory the
+tests write: no training, no model; each chart decodes, every name shows, model text is escaped."""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import logging
+import re
+from html.parser import HTMLParser
+from pathlib import Path
+
+import pytest
+import yaml
+from PIL import Image
+
+from posttrain.errors import PosttrainError
+from posttrain.evaluation.report import build_report, write_after_eval, write_report
+from posttrain.evaluation.report_html import best_models
+
+EVIL = "<script>alert('x')</script></pre><img src=http://example.com/x.png>"
+MODELS = ("base", "sft", "grpo")
+ORDER = ("sft", "ev_early", "rm", "grpo", "broken", "ev")
+
+
+def _jsonl(path: Path, rows, cut_line: bool = False) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    text = "".join(json.dumps(row) + "\n" for row in rows)
+    path.write_text(text + ('{"current_steps": 99, "lo' if cut_line else ""), encoding="utf-8")
+
+
+def _config(run: Path, name: str, kind: str, **stage) -> None:
+    (run / name).mkdir(parents=True, exist_ok=True)
+    document = {"seed": 42, "dtype": "auto", "input_model": "/models/base" if "model" not in stage else f"{run}/x",
+                "stage": {"name": name, "type": kind, **stage}}
+    (run / name / "config.yaml").write_text(yaml.safe_dump(document), encoding="utf-8")
+
+
+def _eval_stage(run: Path, name: str, models, with_combined: bool = True) -> dict:
+    by_model = {}
+    for i, model in enumerate(models):
+        rows = [{"path": "data/q.jsonl", "line": line, "prompt": [{"role": "system", "content": "Be brief."},
+                                                                   {"role": "user", "content": f"question {line} {EVIL}"}],
+                 "reference": f"answer {line} <b>ref</b>", "output": f"{model} says {line} {EVIL}",
+                 "scores": {"bleu": 10.0 * i + line, "judge": {"verdict": "A"}}} for line in range(1, 13)]
+        if model == "grpo":
+            rows = rows[1:]  # one prompt this model never answered
+        _jsonl(run / name / model / "predictions.jsonl", rows)
+        metrics = {"bleu": 10.0 * i, "judge": {"accuracy": 0.25 * i, "unparsable": 0.5 - 0.1 * i, "count": 12}}
+        (run / name / model / "metrics.json").write_text(json.dumps({"count": 12, "metrics": metrics}))
+        by_model[model] = {"bleu": 10.0 * i, "judge.accuracy": 0.25 * i, "judge.unparsable": 0.5 - 0.1 * i}
+    combined = {"models": {m: {"count": 12, "data": ["data/q.jsonl"], "generation": {"max_new_tokens": 64}}
+                           for m in models}, "figures": by_model}
+    _config(run, name, "eval", models=list(models), metrics=["bleu", "judge"])
+    if with_combined:
+        (run / name / "metrics.json").write_text(json.dumps(combined))
+    return combined
+
+
+def make_run(root: Path) -> Path:
+    """A run as the pipeline leaves it: sft, an early eval, a reward model, GRPO, a failed stage, an eval."""
+    run = root / "run"
+    steps = range(1, 41)
+    _config(run, "sft", "sft")
+    _jsonl(run / "sft" / "trainer_log.jsonl",
+           [{"current_steps": s, "loss": 5 / s, "mean_token_accuracy": 1 - 1 / s} for s in steps]
+           + [{"current_steps": s, "eval_loss": 6 / s, "eval_mean_token_accuracy": 0.9 - 1 / s, "eval_runtime": 0.3}
+              for s in (10, 20, 30, 40)], cut_line=True)
+    _eval_stage(run, "ev_early", ("base", "sft"))
+    _config(run, "rm", "reward_model", model="sft")
+    _jsonl(run / "rm" / "trainer_log.jsonl", [{"current_steps": s, "loss": 0.7 - s / 100} for s in steps[:10]]
+           + [{"current_steps": 10, "eval_accuracy": 0.8, "eval_margin": 1.5}])
+    _config(run, "grpo", "grpo", model="sft")
+    _jsonl(run / "grpo" / "trainer_log.jsonl",
+           [{"current_steps": s, "loss": 0.01, "rewards/format/mean": s / 40, "rewards/cost$/mean": -1 + s / 80,
+             "reward": s / 40 - 1 + s / 80} for s in steps])
+    _config(run, "broken", "sft")  # failed before it logged a step
+    _eval_stage(run, "ev", MODELS)
+    manifest = {"name": "synthetic", "created": "2026-01-01T00:00:00+00:00", "versions": {"trl": "1.16.0",
+                "transformers": "5.24.0"}, "git_commit": "0123456789abcdef", "stage_order": list(ORDER),
+                "stages": {name: {"status": "done", "type": kind, "seconds": 1.5} for name, kind in
+                           zip(ORDER, ("sft", "eval", "reward_model", "grpo", "sft", "eval"))}}
+    manifest["stages"]["broken"].update(status="failed", error="RuntimeError: boom")
+    (run / "manifest.json").write_text(json.dumps(manifest))
+    return run
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory) -> Path:
+    return make_run(tmp_path_factory.mktemp("report"))
+
+
+@pytest.fixture(scope="module")
+def page(run_dir) -> str:
+    return build_report(run_dir)
+
+
+def _images(page: str) -> list[Image.Image]:
+    images = []
+    for data in re.findall(r'src="data:image/png;base64,([^"]+)"', page):
+        image = Image.open(io.BytesIO(base64.b64decode(data, validate=True)))
+        image.load()
+        images.append(image)
+    return images
+
+
+class _Tags(HTMLParser):
+    def __init__(self):
+        super().__init__()
+        self.tags: list[tuple[str, dict]] = []
+
+    def handle_starttag(self, tag, attrs):
+        self.tags.append((tag, dict(attrs)))
+
+
+def test_every_chart_is_an_embedded_png_that_decodes(page):
+    images = _images(page)
+    # sft: loss, token accuracy; rm: loss, accuracy, margin; grpo: loss, rewards; ev_early 3 and ev 3 figures
+    assert len(images) == 2 + 3 + 2 + 3 + 3
+    assert all(image.format == "PNG" and image.width > 400 and image.height > 250 for image in images)
+    parser = _Tags()
+    parser.feed(page)
+    sources = [attrs.get("src") for tag, attrs in parser.tags if tag == "img"]
+    assert len(sources) == len(images) and all(src.startswith("data:image/png;base64,") for src in sources)
+    assert not {tag for tag, _ in parser.tags} & {"script", "link", "iframe", "object", "embed"}
+    assert not [attrs for _, attrs in parser.tags if "href" in attrs]  # nothing is fetched or linked
+
+
+def test_model_outputs_prompts_and_references_are_escaped(page):
+    assert "&lt;script&gt;alert(&#x27;x&#x27;)&lt;/script&gt;&lt;/pre&gt;&lt;img src=http://example.com/x.png&gt;" in page
+    assert "grpo says 2 &lt;script&gt;" in page and "question 1 &lt;script&gt;" in page
+    assert "answer 1 &lt;b&gt;ref&lt;/b&gt;" in page
+
+
+def test_every_model_and_figure_is_in_the_table_and_the_best_is_named(page):
+    table = page[page.index("Evaluation: ev<"):]
+    table = table[:table.index("</table>")]
+    for name in (*MODELS, "bleu", "judge.accuracy", "judge.unparsable"):
+        assert f">{name}<" in table
+    assert "<b>grpo</b> (20)" in page  # bleu, highest wins
+    assert "judge.unparsable: <b>grpo</b> (0.3)" in page  # lowest wins
+
+
+def test_best_models_picks_the_lowest_error_and_keeps_ties():
+    figures = {"a": {"bleu": 2.0, "judge.mean_abs_error": 0.1, "loss": 3.0}, "b": {"bleu": 2.0, "judge.mean_abs_error": 0.4}}
+    assert best_models(figures) == {"bleu": ["a", "b"], "judge.mean_abs_error": ["a"], "loss": ["a"]}
+
+
+def test_side_by_side_shows_the_first_prompts_with_each_models_output(run_dir):
+    page = build_report(run_dir, examples=3)
+    section = page[page.index("Evaluation: ev<"):]
+    assert section.count("<article class=example>") == 3
+    first = section[section.index("#1 "):section.index("#2 ")]
+    assert "data/q.jsonl:1" in first and "base says 1" in first and "sft says 1" in first
+    assert "no output" in first  # grpo skipped line 1
+    assert first.index(">base<") < first.index(">sft<") < first.index(">grpo<")
+    assert "bleu <b>11</b>" in first  # sft's own score for this prompt
+    assert "<article class=example>" not in build_report(run_dir, examples=0)
+
+
+def test_training_curves_rewards_and_a_stage_without_a_log(page):
+    assert 'alt="grpo: reward"' in page and 'alt="rm: eval_accuracy"' in page and 'alt="rm: eval_margin"' in page
+    assert 'alt="sft: eval_runtime"' not in page  # speed, not quality
+    assert "trainer_log.jsonl is missing (stage status: failed)" in page
+    assert "mean reward" in page and "train loss 5 → 0.125" in page
+
+
+def test_config_versions_and_commit_at_the_bottom(page):
+    footer = page[page.index("Config and versions"):]
+    config = yaml.safe_load(re.search(r"<pre class=config>(.*?)</pre>", footer, re.S).group(1)
+                            .replace("&#x27;", "'").replace("&quot;", '"').replace("&lt;", "<").replace("&gt;", ">")
+                            .replace("&amp;", "&"))
+    assert [s["name"] for s in config["stages"]] == list(ORDER)
+    assert config["name"] == "synthetic" and config["model"] == "/models/base" and config["seed"] == 42
+    assert ">trl<" in footer and "1.16.0" in footer and "0123456789abcdef" in footer
+
+
+def test_an_eval_stage_report_holds_the_stages_before_it(run_dir):
+    page = build_report(run_dir, eval_stage="ev_early")
+    assert "<h3>sft " in page and "<h3>grpo " not in page and "Evaluation: ev_early<" in page
+    assert "Evaluation: ev<" not in page
+    with pytest.raises(PosttrainError, match="no eval stage 'sft' .*ev_early, ev"):
+        build_report(run_dir, eval_stage="sft")
+
+
+def test_a_finishing_stage_and_a_stage_cut_short_are_shown(tmp_path):
+    run = make_run(tmp_path)
+    combined = json.loads((run / "ev" / "metrics.json").read_text())
+    (run / "ev" / "metrics.json").unlink()
+    (run / "ev_early" / "metrics.json").unlink()  # it stopped after its models' own files
+    written = write_after_eval(run / "ev", combined)
+    assert written == [run / "ev" / "report.html", run / "report.html"]
+    page = written[1].read_text(encoding="utf-8")
+    assert "Evaluation: ev<" in page and "judge.unparsable: <b>grpo</b>" in page
+    early = page[page.index("Evaluation: ev_early<"):page.index("Evaluation: ev<")]
+    assert ">sft<" in early and "bleu: <b>sft</b>" in page
+    assert ">judge.accuracy<" in early and "judge.count" not in early  # a count is how much data, not how good
+
+
+def test_written_atomically_and_a_failure_keeps_the_results(tmp_path, caplog):
+    run = make_run(tmp_path)
+    out = write_report(run, tmp_path / "out" / "r.html")
+    assert out.read_text(encoding="utf-8").startswith("<!doctype html>")
+    assert write_report(run, tmp_path / "out") == tmp_path / "out" / "report.html"  # a directory: report.html in it
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["r.html", "report.html"]
+    (run / "manifest.json").write_text("{not json")
+    with caplog.at_level(logging.WARNING, logger="posttrain"):
+        assert write_after_eval(run / "ev", {"figures": {}}) == []
+    assert "report.html not written" in caplog.text and "posttrain report" in caplog.text
+    assert not list(run.glob("**/.report.html.*")) and (run / "ev" / "metrics.json").exists()
+
+
+def test_not_a_run_directory(tmp_path):
+    with pytest.raises(PosttrainError, match="no manifest.json; not a posttrain run directory"):
+        build_report(tmp_path)
+    with pytest.raises(PosttrainError, match="no such directory"):
+        build_report(tmp_path / "missing")
