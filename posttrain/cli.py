@@ -19,6 +19,7 @@ from posttrain.cli_verl import verl_app
 from posttrain.cli_score import score as score_command
 from posttrain.cli_eval import eval_command
 from posttrain.cli_report import report_command
+from posttrain.cli_export import export_command
 from posttrain.cli_chat import chat_command
 from posttrain.cli_serve import serve_command
 
@@ -36,6 +37,7 @@ app.add_typer(verl_app, name="verl", help="Hand a GRPO stage to VERL on a Ray cl
 app.command("score")(score_command)
 app.command("eval")(eval_command)
 app.command("report")(report_command)
+app.command("export")(export_command)
 app.command("chat")(chat_command)
 app.command("serve")(serve_command)
 err = Console(stderr=True)
