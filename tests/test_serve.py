@@ -12,15 +12,14 @@ import urllib.error
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 
+import openai
 import pytest
+import uvicorn
 
 from posttrain.evaluation.generation import GenerationSettings, generate
 from posttrain.inference import Engine
 from posttrain.serve import create_app
 from tests.evaluation.conftest import talkative_model  # noqa: F401  (a model whose answers differ by prompt)
-
-openai = pytest.importorskip("openai")
-uvicorn = pytest.importorskip("uvicorn")
 
 NAME = "tiny-talk"
 LIMIT = 4000
