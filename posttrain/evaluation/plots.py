@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import functools
 import io
+import math
 from dataclasses import dataclass
 
 _SIZE = (5.4, 3.3)  # inches; at _DPI a chart is about 600 x 360 px, two fit side by side on a laptop screen
@@ -55,13 +56,13 @@ def _data_uri(figure, bottom: float = 0.15) -> str:
 
 
 def _moving_average(values: list[float], window: int) -> list[float]:
-    out, total = [], 0.0
-    for i, value in enumerate(values):
-        total += value
-        if i >= window:
-            total -= values[i - window]
-        out.append(total / min(i + 1, window))
-    return out
+    """Centred, so the smoothed curve does not lag behind the raw one; shorter at the ends."""
+    sums = [0.0]
+    for value in values:
+        sums.append(sums[-1] + value)
+    half = window // 2
+    return [(sums[min(i + half + 1, len(values))] - sums[max(i - half, 0)])
+            / (min(i + half + 1, len(values)) - max(i - half, 0)) for i in range(len(values))]
 
 
 def line_chart(title: str, series: list[Series], ylabel: str = "") -> str:
@@ -83,7 +84,7 @@ def _line_chart(title: str, frozen: tuple, ylabel: str) -> str:
             axes.plot(line.steps, line.values, "o-", color=color, linewidth=width, markersize=4,
                       label=_plain(line.label))
         elif len(line.steps) > 30:
-            window = max(len(line.steps) // 15, 3)
+            window = max(len(line.steps) // 15, 3) | 1  # odd: centred on a step
             axes.plot(line.steps, line.values, color=color, linewidth=0.8, alpha=0.3)
             axes.plot(line.steps, _moving_average(line.values, window), color=color, linewidth=width,
                       label=_plain(f"{line.label} (mean of {window})"))
@@ -108,6 +109,7 @@ def bar_chart(title: str, models: list[str], values: list[float | None], best: s
 def _bar_chart(title: str, models: tuple, values: tuple, best: frozenset) -> str:
     figure, axes = _figure()
     axes.grid(False, axis="x")
+    values = [v if isinstance(v, (int, float)) and math.isfinite(v) else None for v in values]
     heights = [0.0 if v is None else float(v) for v in values]
     colors = [_BEST if i in best else _OTHER for i in range(len(models))]
     bars = axes.bar(range(len(models)), heights, color=colors, width=0.6)
@@ -116,6 +118,8 @@ def _bar_chart(title: str, models: tuple, values: tuple, best: frozenset) -> str
     low, high = min(heights + [0.0]), max(heights + [0.0])
     room = (high - low) * 0.15 or 0.5  # for the value labels above (and below) the bars, clear of the title
     axes.set_ylim(low - room if low < 0 else 0, high + room if high > 0 or low == 0 else room)
+    pad = max(0.0, (3 - len(models)) / 2)  # one or two models: bars as wide as for three, centred
+    axes.set_xlim(-0.6 - pad, len(models) - 0.4 + pad)
     axes.set_xticks(range(len(models)))
     long_names = max((len(m) for m in models), default=0) * len(models) > 48
     axes.set_xticklabels([_plain(m) if len(m) <= 24 else _plain(m[:23]) + "…" for m in models], fontsize=8,
@@ -131,8 +135,9 @@ _MAX_EVAL_CHARTS = 6
 
 
 def _series(rows: list[dict], key: str, label: str, **style) -> Series | None:
-    points = [(row["current_steps"], row[key]) for row in rows
-              if isinstance(row.get(key), (int, float)) and isinstance(row.get("current_steps"), (int, float))]
+    points = [(row["current_steps"], row[key]) for row in rows  # a diverged run logs inf/nan: no axis for those
+              if isinstance(row.get(key), (int, float)) and math.isfinite(row[key])
+              and isinstance(row.get("current_steps"), (int, float))]
     if not points:
         return None
     steps, values = zip(*points)

@@ -107,7 +107,8 @@ def _stage(run_dir: Path, name: str, manifest: dict, current: dict) -> dict:
     declared = config.get("stage") if isinstance(config.get("stage"), dict) else {}
     info = {"name": name, "type": entry.get("type") or declared.get("type") or "?",
             "status": "done" if name in current else entry.get("status", "pending"),
-            "seconds": entry.get("seconds"), "config": config, "log": None, "log_path": stage_dir / "trainer_log.jsonl"}
+            "seconds": entry.get("seconds"), "error": entry.get("error"), "config": config, "log": None,
+            "log_path": stage_dir / "trainer_log.jsonl"}
     if info["type"] == "eval":
         combined = current.get(name) or _read_json(stage_dir / "metrics.json") or _partial(stage_dir, declared)
         info["figures"] = {m: f for m, f in (combined.get("figures") or {}).items() if isinstance(f, dict)}

@@ -9,6 +9,7 @@ untrusted and must never become markup.
 from __future__ import annotations
 
 import json
+import math
 from html import escape
 from pathlib import Path
 
@@ -28,7 +29,8 @@ def best_models(by_model: dict[str, dict]) -> dict[str, list[str]]:
     """Per figure, the model(s) with the best value (lowest for errors, losses and unparsable shares)."""
     best = {}
     for name in dict.fromkeys(key for row in by_model.values() for key in row):
-        values = {m: row[name] for m, row in by_model.items() if isinstance(row.get(name), (int, float))}
+        values = {m: row[name] for m, row in by_model.items()
+                  if isinstance(row.get(name), (int, float)) and math.isfinite(row[name])}
         if values:
             pick = min if name.endswith(_LOWER_IS_BETTER) else max
             top = pick(values.values())
@@ -78,6 +80,8 @@ def summary(stages: list[dict], evaluations: list[dict]) -> str:
     table = ["<table class=stages><tr><th>stage</th><th>type</th><th>status</th><th>seconds</th><th>result</th></tr>"]
     for s in stages:
         result = (f"{len(s['figures'])} model(s) evaluated" if s["type"] == "eval" else _training_result(s))
+        if s.get("error"):
+            result = f"{result}; {s['error']}"
         table.append(f"<tr><td>{escape(s['name'])}</td><td>{escape(s['type'])}</td>"
                      f"<td class='status {escape(s['status'])}'>{escape(s['status'])}</td>"
                      f"<td class=num>{_number(s['seconds'])}</td><td>{escape(result)}</td></tr>")
@@ -175,7 +179,7 @@ def _example(number: int, example: dict, models: list[str]) -> str:
     return (f"<article class=example><h4>#{number} <span class=where>{escape(where)}</span></h4>"
             f"<div class=prompt>{messages}</div>"
             f"<div class=reference><span class=role>{reference[0]}</span><pre>{escape(_text(reference[1]))}</pre></div>"
-            f"<div class=outputs style='grid-template-columns: repeat({len(models)}, minmax(260px, 1fr))'>"
+            f"<div class=outputs style='grid-template-columns: repeat({len(models)}, minmax(200px, 1fr))'>"
             f"{''.join(cells)}</div></article>")
 
 
@@ -184,32 +188,39 @@ def footer(pipeline_yaml: str, manifest: dict) -> str:
     rows = "".join(f"<tr><th>{escape(str(k))}</th><td>{escape(str(v))}</td></tr>" for k, v in versions.items())
     commit = (f"<p>posttrain git commit: <code>{escape(str(manifest['git_commit']))}</code></p>"
               if manifest.get("git_commit") else "<p class=note>No git commit recorded.</p>")
-    return (f"<section><h2>Config and versions</h2><details><summary>The pipeline's resolved config (YAML)</summary>"
-            f"<pre class=config>{escape(pipeline_yaml)}</pre></details>"
-            f"<table class=versions>{rows}</table>{commit}</section>")
+    return (f"<section><h2>Config and versions</h2><details open><summary>The pipeline's resolved config "
+            f"(YAML, from each stage's config.yaml)</summary><pre class=config>{escape(pipeline_yaml)}</pre></details>"
+            f"<h3>Versions</h3><table class=versions>{rows}</table>{commit}</section>")
 
 
 _CSS = """
 body{margin:0;background:#f8fafc;color:#1f2937;font:15px/1.5 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif}
 main{max-width:1240px;margin:0 auto;padding:24px 28px 60px}
-h1{font-size:28px;margin:0 0 4px}h2{font-size:21px;margin:36px 0 12px;border-bottom:2px solid #e2e8f0;padding-bottom:4px}
+h1{font-size:28px;margin:0 0 4px}
+h2{font-size:21px;margin:36px 0 12px;border-bottom:2px solid #e2e8f0;padding-bottom:4px}
 h3{font-size:17px;margin:24px 0 8px}h4{margin:0 0 8px;font-size:15px}
 .meta,.note,.where{color:#64748b;font-size:13px}.note{font-style:italic}
 code,pre{font:12.5px/1.45 ui-monospace,SFMono-Regular,Menlo,Consolas,monospace}
 pre{margin:0;white-space:pre-wrap;overflow-wrap:anywhere}
-table{border-collapse:collapse;background:#fff;margin:8px 0}th,td{border:1px solid #e2e8f0;padding:5px 10px;text-align:left}
-tr:first-child th{background:#f1f5f9}td.num{text-align:right;font-variant-numeric:tabular-nums}td.best{font-weight:700;color:#15803d}
-.scroll{overflow-x:auto}.status.done{color:#15803d}.status.failed{color:#b91c1c}.status.running,.status.interrupted{color:#b45309}
+table{border-collapse:collapse;background:#fff;margin:8px 0}
+th,td{border:1px solid #e2e8f0;padding:5px 10px;text-align:left}tr:first-child th{background:#f1f5f9}
+td.num{text-align:right;font-variant-numeric:tabular-nums}td.best{font-weight:700;color:#15803d}
+.scroll{overflow-x:auto}.status.done{color:#15803d}.status.failed{color:#b91c1c}
+.status.running,.status.interrupted{color:#b45309}
 .tag{font-size:12px;font-weight:500;color:#475569;background:#e2e8f0;border-radius:4px;padding:1px 6px;margin-left:6px}
 .charts{display:grid;grid-template-columns:repeat(auto-fill,minmax(440px,1fr));gap:12px}
-figure{margin:0;background:#fff;border:1px solid #e2e8f0;border-radius:6px;padding:6px}figure img{width:100%;display:block}
+figure{margin:0;background:#fff;border:1px solid #e2e8f0;border-radius:6px;padding:6px}
+figure img{width:100%;display:block}
 .example{background:#fff;border:1px solid #e2e8f0;border-radius:8px;padding:14px 16px;margin:14px 0}
-.msg,.reference{margin:0 0 8px}.msg pre,.reference pre{max-height:14em;overflow:auto;background:#f8fafc;padding:6px 8px;border-radius:4px}
+.msg,.reference{margin:0 0 8px}
+.msg pre,.reference pre{max-height:14em;overflow:auto;background:#f8fafc;padding:6px 8px;border-radius:4px}
 .msg.system pre{color:#64748b}.reference pre{background:#f0fdf4}
 .role{display:block;font-size:11px;text-transform:uppercase;letter-spacing:.05em;color:#64748b;margin-bottom:2px}
-.outputs{display:grid;gap:10px;overflow-x:auto}.output{border:1px solid #e2e8f0;border-radius:6px;padding:8px;min-width:0}
+.outputs{display:grid;gap:10px;overflow-x:auto}
+.output{border:1px solid #e2e8f0;border-radius:6px;padding:8px;min-width:0}
 .output pre{max-height:16em;overflow:auto}.model{font-weight:700;margin-bottom:4px}
-.scores{display:flex;flex-wrap:wrap;gap:4px;margin-bottom:6px}.score{font-size:12px;background:#eff6ff;border-radius:4px;padding:1px 6px}
-details{margin:8px 0}summary{cursor:pointer;font-weight:600}pre.config{background:#fff;border:1px solid #e2e8f0;padding:10px}
-table.versions th{background:#f8fafc;font-weight:500}
+.scores{display:flex;flex-wrap:wrap;gap:4px;margin-bottom:6px}
+.score{font-size:12px;background:#eff6ff;border-radius:4px;padding:1px 6px}
+details{margin:8px 0}summary{cursor:pointer;font-weight:600}
+pre.config{background:#fff;border:1px solid #e2e8f0;padding:10px}table.versions th{background:#f8fafc;font-weight:500}
 """

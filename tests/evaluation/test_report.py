@@ -16,6 +16,7 @@ import yaml
 from PIL import Image
 
 from posttrain.errors import PosttrainError
+from posttrain.evaluation import plots
 from posttrain.evaluation.report import build_report, write_after_eval, write_report
 from posttrain.evaluation.report_html import best_models
 
@@ -37,11 +38,12 @@ def _config(run: Path, name: str, kind: str, **stage) -> None:
     (run / name / "config.yaml").write_text(yaml.safe_dump(document), encoding="utf-8")
 
 
-def _eval_stage(run: Path, name: str, models, with_combined: bool = True) -> dict:
+def _eval_stage(run: Path, name: str, models) -> dict:
     by_model = {}
     for i, model in enumerate(models):
-        rows = [{"path": "data/q.jsonl", "line": line, "prompt": [{"role": "system", "content": "Be brief."},
-                                                                   {"role": "user", "content": f"question {line} {EVIL}"}],
+        prompt = [{"role": "system", "content": "Be brief."}]
+        rows = [{"path": "data/q.jsonl", "line": line, "prompt": prompt + [{"role": "user",
+                                                                            "content": f"question {line} {EVIL}"}],
                  "reference": f"answer {line} <b>ref</b>", "output": f"{model} says {line} {EVIL}",
                  "scores": {"bleu": 10.0 * i + line, "judge": {"verdict": "A"}}} for line in range(1, 13)]
         if model == "grpo":
@@ -53,8 +55,7 @@ def _eval_stage(run: Path, name: str, models, with_combined: bool = True) -> dic
     combined = {"models": {m: {"count": 12, "data": ["data/q.jsonl"], "generation": {"max_new_tokens": 64}}
                            for m in models}, "figures": by_model}
     _config(run, name, "eval", models=list(models), metrics=["bleu", "judge"])
-    if with_combined:
-        (run / name / "metrics.json").write_text(json.dumps(combined))
+    (run / name / "metrics.json").write_text(json.dumps(combined))
     return combined
 
 
@@ -128,7 +129,8 @@ def test_every_chart_is_an_embedded_png_that_decodes(page):
 
 
 def test_model_outputs_prompts_and_references_are_escaped(page):
-    assert "&lt;script&gt;alert(&#x27;x&#x27;)&lt;/script&gt;&lt;/pre&gt;&lt;img src=http://example.com/x.png&gt;" in page
+    escaped = "&lt;script&gt;alert(&#x27;x&#x27;)&lt;/script&gt;&lt;/pre&gt;&lt;img src=http://example.com/x.png&gt;"
+    assert escaped in page
     assert "grpo says 2 &lt;script&gt;" in page and "question 1 &lt;script&gt;" in page
     assert "answer 1 &lt;b&gt;ref&lt;/b&gt;" in page
 
@@ -143,8 +145,18 @@ def test_every_model_and_figure_is_in_the_table_and_the_best_is_named(page):
 
 
 def test_best_models_picks_the_lowest_error_and_keeps_ties():
-    figures = {"a": {"bleu": 2.0, "judge.mean_abs_error": 0.1, "loss": 3.0}, "b": {"bleu": 2.0, "judge.mean_abs_error": 0.4}}
+    figures = {"a": {"bleu": 2.0, "judge.mean_abs_error": 0.1, "loss": 3.0},
+               "b": {"bleu": 2.0, "judge.mean_abs_error": 0.4}}
     assert best_models(figures) == {"bleu": ["a", "b"], "judge.mean_abs_error": ["a"], "loss": ["a"]}
+
+
+def test_a_nan_or_inf_figure_is_never_best_and_still_drawn():
+    figures = {"a": {"bleu": float("nan"), "rougeL": float("inf")}, "b": {"bleu": 1.0, "rougeL": 0.5}}
+    assert best_models(figures) == {"bleu": ["b"], "rougeL": ["b"]}
+    uri = plots.bar_chart("bleu", ["a", "b"], [float("nan"), 1.0], {1})
+    assert Image.open(io.BytesIO(base64.b64decode(uri.split(",", 1)[1]))).format == "PNG"
+    assert [title for title, _ in plots.training_charts([{"current_steps": 1, "loss": float("inf")},
+                                                         {"current_steps": 2, "loss": 1.0}])] == ["loss"]
 
 
 def test_side_by_side_shows_the_first_prompts_with_each_models_output(run_dir):
