@@ -168,8 +168,8 @@ def export(model: str, adapter: str | None = None, *, out: str | Path, dtype: st
     if dtype is not None and dtype not in DTYPE_NAMES:
         raise PosttrainError(f"dtype: expected one of {', '.join(DTYPE_NAMES)}, got {dtype!r}")
     out = Path(out)
-    _check_out(out, [model, adapter], force)
     found = lineage(model, adapter)
+    _check_out(out, [found.base, *found.adapters], force)
     prompt_list = read_prompts(prompts) if verify else None
     tokenizer = load_tokenizer(found.tokenizer_dir, template=template, trust_remote_code=trust_remote_code)
     kept = own_dtype(found.base)
@@ -208,9 +208,10 @@ def export(model: str, adapter: str | None = None, *, out: str | Path, dtype: st
 def _check_out(out: Path, sources, force: bool) -> None:
     if out.exists() and not out.is_dir():
         raise PosttrainError(f"{out}: exists and is not a directory")
-    for source in filter(None, sources):
-        if Path(source).exists() and out.resolve() == Path(source).resolve():
-            raise PosttrainError(f"{out}: is the model being exported; write the export elsewhere")
+    for source in sources:
+        # replacing a directory that holds the model (a run directory, say) would delete it once exported
+        if Path(source).exists() and out.resolve() in (Path(source).resolve(), *Path(source).resolve().parents):
+            raise PosttrainError(f"{out}: holds the model being exported ({source}); write the export elsewhere")
     if out.is_dir() and any(out.iterdir()) and not force:
         raise PosttrainError(f"{out}: not empty; pass --force to replace it")
 

@@ -89,6 +89,17 @@ def test_an_adapter_as_model_finds_its_base(tiny_model, adapter):
     assert lineage(str(adapter)) == Lineage(str(tiny_model), [str(adapter)])
 
 
+def test_an_adapter_naming_an_adapter_as_base_is_a_chain_and_a_loop_is_an_error(tiny_model, adapter, tmp_path):
+    """What a LoRA stage trained on a LoRA stage writes (training/finish.py), with no run directory around it."""
+    second = make_adapter(tiny_model, tmp_path / "second", seed=6)
+    config = json.loads((second / "adapter_config.json").read_text())
+    (second / "adapter_config.json").write_text(json.dumps({**config, "base_model_name_or_path": str(adapter)}))
+    assert lineage(str(second)) == Lineage(str(tiny_model), [str(adapter), str(second)])
+    (second / "adapter_config.json").write_text(json.dumps({**config, "base_model_name_or_path": str(second)}))
+    with pytest.raises(PosttrainError, match="name each other as base"):
+        lineage(str(second))
+
+
 def test_chained_lora_stages_merge_in_order(tiny_model, tmp_path):
     """A LoRA stage started from a LoRA stage names only the first base; the run's manifest gives the chain."""
     from peft import PeftModel
@@ -147,5 +158,8 @@ def test_a_non_empty_out_needs_force(tiny_model, tmp_path):
     export(str(tiny_model), out=out, force=True)
     assert not (out / "keep.txt").exists() and (out / "model.safetensors").is_file()
     assert [p.name for p in tmp_path.iterdir()] == ["out"]  # the replaced export is gone too
-    with pytest.raises(PosttrainError, match="is the model being exported"):
+    with pytest.raises(PosttrainError, match="holds the model being exported"):
         export(str(out), out=out, force=True)
+    with pytest.raises(PosttrainError, match="holds the model being exported"):
+        export(str(out), out=tmp_path, force=True)  # its parent: replacing it would delete the model
+    assert (out / "model.safetensors").is_file()
