@@ -206,16 +206,23 @@ def _run_stage(stage, config, model_path, stage_dir, fingerprint, manifest, cons
                       f"{metrics['reward_last_fifth']:.3f}", highlight=False)
 
 
-_SECRET = re.compile(r"token|secret|password|api_key|apikey", re.IGNORECASE)
+# a key that names a secret (hub_token, api_key, wandb_secret), not a count of tokens (max_new_tokens) nor a
+# tokenizer's special token (pad_token)
+_SECRET = re.compile(r"(^|_)(token|secret|password|passwd|api_?key|access_key)($|_)", re.IGNORECASE)
+_NOT_SECRET = re.compile(r"(^|_)(pad|eos|bos|unk|sep|cls|mask)_token$", re.IGNORECASE)
 
 
 def redact(value):
     """Secrets belong in the environment; any that reach a config are not written back out."""
     if isinstance(value, dict):
-        return {k: "<redacted>" if _SECRET.search(str(k)) and v else redact(v) for k, v in value.items()}
+        return {k: "<redacted>" if _is_secret(str(k)) and v else redact(v) for k, v in value.items()}
     if isinstance(value, list):
         return [redact(v) for v in value]
     return value
+
+
+def _is_secret(key: str) -> bool:
+    return bool(_SECRET.search(key)) and not _NOT_SECRET.search(key)
 
 
 def _output_fingerprint(fingerprint: str, entry: dict) -> str:

@@ -170,3 +170,15 @@ def test_retraining_a_stage_reruns_the_stages_after_it(tmp_path, tiny_model):
     run(config, only="sft1", force=True)
     run(config)
     assert adapter.stat().st_mtime_ns != mtime
+
+
+@pytest.mark.parametrize("key, secret", [
+    ("hub_token", True), ("token", True), ("HF_TOKEN", True), ("api_key", True), ("openai_apikey", True),
+    ("wandb_secret", True), ("password", True), ("aws_access_key", True),
+    ("max_new_tokens", False), ("max_tokens", False), ("num_tokens", False), ("max_prompt_tokens", False),
+    ("pad_token", False), ("eos_token", False), ("tokenizer", False), ("secretary", False),
+])
+def test_keys_that_name_secrets_are_redacted_and_token_counts_are_not(key, secret):
+    from posttrain.pipeline import redact
+
+    assert redact({"stage": {key: "value-1"}}) == {"stage": {key: "<redacted>" if secret else "value-1"}}
