@@ -11,7 +11,7 @@ TORCH_CONSTRAINTS ?= -c constraints-cpu.txt
 PYTEST_WORKERS ?= 2
 DEMO_MODEL := models/quickstart-base
 
-.PHONY: install test demo clinical bench clean
+.PHONY: install test demo clinical medical bench clean
 
 $(STAMP): pyproject.toml constraints-cpu.txt
 	$(PYTHON) -m venv $(VENV)
@@ -45,10 +45,22 @@ clinical: $(STAMP) $(CLINICAL_MODEL)/config.json
 	$(BIN)/posttrain run recipes/clinical_trials/pipeline.yaml
 	$(BIN)/posttrain status runs/clinical-trials
 
+MEDICAL_DATA := examples/data/medical_dialogue
+MEDICAL_MODEL := models/medical-dialogue-base
+
+$(MEDICAL_MODEL)/config.json: | $(STAMP)
+	$(BIN)/posttrain init-model $(MEDICAL_MODEL) --size small --corpus $(MEDICAL_DATA)/flashcards.jsonl \
+		--corpus $(MEDICAL_DATA)/chatdoctor.jsonl
+
+medical: $(STAMP) $(MEDICAL_MODEL)/config.json
+	$(BIN)/posttrain validate recipes/medical_dialogue/pipeline.yaml
+	$(BIN)/posttrain run recipes/medical_dialogue/pipeline.yaml
+	$(BIN)/posttrain status runs/medical-dialogue
+
 bench: $(STAMP)
 	$(BIN)/python bench/sft_throughput.py
 	$(BIN)/python bench/rewards_throughput.py
 	$(BIN)/python bench/grpo_step_time.py
 
 clean:
-	rm -rf runs/quickstart $(DEMO_MODEL) runs/clinical-trials $(CLINICAL_MODEL)
+	rm -rf runs/quickstart $(DEMO_MODEL) runs/clinical-trials $(CLINICAL_MODEL) runs/medical-dialogue $(MEDICAL_MODEL)
