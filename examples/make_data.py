@@ -92,11 +92,11 @@ def sample_size_splits(rng: random.Random, n_train: int, n_eval: int) -> tuple[l
     return train, eval_chats
 
 
-def to_rl_prompt(chat: dict, index: int) -> dict:
+def to_rl_prompt(chat: dict, index: int, split: str = "train") -> dict:
     """The chat's question as an rl_prompt record: the reward reads the target from the SFT answer."""
     target = int(chat["messages"][-1]["content"].split("<answer>")[1].split("</answer>")[0])
     return {"prompt": chat["messages"][:-1], "data_source": "sample_size_estimation",
-            "ground_truth": {"target": target, "answer_type": "total"}, "extra_info": {"split": "train", "index": index}}
+            "ground_truth": {"target": target, "answer_type": "total"}, "extra_info": {"split": split, "index": index}}
 
 
 def to_sharegpt(chat: dict) -> dict:
@@ -116,6 +116,9 @@ def main() -> None:
         f.writelines(json.dumps(chat) + "\n" for chat in held_out)
     with open(OUT / "sample_size_rl.jsonl", "w") as f:
         f.writelines(json.dumps(to_rl_prompt(chat, i)) + "\n" for i, chat in enumerate(train[:200]))
+    # the held-out chats' questions, scored by the training reward in the quickstart's eval stage
+    with open(OUT / "sample_size_rl_eval.jsonl", "w") as f:
+        f.writelines(json.dumps(to_rl_prompt(chat, i, "test")) + "\n" for i, chat in enumerate(held_out))
     (OUT / "sample_size_sharegpt.json").write_text(json.dumps([to_sharegpt(c) for c in train[:40]], indent=1) + "\n")
     info = {
         "glossary": {"file_name": "glossary_alpaca.json"},

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -36,9 +37,10 @@ def test_recipe_validates(recipe, tiny_model, monkeypatch):
 def test_quickstart_shape(tiny_model, monkeypatch):
     monkeypatch.chdir(ROOT)
     config = load_config("recipes/quickstart.yaml", [f"model={tiny_model}"])
-    assert [s.name for s in config.stages] == ["sft1", "sft2", "grpo"]
+    assert [s.name for s in config.stages] == ["sft1", "sft2", "grpo", "eval"]
     assert config.stage("sft2").model == "sft1"
     assert config.stage("grpo").model == "sft2"
+    assert config.stage("eval").models == ["base", "sft1", "sft2", "grpo"]
     assert config.model == str(tiny_model)
     report = validate("recipes/quickstart.yaml", [f"model={tiny_model}"])
     assert report.ok, report.problems
@@ -51,9 +53,9 @@ def test_quickstart_runs(tiny_model, tmp_path, monkeypatch):
     monkeypatch.chdir(ROOT)
     run_dir = run("recipes/quickstart.yaml", [f"model={tiny_model}", f"output_dir={tmp_path / 'run'}",
                                               "stages.sft1.trainer.max_steps=3", "stages.sft2.trainer.max_steps=3",
-                                              "stages.grpo.trainer.max_steps=5"])
+                                              "stages.grpo.trainer.max_steps=5", "stages.eval.limit=4"])
     stages = read_manifest(run_dir)["stages"]
-    assert [stages[s]["status"] for s in ("sft1", "sft2", "grpo")] == ["done", "done", "done"]
+    assert [stages[s]["status"] for s in ("sft1", "sft2", "grpo", "eval")] == ["done"] * 4
     assert stages["sft2"]["input_model"].endswith("sft1/model")
     assert stages["grpo"]["input_model"].endswith("sft2/model")
     assert {"reward_first_fifth", "reward_last_fifth"} <= set(stages["grpo"]["metrics"])
@@ -83,3 +85,7 @@ def test_the_quickstart_reward_rises(tmp_path, monkeypatch):
     metrics = read_manifest(run_dir)["stages"]["grpo"]["metrics"]
     assert metrics["reward_steps_logged"] == 60
     assert metrics["reward_last_fifth"] > metrics["reward_first_fifth"] + 0.3, metrics
+    # and on the held-out questions, the final stage's task metric (the same reward) is above the base model's
+    figures = json.loads((run_dir / "eval" / "metrics.json").read_text())["figures"]
+    task = "reward:sample_size_estimation"
+    assert figures["grpo"][task] > figures["base"][task] + 1.0, figures
