@@ -35,6 +35,8 @@ def eval_command(
     template: Optional[str] = typer.Option(None, "--template", help="A chat template (chatml, qwen, llama3, "
                                            "mistral) for a tokenizer without one."),
     dtype: str = typer.Option("auto", "--dtype", help="auto, bf16, fp16 or fp32."),
+    backend: str = typer.Option("auto", "--backend", help="hf (transformers' generate), vllm (needs vLLM and a "
+                                "CUDA GPU), or auto: vLLM where it can run, else hf."),
 ):
     """Evaluate one model by generation: BLEU, ROUGE, exact match, any reward (the training reward is the metric)
     and judge metrics."""
@@ -46,7 +48,7 @@ def eval_command(
                                   top_p=top_p, do_sample=do_sample, seed=seed)
     result = evaluate(str(model), [Source(str(data), fmt)], metrics, out,
                       adapter=None if adapter is None else str(adapter), limit=limit, settings=settings,
-                      template=template, dtype=dtype)
+                      template=template, dtype=dtype, backend=backend)
     console = Console(highlight=False, soft_wrap=True)
     table = Table(title=f"{result.metrics['count']} examples, {', '.join(result.metrics['formats'])}")
     table.add_column("metric", no_wrap=True)

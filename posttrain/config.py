@@ -314,6 +314,7 @@ class EvalStage(StageConfig):
     do_sample: bool | None = None  # default: sample when a temperature above 0 or a top_p is given
     seed: int | None = None  # default: the pipeline's seed
     limit: int | None = Field(default=None, ge=1)  # at most this many examples in all (max_samples: per source)
+    backend: Literal["auto", "hf", "vllm"] = "auto"  # auto: vLLM when it is installed and a CUDA GPU is present
     template: str | None = None
     # where reward:study_search* metrics run their queries, as in a GRPO stage
     search_index: str | None = None

@@ -23,7 +23,7 @@ from posttrain.data.io import write_json, write_records
 from posttrain.data.sources import Source
 from posttrain.evaluation import metrics as metric_lib
 from posttrain.evaluation.examples import Example, load_examples
-from posttrain.evaluation.generation import GenerationSettings, generate, load
+from posttrain.evaluation.generation import GenerationSettings, generate, load, tokenizer_for
 
 
 @dataclass
@@ -36,29 +36,43 @@ class EvalResult:
 def evaluate(model: str, sources: list[Source], metrics: str | list[str], out_dir=None, *,
              adapter: str | None = None, limit: int | None = None, settings: GenerationSettings | None = None,
              template: str | None = None, dtype: str = "auto", trust_remote_code: bool = False,
-             attn_implementation: str | None = None, progress: bool = True) -> EvalResult:
-    """Generate an answer to every prompt of `sources` with `model` (plus `adapter`) and score the answers."""
+             attn_implementation: str | None = None, progress: bool = True, backend: str = "auto") -> EvalResult:
+    """Generate an answer to every prompt of `sources` with `model` (plus `adapter`) and score the answers.
+
+    `backend`: hf (transformers' generate), vllm (needs vLLM and a CUDA GPU), or auto (vLLM where it can run)."""
+    from posttrain.evaluation import vllm_generation
+
     settings = settings or GenerationSettings()
     names = metric_lib.parse(metrics)
     examples, formats = load_examples(sources, limit)
     metric_lib.check_examples(names, examples)
-    network, tokenizer = load(model, adapter, template=template, dtype=dtype, trust_remote_code=trust_remote_code,
-                              attn_implementation=attn_implementation)
-    started = time.time()
     prompts = [example.prompt for example in examples]
-    if progress:
-        from rich.console import Console
-        from rich.progress import Progress
-
-        with Progress(console=Console(stderr=True), transient=True) as bar:
-            task = bar.add_task(f"generating ({Path(str(adapter or model)).name})", total=len(prompts))
-            outputs = generate(network, tokenizer, prompts, settings, progress=lambda n: bar.advance(task, n))
+    with_vllm = vllm_generation.use_vllm(backend)
+    if with_vllm:
+        tokenizer = tokenizer_for(model, adapter, template=template, trust_remote_code=trust_remote_code)
+        started = time.time()
+        outputs = vllm_generation.generate(model, adapter, tokenizer, prompts, settings, dtype=dtype,
+                                           trust_remote_code=trust_remote_code)
     else:
-        outputs = generate(network, tokenizer, prompts, settings)
+        network, tokenizer = load(model, adapter, template=template, dtype=dtype, trust_remote_code=trust_remote_code,
+                                  attn_implementation=attn_implementation)
+        started = time.time()
+        outputs = _generate_hf(network, tokenizer, prompts, settings, f"{Path(str(adapter or model)).name}", progress)
     info = {"model": str(model), "adapter": None if adapter is None else str(adapter),
             "data": [str(s.path) for s in sources], "formats": formats, "generation": settings.as_dict(),
-            "generation_seconds": round(time.time() - started, 2)}
+            "backend": "vllm" if with_vllm else "hf", "generation_seconds": round(time.time() - started, 2)}
     return score_outputs(examples, outputs, names, out_dir, info)
+
+
+def _generate_hf(network, tokenizer, prompts, settings, name: str, progress: bool) -> list[str]:
+    if not progress:
+        return generate(network, tokenizer, prompts, settings)
+    from rich.console import Console
+    from rich.progress import Progress
+
+    with Progress(console=Console(stderr=True), transient=True) as bar:
+        task = bar.add_task(f"generating ({name})", total=len(prompts))
+        return generate(network, tokenizer, prompts, settings, progress=lambda n: bar.advance(task, n))
 
 
 def score_outputs(examples: list[Example], outputs: list[str], names: list[str], out_dir=None,

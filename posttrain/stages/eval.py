@@ -76,7 +76,7 @@ def run(ctx: StageContext) -> dict:
         result = evaluate(model, sources, stage.metrics, ctx.stage_dir / label, adapter=adapter, limit=stage.limit,
                           settings=settings, template=stage.template or pipeline.template, dtype=pipeline.dtype,
                           trust_remote_code=pipeline.trust_remote_code,
-                          attn_implementation=pipeline.attn_implementation)
+                          attn_implementation=pipeline.attn_implementation, backend=stage.backend)
         results[label] = {"ref": ref, **result.metrics}
         table[label] = figures(result.metrics["metrics"])
     combined = {"metric_names": stage.metrics, "data": [str(s.path) for s in sources], "models": results,
