@@ -55,3 +55,32 @@ def tiny_model(tmp_path_factory, chat_corpus) -> Path:
     from posttrain.models.tiny import init_model
 
     return init_model(tmp_path_factory.mktemp("models") / "tiny", [chat_corpus], size="tiny", seed=0)
+
+
+@pytest.fixture(scope="session")
+def talkative_model(tmp_path_factory, tiny_model):
+    """The tiny model with larger random weights: its greedy answers differ from prompt to prompt (the
+    freshly initialised one answers every prompt with the same newlines), so a test comparing outputs can fail."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_model)
+    generator = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for parameter in model.parameters():
+            if parameter.dim() == 2:
+                parameter.normal_(0, 0.2, generator=generator)
+    out = tmp_path_factory.mktemp("talkative") / "model"
+    model.save_pretrained(out)
+    AutoTokenizer.from_pretrained(tiny_model).save_pretrained(out)
+    return out
+
+
+@pytest.fixture(scope="module")
+def engine(talkative_model):
+    """posttrain.inference's engine on the talkative model: what chat and serve generate with."""
+    from posttrain.inference import Engine
+
+    engine = Engine.load(str(talkative_model))
+    yield engine
+    engine.close()

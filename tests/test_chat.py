@@ -12,17 +12,9 @@ from posttrain.chat import chat
 from posttrain.cli import app
 from posttrain.evaluation.generation import GenerationSettings, generate
 from posttrain.inference import Engine
-from tests.evaluation.conftest import talkative_model  # noqa: F401  (a model whose answers differ by prompt)
 
 runner = CliRunner()
 GREEDY = GenerationSettings(max_new_tokens=10, batch_size=1)
-
-
-@pytest.fixture(scope="module")
-def engine(talkative_model):  # noqa: F811
-    engine = Engine.load(str(talkative_model))
-    yield engine
-    engine.close()
 
 
 def _answer(engine, messages) -> str:
@@ -33,7 +25,7 @@ def _user(text: str) -> dict:
     return {"role": "user", "content": text}
 
 
-def test_piped_turns_keep_the_history_and_follow_the_commands(engine, talkative_model, monkeypatch):  # noqa: F811
+def test_piped_turns_keep_the_history_and_follow_the_commands(engine, talkative_model, monkeypatch):
     asked = []
     stream = Engine.stream
 
@@ -60,7 +52,7 @@ def test_piped_turns_keep_the_history_and_follow_the_commands(engine, talkative_
     assert "unknown command /nonsense" in result.stderr
 
 
-def test_the_system_option_and_end_of_input_without_exit(engine, talkative_model):  # noqa: F811
+def test_the_system_option_and_end_of_input_without_exit(engine, talkative_model):
     result = runner.invoke(app, ["chat", "--model", str(talkative_model), "--max-new-tokens", "10", "--system",
                                  "be brief"], input="heart risk week")
     assert result.exit_code == 0, result.output

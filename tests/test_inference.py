@@ -10,16 +10,8 @@ import pytest
 
 from posttrain.evaluation.generation import GenerationSettings, generate
 from posttrain.inference import ContextLengthError, Engine, StopText
-from tests.evaluation.conftest import talkative_model  # noqa: F401  (a model whose answers differ by prompt)
 
 GREEDY = GenerationSettings(max_new_tokens=16, batch_size=1)
-
-
-@pytest.fixture(scope="module")
-def engine(talkative_model):  # noqa: F811
-    engine = Engine.load(str(talkative_model))
-    yield engine
-    engine.close()
 
 
 def _user(text: str) -> list[dict]:

@@ -17,20 +17,11 @@ import pytest
 import uvicorn
 
 from posttrain.evaluation.generation import GenerationSettings, generate
-from posttrain.inference import Engine
 from posttrain.serve import create_app
-from tests.evaluation.conftest import talkative_model  # noqa: F401  (a model whose answers differ by prompt)
 
 NAME = "tiny-talk"
 LIMIT = 4000
 MAX_BYTES = 20_000
-
-
-@pytest.fixture(scope="module")
-def engine(talkative_model):  # noqa: F811
-    engine = Engine.load(str(talkative_model))
-    yield engine
-    engine.close()
 
 
 @pytest.fixture(scope="module")

@@ -1,27 +1,8 @@
-"""Fixtures of the evaluation tests: the tiny model made talkative, and a LoRA adapter on it."""
+"""Fixtures of the evaluation tests: a LoRA adapter on the talkative model (tests/conftest.py)."""
 
 from __future__ import annotations
 
 import pytest
-
-
-@pytest.fixture(scope="session")
-def talkative_model(tmp_path_factory, tiny_model):
-    """The tiny model with larger random weights: its greedy answers differ from prompt to prompt (the
-    freshly initialised one answers every prompt with the same newlines), so a test comparing outputs can fail."""
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    model = AutoModelForCausalLM.from_pretrained(tiny_model)
-    generator = torch.Generator().manual_seed(0)
-    with torch.no_grad():
-        for parameter in model.parameters():
-            if parameter.dim() == 2:
-                parameter.normal_(0, 0.2, generator=generator)
-    out = tmp_path_factory.mktemp("talkative") / "model"
-    model.save_pretrained(out)
-    AutoTokenizer.from_pretrained(tiny_model).save_pretrained(out)
-    return out
 
 
 @pytest.fixture(scope="session")
