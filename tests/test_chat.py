@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import io
 
-import pytest
 from typer.testing import CliRunner
 
 from posttrain.chat import chat

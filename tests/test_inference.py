@@ -9,7 +9,7 @@ import threading
 import pytest
 
 from posttrain.evaluation.generation import GenerationSettings, generate
-from posttrain.inference import ContextLengthError, Engine, StopText
+from posttrain.inference import ContextLengthError, StopText
 
 GREEDY = GenerationSettings(max_new_tokens=16, batch_size=1)
 
