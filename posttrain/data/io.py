@@ -204,11 +204,22 @@ def atomic_path(path: str | os.PathLike):
     os.close(fd)
     try:
         yield Path(tmp)
+        # mkstemp makes the file private (0600); the result is an ordinary file, readable as the umask allows
+        os.chmod(tmp, 0o666 & ~_UMASK)
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+
+
+def _read_umask() -> int:
+    mask = os.umask(0)  # the only portable way to read it; done once, at import, before any thread starts
+    os.umask(mask)
+    return mask
+
+
+_UMASK = _read_umask()
 
 
 def write_json(path: str | os.PathLike, obj: Any) -> None:
