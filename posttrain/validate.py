@@ -16,6 +16,7 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from posttrain import gpu
 from posttrain.config import load_config, reward_names
 from posttrain.errors import PosttrainError
 
@@ -56,10 +57,13 @@ def validate(source, overrides=()) -> ValidationReport:
             ok = _check_model(ref, template, config.trust_remote_code, report, f"stages.{stage.name}.model")
             tokenizer_dir = ref if ok else None
         stage_names.add(stage.name)
+        # what this machine lacks for the GPU-only options; a pipeline-wide one (attn_implementation) is named once
+        report.problems += [p for p in gpu.problems(stage, config) if p not in report.problems]
+        report.notes += [n for n in gpu.notes(stage, config) if n not in report.notes]
         # build the trainer config exactly as a run would: the TRL class's own checks run too
         stage_module = importlib.import_module(f"posttrain.stages.{stage.type}")
         try:
-            stage_module.plan(stage, config, Path(tempfile.gettempdir()) / "posttrain-validate")
+            stage_module.plan(gpu.buildable(stage), config, Path(tempfile.gettempdir()) / "posttrain-validate")
         except PosttrainError as e:
             report.problems.append(str(e))
         if stage.type == "grpo":
@@ -83,8 +87,9 @@ def _check_eval(stage, config, template, report) -> None:
     from posttrain.data.check import check
     from posttrain.data.formats import get_format
     from posttrain.data.sources import resolve_sources
-    from posttrain.evaluation.examples import load_examples, source_format
+    from posttrain.evaluation.examples import RECORD_TYPES, load_examples, source_format
     from posttrain.evaluation.metrics import check_examples
+    from posttrain.evaluation.reward_models import METRIC
     from posttrain.stages.eval import unknown_models
 
     where = f"stages.{stage.name}"
@@ -98,12 +103,14 @@ def _check_eval(stage, config, template, report) -> None:
     except PosttrainError as e:
         report.problems.append(f"{where}.data: {e}")
         return
+    scores_pairs = METRIC in stage.metrics  # a reward model's accuracy: preference pairs, nothing generated
     clean = True
     for source in sources:
         try:
-            name = source_format(source)
+            name = source_format(source, records=("preference",) if scores_pairs else RECORD_TYPES)
             # the data doctor checks records by the stage that reads their type
-            reader = {"rl_prompt": "grpo", "conversation": "sft"}[get_format(name).RECORD]
+            reader = {"rl_prompt": "grpo", "conversation": "sft",
+                      "preference": "reward_model"}[get_format(name).RECORD]
             result = check(source.path, stage=reader, fmt=name, columns=source.columns, tags=source.tags)
         except PosttrainError as e:
             report.problems.append(f"{where}.data: {e}")
@@ -113,7 +120,7 @@ def _check_eval(stage, config, template, report) -> None:
         report.problems += [f"{f.path or source.path}:{f.line}: {f.message}" for f in errors]
         clean = clean and not errors
         report.notes.append(f"{where}.data: {source.path}: {result.stats.get('valid', 0)} valid records ({name})")
-    if clean:
+    if clean and not scores_pairs:
         try:
             check_examples(stage.metrics, load_examples(sources, stage.limit)[0])
         except PosttrainError as e:

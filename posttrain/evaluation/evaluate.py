@@ -40,10 +40,13 @@ def evaluate(model: str, sources: list[Source], metrics: str | list[str], out_di
     """Generate an answer to every prompt of `sources` with `model` (plus `adapter`) and score the answers.
 
     `backend`: hf (transformers' generate), vllm (needs vLLM and a CUDA GPU), or auto (vLLM where it can run)."""
-    from posttrain.evaluation import vllm_generation
+    from posttrain.evaluation import reward_models, vllm_generation
 
     settings = settings or GenerationSettings()
     names = metric_lib.parse(metrics)
+    if names == [reward_models.METRIC]:  # a reward model scores pairs; nothing is generated
+        return reward_models.evaluate_reward_model(model, adapter, sources, out_dir, limit=limit,
+                                                   batch_size=settings.batch_size)
     examples, formats = load_examples(sources, limit)
     metric_lib.check_examples(names, examples)
     prompts = [example.prompt for example in examples]

@@ -34,8 +34,8 @@ class Example:
     extra_info: dict = field(default_factory=dict)
 
 
-def source_format(source: Source) -> str:
-    """The source's format: as given, else detected from its first row; it must make prompts."""
+def source_format(source: Source, records: tuple[str, ...] = RECORD_TYPES) -> str:
+    """The source's format: as given, else detected from its first row; it must make prompts (or `records`)."""
     name = source.format
     if name is None:
         first = next(iter(read_rows(source.path, split=source.split)), None)
@@ -46,7 +46,10 @@ def source_format(source: Source) -> str:
         except PosttrainError as e:
             raise DataError(source.path, first[0], "format", str(e)) from None
     record = get_format(name).RECORD
-    if record not in RECORD_TYPES:
+    if record not in records and records != RECORD_TYPES:
+        raise PosttrainError(f"{source.path}: format {name} makes {record} records; expected {' or '.join(records)} "
+                             "records")
+    if record not in records:
         raise PosttrainError(f"{source.path}: format {name} makes {record} records; evaluation reads prompts "
                              "(rl_prompt formats: rl_prompt, verl, rm-gallery-pairwise, rm-gallery-pointwise, "
                              "agent-eval-judge, trialpanorama-*) or conversations")

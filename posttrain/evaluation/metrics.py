@@ -22,7 +22,7 @@ from posttrain.config import closest
 from posttrain.errors import ConfigError, DataError, PosttrainError
 from posttrain.evaluation.examples import Example, require_references
 
-NAMES = ("bleu", "rouge", "exact_match", "judge")
+NAMES = ("bleu", "rouge", "exact_match", "judge", "rm_accuracy")  # rm_accuracy: evaluation/reward_models.py
 REFERENCE_METRICS = ("bleu", "rouge", "exact_match")  # they compare the output with a reference text
 JUDGE_SOURCES = ("pairwise_preference", "pointwise_score", "json_judge")
 ROUGE_KEYS = ("rouge1", "rouge2", "rougeL")
@@ -42,6 +42,9 @@ def parse(spec: str | list[str]) -> list[str]:
         raise ConfigError(f"metrics: none given; expected one or more of {valid_names()}")
     for name in names:
         check(name)
+    from posttrain.evaluation.reward_models import check_alone
+
+    check_alone(names)
     if len(set(names)) != len(names):
         raise ConfigError(f"metrics: {', '.join(n for n in dict.fromkeys(names) if names.count(n) > 1)} "
                           "listed twice")
