@@ -20,6 +20,17 @@ import torch  # noqa: E402
 if os.environ.get("PYTEST_XDIST_WORKER"):
     torch.set_num_threads(1)
 
+
+def pytest_collection_modifyitems(config, items):
+    """Tests marked gpu need a CUDA GPU; without one they are skipped, not failed."""
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA GPU (torch.cuda.is_available() is false)")
+    for item in items:
+        if item.get_closest_marker("gpu"):
+            item.add_marker(skip)
+
+
 WORDS = ("the patient trial dose study group risk heart blood test result week drug effect sample size "
          "placebo review search query answer think yes no one two three four five six seven eight nine").split()
 

@@ -7,13 +7,13 @@ applies, and how LoRA / QLoRA are attached, so stages do not each re-decide.
 
 from __future__ import annotations
 
-import importlib.util
 import logging
 from pathlib import Path
 
 import torch
 
 from posttrain.errors import ConfigError, PosttrainError
+from posttrain.gpu import require_qlora  # what each GPU-only option needs is checked in posttrain/gpu.py
 from posttrain.models.templates import TEMPLATE_TOKENS, get_template
 
 log = logging.getLogger(__name__)
@@ -118,13 +118,6 @@ def _merged_adapter(path, auto, kwargs):
         except OSError as e:
             raise _missing_model(base, "base model of the adapter", e) from None
     return PeftModel.from_pretrained(model, str(path)).merge_and_unload()
-
-
-def require_qlora() -> None:
-    if not torch.cuda.is_available():
-        raise ConfigError("finetuning: qlora needs a CUDA GPU; none is present. Use `lora` on this machine.")
-    if importlib.util.find_spec("bitsandbytes") is None:
-        raise ConfigError("finetuning: qlora needs bitsandbytes: pip install 'posttrain[gpu]'")
 
 
 def lora_config(lora, task_type: str = "CAUSAL_LM"):

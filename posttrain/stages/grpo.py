@@ -20,6 +20,7 @@ from trl import GRPOConfig, GRPOTrainer
 from posttrain.data.formats import load_records
 from posttrain.data.sources import resolve_sources
 from posttrain.errors import PosttrainError
+from posttrain.gpu import generation_problems, require as require_machine
 from posttrain.models.loading import load_model, load_tokenizer, lora_config
 from posttrain.rewards.adapters import trl_reward
 from posttrain.stages import StageContext
@@ -55,6 +56,9 @@ def _value(settings: dict, key: str):
 
 def check_groups(settings: dict, where: str, processes: int) -> None:
     """Each generation round must hold whole groups of num_generations completions; say how to get there."""
+    rules = generation_problems(settings, where, processes)
+    if rules:
+        raise PosttrainError("\n".join(rules))
     per_device, group = _value(settings, "per_device_train_batch_size"), _value(settings, "num_generations")
     steps = _value(settings, "steps_per_generation") or _value(settings, "gradient_accumulation_steps")
     explicit = _value(settings, "generation_batch_size")
@@ -104,6 +108,7 @@ def run(ctx: StageContext) -> dict:
     from datasets import Dataset
 
     stage, pipeline = ctx.stage, ctx.pipeline
+    require_machine(stage, pipeline)
     args, resume = plan(stage, pipeline, ctx.checkpoints_dir)
     from posttrain.rewards import search
 

@@ -32,6 +32,7 @@ import numpy as np
 from transformers import TrainingArguments
 
 from posttrain.errors import PosttrainError
+from posttrain.gpu import require as require_machine
 from posttrain.stages import StageContext
 from posttrain.training.defaults import COMMON, apply_common, build_config
 from posttrain.training.finish import train_and_save
@@ -223,6 +224,7 @@ def run(ctx: StageContext) -> dict:
     from posttrain.stages.sft import split_off
 
     stage, pipeline = ctx.stage, ctx.pipeline
+    require_machine(stage, pipeline)
     p = plan(stage, pipeline, ctx.checkpoints_dir)
     tokenizer = load_tokenizer(ctx.model_path, template=stage.template or pipeline.template,
                                trust_remote_code=pipeline.trust_remote_code)

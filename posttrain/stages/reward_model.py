@@ -22,6 +22,7 @@ from trl import RewardConfig, RewardTrainer
 from posttrain.data.formats import load_records
 from posttrain.data.sources import resolve_sources
 from posttrain.errors import PosttrainError
+from posttrain.gpu import require as require_machine
 from posttrain.models.loading import load_tokenizer, lora_config
 from posttrain.scoring.bradley_terry import encode
 from posttrain.stages import StageContext
@@ -85,6 +86,7 @@ def tokenized(tokenizer, pairs: list[dict], name: str):
 
 def run(ctx: StageContext) -> dict:
     stage, pipeline = ctx.stage, ctx.pipeline
+    require_machine(stage, pipeline)
     p = plan(stage, pipeline, ctx.checkpoints_dir)
     tokenizer = load_tokenizer(ctx.model_path, template=stage.template or pipeline.template,
                                trust_remote_code=pipeline.trust_remote_code)

@@ -20,6 +20,7 @@ from trl import SFTConfig, SFTTrainer
 from posttrain.data.chat import tokenize_conversation
 from posttrain.data.sources import load_conversations_from
 from posttrain.errors import PosttrainError
+from posttrain.gpu import require as require_machine
 from posttrain.models.loading import load_model, load_tokenizer, lora_config
 from posttrain.stages import StageContext
 from posttrain.training.defaults import COMMON, apply_common, build_config
@@ -74,6 +75,7 @@ def plan(stage, pipeline, output_dir) -> Plan:
 
 def run(ctx: StageContext) -> dict:
     stage, pipeline = ctx.stage, ctx.pipeline
+    require_machine(stage, pipeline)
     p = plan(stage, pipeline, ctx.checkpoints_dir)
     tokenizer = load_tokenizer(ctx.model_path, template=stage.template or pipeline.template,
                                trust_remote_code=pipeline.trust_remote_code)

@@ -1,0 +1,265 @@
+"""What the GPU-only options need of the machine, checked in one place before anything loads.
+
+QLoRA, bf16 and tf32, flash attention, Liger kernels and vLLM rollouts each need a CUDA GPU (some a recent
+one) and a package a CPU install leaves out. Left to the libraries, the first sign is an ImportError or a CUDA
+error from deep inside transformers, TRL or vLLM, after the data and model have loaded. `problems` names the
+option, what this machine lacks and the fix; `posttrain validate` lists them all, and every training stage
+calls `require` before it reads anything. The GRPO rollout rules people trip over when they move a stage to
+GPUs (the generation round, vLLM's modes and memory share) live here too, so one module says what a scaled-up
+config must satisfy.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import math
+import os
+
+import torch
+
+from posttrain.errors import ConfigError
+
+INSTALL = "pip install 'posttrain[gpu]'"
+TRAINING = ("sft", "grpo", "reward_model", "process_reward")
+LOADS_MODEL = (*TRAINING, "eval")  # stages that load a model with the pipeline's attn_implementation
+# attention -> (module to import, compute capability it needs, how to install it)
+FLASH = {
+    "flash_attention_2": ("flash_attn", (8, 0), "pip install flash-attn --no-build-isolation"),
+    "flash_attention_3": ("flash_attn_interface", (9, 0),
+                          "build FlashAttention-3 from the flash-attention repository's hopper/ directory"),
+}
+VLLM_MODES = ("colocate", "server")
+COLOCATE_SHARE = 0.5  # above this, colocated vLLM leaves training less memory than vLLM itself holds
+
+
+# The machine, as small functions so tests can stand in a GPU machine for this one.
+def cuda() -> bool:
+    return torch.cuda.is_available()
+
+
+def capability() -> tuple[int, int] | None:
+    return tuple(torch.cuda.get_device_capability()) if cuda() else None
+
+
+def device_name() -> str:
+    return torch.cuda.get_device_name() if cuda() else "none"
+
+
+def device_count() -> int:
+    return torch.cuda.device_count() if cuda() else 0
+
+
+def installed(module: str) -> bool:
+    return importlib.util.find_spec(module) is not None
+
+
+def _has(cap: tuple[int, int] | None, need: tuple[int, int]) -> str | None:
+    """None when the GPU is recent enough, else what this machine has instead."""
+    if cap is None:
+        return "this machine has no CUDA GPU"
+    if cap < need:
+        return f"this GPU ({device_name()}) is compute capability {cap[0]}.{cap[1]}"
+    return None
+
+
+def qlora_problem(where: str = "finetuning") -> str | None:
+    if not cuda():
+        return f"{where}: qlora needs a CUDA GPU; none is present. Use `lora` on this machine."
+    if not installed("bitsandbytes"):
+        return f"{where}: qlora needs bitsandbytes, which is not installed: {INSTALL}, or use `lora` on this machine."
+    return None
+
+
+def require_qlora() -> None:
+    problem = qlora_problem()
+    if problem:
+        raise ConfigError(problem)
+
+
+def attention_problem(implementation: str | None) -> str | None:
+    """sdpa and eager run anywhere; flash attention needs its package and a recent CUDA GPU."""
+    if implementation not in FLASH:
+        return None
+    module, need, install = FLASH[implementation]
+    lacking = _has(capability(), need)
+    missing = [lacking] if lacking else []
+    if not installed(module):
+        missing.append(f"the {module} package is not installed")
+    if not missing:
+        return None
+    need_text = f"{need[0]}.{need[1]}"
+    fix = f"{install}, or" if not lacking else f"on a GPU of compute capability {need_text}+, {install}; on this one"
+    return (f"attn_implementation: {implementation} needs a CUDA GPU of compute capability {need_text} or newer and "
+            f"the {module} package; {' and '.join(missing)}. Fix: {fix} set attn_implementation: sdpa (sdpa and "
+            "eager run on any machine)")
+
+
+def _precision(stage, pipeline, where: str) -> list[str]:
+    trainer, found = stage.trainer, []
+    cap = capability()
+    if trainer.get("tf32"):
+        lacking = _has(cap, (8, 0))
+        if lacking:
+            found.append(f"{where}.trainer.tf32: TF32 needs an NVIDIA GPU of compute capability 8.0 or newer "
+                         f"(Ampere or later); {lacking}. Fix: drop tf32 on this machine")
+    bf16 = [label for label, asked in (("dtype", pipeline.dtype == "bf16"),
+                                       (f"{where}.trainer.bf16", trainer.get("bf16") is True)) if asked]
+    if cap is not None and cap < (8, 0):  # without CUDA, bf16 trains on the CPU (see notes)
+        found += [f"{label}: bf16 needs a GPU of compute capability 8.0 or newer; this GPU ({device_name()}) is "
+                  f"{cap[0]}.{cap[1]}. Fix: train in fp16 mixed precision here (dtype: fp32 with trainer fp16: true)"
+                  for label in bf16]
+    fp16_mixed = trainer.get("fp16", pipeline.dtype == "fp16")
+    if (cap is not None and pipeline.dtype == "fp16" and fp16_mixed and getattr(stage, "finetuning", "full") == "full"
+            and not (trainer.get("deepspeed") or getattr(stage, "deepspeed", None))):  # DeepSpeed keeps its own
+        # accelerate's gradient scaler unscales every gradient and torch refuses fp16 ones
+        found.append(f"dtype: fp16 with {where}.finetuning: full: fp16 mixed precision needs fp32 master weights "
+                     "(torch's gradient scaler stops with 'Attempting to unscale FP16 gradients'). Fix: dtype: fp32 "
+                     "(trainer fp16: true stays), or dtype: bf16 on a GPU of compute capability 8.0 or newer")
+    return found
+
+
+def _needs_cuda_and(module: str, option: str, why: str, fix: str) -> str | None:
+    missing = [m for m, ok in (("a CUDA GPU", cuda()), (f"the {module} package", installed(module))) if not ok]
+    if not missing:
+        return None
+    return (f"{option}: needs a CUDA GPU and the {module} package ({why}); missing here: {' and '.join(missing)}. "
+            f"{fix}")
+
+
+def _vllm(stage, pipeline, where: str) -> list[str]:
+    trainer, found = stage.trainer, []
+    if not trainer.get("use_vllm"):
+        return found
+    mode = trainer.get("vllm_mode", "colocate")
+    if mode not in VLLM_MODES:
+        found.append(f"{where}.vllm_mode: expected colocate (vLLM inside each training process) or server (a "
+                     f"separate `posttrain vllm-serve`), got {mode!r}")
+    share = trainer.get("vllm_gpu_memory_utilization")
+    if isinstance(share, (int, float)) and not 0 < share <= 1:
+        found.append(f"{where}.vllm_gpu_memory_utilization: {share} is outside (0, 1]; it is the fraction of each "
+                     "GPU's memory vLLM reserves. Fix: a value such as TRL's default 0.3")
+    found.append(_needs_cuda_and("vllm", f"{where}.use_vllm", "vLLM generates the rollouts on the GPU",
+                                 f"Fix: {INSTALL} on a CUDA machine, or use_vllm: false here (rollouts then use "
+                                 "transformers' generate)"))
+    # a launched worker knows its world; validate knows the pipeline's `launch:` block, when it has one
+    launch = getattr(pipeline, "launch", None)
+    world = os.environ.get("WORLD_SIZE") or (launch.processes if launch is not None and launch.processes > 1 else None)
+    tp = trainer.get("vllm_tensor_parallel_size", 1)
+    if mode == "colocate" and world and isinstance(tp, int) and tp > 0 and int(world) % tp:
+        divisors = [str(n) for n in range(1, int(world) + 1) if int(world) % n == 0]
+        found.append(f"{where}.vllm_tensor_parallel_size: {tp} does not divide the {world} training processes "
+                     f"(each colocated vLLM engine spans that many of them). Fix: one of {', '.join(divisors)}")
+    return found
+
+
+def problems(stage, pipeline) -> list[str]:
+    """What this machine cannot do of what `stage` asks, each with its fix; empty when it can run."""
+    found = [attention_problem(pipeline.attn_implementation)] if stage.type in LOADS_MODEL else []
+    if stage.type in TRAINING:
+        where = f"stages.{stage.name}"
+        if getattr(stage, "finetuning", None) == "qlora":
+            found.append(qlora_problem(f"{where}.finetuning"))
+        found += _precision(stage, pipeline, where)
+        if stage.trainer.get("use_liger_kernel"):
+            found.append(_needs_cuda_and("liger_kernel", f"{where}.trainer.use_liger_kernel", "Liger's kernels are "
+                                         "Triton code for CUDA GPUs", f"Fix: {INSTALL} on a CUDA machine, or drop "
+                                         "use_liger_kernel here"))
+        if stage.type == "grpo":
+            found += _vllm(stage, pipeline, f"{where}.trainer")
+    return [p for p in found if p]
+
+
+def buildable(stage):
+    """The stage without what its trainer config refuses to build here, so `validate` still checks the rest:
+    TrainingArguments raises on tf32 without an Ampere GPU, which `problems` has already said with the fix."""
+    if stage.trainer.get("tf32") and _has(capability(), (8, 0)):
+        return stage.model_copy(update={"trainer": {k: v for k, v in stage.trainer.items() if k != "tf32"}})
+    return stage
+
+
+def require(stage, pipeline) -> None:
+    """Stop a stage before it loads anything when this machine cannot run what it asks."""
+    found = problems(stage, pipeline)
+    if found:
+        raise ConfigError("\n".join(found))
+
+
+def notes(stage, pipeline) -> list[str]:
+    """What `validate` should tell about a stage's GPU options that is not a problem."""
+    if stage.type not in TRAINING:
+        return []
+    where, trainer, found = f"stages.{stage.name}", stage.trainer, []
+    if not cuda():
+        asked = [label for label, on in (("dtype", pipeline.dtype in ("bf16", "fp16")),
+                                         (f"{where}.trainer.bf16", trainer.get("bf16") is True),
+                                         (f"{where}.trainer.fp16", trainer.get("fp16") is True)) if on]
+        found += [f"{label}: no CUDA GPU here, so half precision trains on the CPU (posttrain sets use_cpu: true): "
+                  "fine for checking a GPU config, not for speed" for label in asked]
+    if stage.type == "grpo":
+        found += _vllm_notes(stage, pipeline, f"{where}.trainer")
+    return found
+
+
+def _vllm_notes(stage, pipeline, where: str) -> list[str]:
+    trainer = stage.trainer
+    set_keys = sorted(k for k in trainer if k.startswith("vllm_"))
+    if not trainer.get("use_vllm"):
+        return [f"{where}: {', '.join(set_keys)}: no effect without use_vllm: true"] if set_keys else []
+    if trainer.get("vllm_mode", "colocate") == "server":
+        url = trainer.get("vllm_server_base_url") or (f"http://{trainer.get('vllm_server_host', '0.0.0.0')}:"
+                                                      f"{trainer.get('vllm_server_port', 8000)}")
+        port = trainer.get("vllm_server_port", 8000)
+        found = [f"{where}.vllm_mode: server: the trainer sends rollouts to a vLLM server at {url} (waiting up to "
+                 f"vllm_server_timeout, 240 s by default); start it first on a GPU training does not use: "
+                 f"CUDA_VISIBLE_DEVICES=0 posttrain vllm-serve --model {serve_model(stage, pipeline)} --port {port}"]
+        colocate_only = [k for k in ("vllm_gpu_memory_utilization", "vllm_tensor_parallel_size") if k in trainer]
+        if colocate_only:
+            found.append(f"{where}: {', '.join(colocate_only)} {'apply' if len(colocate_only) > 1 else 'applies'} "
+                         "to colocate mode only; give the server "
+                         "--gpu-memory-utilization / --tensor-parallel-size instead")
+        return found
+    share = trainer.get("vllm_gpu_memory_utilization", 0.3)
+    if not isinstance(share, (int, float)) or not 0 < share <= 1:
+        return []  # a problem already
+    note = (f"{where}.vllm_mode: colocate: vLLM runs inside each training process and reserves {share:g} of its "
+            "GPU's memory for weights and KV cache")
+    if share > COLOCATE_SHARE:
+        note += (f"; that leaves training {1 - share:.0%} for its weights, gradients and optimizer states (about 16 "
+                 "bytes a parameter with AdamW in mixed precision, against vLLM's 2 for bf16 weights). If training "
+                 "runs out of memory: lower vllm_gpu_memory_utilization (TRL's default is 0.3), set "
+                 "vllm_enable_sleep_mode: true, or give vLLM its own GPU with vllm_mode: server")
+    return [note]
+
+
+def serve_model(stage, pipeline) -> str:
+    """The model a vLLM server for `stage` should load: the stage's input model, where a run will put it."""
+    ref = stage.model or "base"
+    if ref == "base":
+        return pipeline.model
+    if ref in {s.name for s in pipeline.stages}:
+        return os.path.join(pipeline.output_dir, ref, "model")
+    return ref
+
+
+def generation_problems(settings: dict, where: str, processes: int) -> list[str]:
+    """TRL's rules for the GRPO generation round, each with the fix (`settings` as GRPOConfig will get them)."""
+    from posttrain.stages.grpo import _value
+
+    explicit, steps = settings.get("generation_batch_size"), settings.get("steps_per_generation")
+    per_device, group = _value(settings, "per_device_train_batch_size"), _value(settings, "num_generations")
+    found = []
+    if explicit and steps:
+        found.append(f"{where}: generation_batch_size {explicit} and steps_per_generation {steps} both size the "
+                     "generation round; keep one (generation_batch_size: completions a round; steps_per_generation: "
+                     "optimizer steps one round feeds, each per_device_train_batch_size x processes completions)")
+    if isinstance(group, int) and group < 2:
+        found.append(f"{where}.num_generations: {group}; GRPO scores each completion against the others of its "
+                     "prompt, so a group needs at least 2. Fix: num_generations: 2 or more")
+    if isinstance(explicit, int) and not steps and isinstance(per_device, int) and per_device > 0:
+        batch = per_device * processes
+        if explicit % batch:
+            step = math.lcm(batch, group) if isinstance(group, int) and group > 0 else batch
+            found.append(f"{where}.generation_batch_size: {explicit} is not a whole number of optimizer batches "
+                         f"of {batch} completions (per_device_train_batch_size {per_device} x {processes} "
+                         f"process(es)). Fix: generation_batch_size: {step * -(-explicit // step)}")
+    return found

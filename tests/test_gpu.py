@@ -1,0 +1,287 @@
+"""posttrain/gpu.py: what each GPU-only option needs, said before anything loads, on a stand-in machine; the GRPO
+generation-round rules; and gradient checkpointing, which needs no GPU, training on this CPU."""
+
+from __future__ import annotations
+
+import json
+import math
+from types import SimpleNamespace
+
+import pytest
+
+from posttrain import gpu
+from posttrain.config import load_config
+from posttrain.errors import ConfigError, PosttrainError
+from tests.conftest import make_chats, write_jsonl
+
+CPU = dict(cuda=False)
+A100 = dict(cuda=True, capability=(8, 0), name="NVIDIA A100")
+H100 = dict(cuda=True, capability=(9, 0), name="NVIDIA H100")
+T4 = dict(cuda=True, capability=(7, 5), name="Tesla T4")
+EVERYTHING = ("bitsandbytes", "flash_attn", "flash_attn_interface", "liger_kernel", "vllm")
+
+
+@pytest.fixture
+def machine(monkeypatch):
+    """Stand in a machine: CUDA or not, its compute capability and GPU count, which packages import."""
+    def use(cuda=False, capability=None, name="none", count=1, packages=()):
+        monkeypatch.setattr(gpu, "cuda", lambda: cuda)
+        monkeypatch.setattr(gpu, "capability", lambda: capability if cuda else None)
+        monkeypatch.setattr(gpu, "device_name", lambda: name)
+        monkeypatch.setattr(gpu, "device_count", lambda: count if cuda else 0)
+        monkeypatch.setattr(gpu, "installed", lambda module: module in packages)
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    return use
+
+
+def pipeline(stage_type="sft", top=None, **stage):
+    """A loaded config (nothing on disk is read): one stage of `stage_type` with `stage`'s fields."""
+    fields = {"sft": {"data": "d.jsonl"}, "reward_model": {"data": "d.jsonl"}, "process_reward": {"data": "d.jsonl"},
+              "grpo": {"data": "d.jsonl", "rewards": ["answer_tags"]},
+              "eval": {"data": "d.jsonl", "metrics": ["reward:answer_tags"]}}[stage_type]
+    config = load_config({"name": "p", "model": "models/base", **(top or {}),
+                          "stages": [{"name": "s", "type": stage_type, **fields, **stage}]})
+    return config.stages[0], config
+
+
+def problems(*args, **kwargs):
+    return gpu.problems(*pipeline(*args, **kwargs))
+
+
+ATTENTION_CPU = ("attn_implementation: flash_attention_2 needs a CUDA GPU of compute capability 8.0 or newer and the "
+                 "flash_attn package; this machine has no CUDA GPU and the flash_attn package is not installed. Fix: "
+                 "on a GPU of compute capability 8.0+, pip install flash-attn --no-build-isolation; on this one set "
+                 "attn_implementation: sdpa (sdpa and eager run on any machine)")
+
+
+def test_every_gpu_option_on_a_cpu_machine_is_named_with_its_fix(machine):
+    machine(**CPU)
+    found = problems(top={"attn_implementation": "flash_attention_2"}, finetuning="qlora",
+                     trainer={"tf32": True, "use_liger_kernel": True})
+    assert found == [
+        ATTENTION_CPU,
+        "stages.s.finetuning: qlora needs a CUDA GPU; none is present. Use `lora` on this machine.",
+        "stages.s.trainer.tf32: TF32 needs an NVIDIA GPU of compute capability 8.0 or newer (Ampere or later); this "
+        "machine has no CUDA GPU. Fix: drop tf32 on this machine",
+        "stages.s.trainer.use_liger_kernel: needs a CUDA GPU and the liger_kernel package (Liger's kernels are Triton "
+        "code for CUDA GPUs); missing here: a CUDA GPU and the liger_kernel package. Fix: pip install "
+        "'posttrain[gpu]' on a CUDA machine, or drop use_liger_kernel here",
+    ]
+
+
+def test_grpo_use_vllm_on_a_cpu_machine(machine):
+    machine(**CPU)
+    assert problems("grpo", trainer={"use_vllm": True}) == [
+        "stages.s.trainer.use_vllm: needs a CUDA GPU and the vllm package (vLLM generates the rollouts on the GPU); "
+        "missing here: a CUDA GPU and the vllm package. Fix: pip install 'posttrain[gpu]' on a CUDA machine, or "
+        "use_vllm: false here (rollouts then use transformers' generate)"]
+
+
+def test_a_gpu_machine_with_the_packages_runs_every_option(machine):
+    machine(**H100, packages=EVERYTHING)
+    for attention in ("flash_attention_2", "flash_attention_3"):
+        assert problems(top={"attn_implementation": attention, "dtype": "bf16"}, finetuning="qlora",
+                        trainer={"tf32": True, "bf16": True, "use_liger_kernel": True,
+                                 "gradient_checkpointing": True}) == []
+    assert problems("grpo", trainer={"use_vllm": True, "vllm_mode": "server"}) == []
+
+
+def test_a_package_missing_on_a_gpu_machine_says_what_to_install(machine):
+    machine(**A100, packages=("vllm",))
+    assert problems(finetuning="qlora") == ["stages.s.finetuning: qlora needs bitsandbytes, which is not installed: "
+                                            "pip install 'posttrain[gpu]', or use `lora` on this machine."]
+    assert problems(top={"attn_implementation": "flash_attention_2"}) == [
+        "attn_implementation: flash_attention_2 needs a CUDA GPU of compute capability 8.0 or newer and the "
+        "flash_attn package; the flash_attn package is not installed. Fix: pip install flash-attn "
+        "--no-build-isolation, or set attn_implementation: sdpa (sdpa and eager run on any machine)"]
+    assert "missing here: the liger_kernel package." in problems(trainer={"use_liger_kernel": True})[0]
+
+
+@pytest.mark.parametrize("attention", [None, "sdpa", "eager"])
+@pytest.mark.parametrize("kind", [CPU, T4])
+def test_sdpa_and_eager_run_anywhere(machine, attention, kind):
+    machine(**kind)
+    for stage_type in ("sft", "grpo", "reward_model", "process_reward", "eval"):
+        assert problems(stage_type, top={"attn_implementation": attention} if attention else None) == []
+
+
+def test_an_older_gpu_refuses_bf16_tf32_and_flash_attention(machine):
+    machine(**T4, packages=EVERYTHING)
+    assert problems(top={"dtype": "bf16"}, trainer={"bf16": True, "tf32": True}) == [
+        "stages.s.trainer.tf32: TF32 needs an NVIDIA GPU of compute capability 8.0 or newer (Ampere or later); this "
+        "GPU (Tesla T4) is compute capability 7.5. Fix: drop tf32 on this machine",
+        "dtype: bf16 needs a GPU of compute capability 8.0 or newer; this GPU (Tesla T4) is 7.5. Fix: train in fp16 "
+        "mixed precision here (dtype: fp32 with trainer fp16: true)",
+        "stages.s.trainer.bf16: bf16 needs a GPU of compute capability 8.0 or newer; this GPU (Tesla T4) is 7.5. Fix: "
+        "train in fp16 mixed precision here (dtype: fp32 with trainer fp16: true)",
+    ]
+    found, = problems(top={"attn_implementation": "flash_attention_2"})
+    assert "this GPU (Tesla T4) is compute capability 7.5. Fix: on a GPU of compute capability 8.0+" in found
+    machine(**A100, packages=EVERYTHING)  # FlashAttention-3 is built for Hopper
+    assert "needs a CUDA GPU of compute capability 9.0" in problems(top={"attn_implementation": "flash_attention_3"})[0]
+
+
+def test_fp16_weights_cannot_be_fully_fine_tuned_in_fp16_mixed_precision(machine):
+    machine(**T4)
+    message = ("dtype: fp16 with stages.s.finetuning: full: fp16 mixed precision needs fp32 master weights (torch's "
+               "gradient scaler stops with 'Attempting to unscale FP16 gradients'). Fix: dtype: fp32 (trainer fp16: "
+               "true stays), or dtype: bf16 on a GPU of compute capability 8.0 or newer")
+    assert problems(top={"dtype": "fp16"}) == [message]
+    assert problems(top={"dtype": "fp16"}, finetuning="lora") == []  # peft keeps the adapters in fp32
+    assert problems(top={"dtype": "fp32"}, trainer={"fp16": True}) == []
+    machine(**CPU)
+    assert problems(top={"dtype": "fp16"}) == []  # no gradient scaler on the CPU
+
+
+def test_half_precision_on_a_cpu_is_a_note_not_a_problem(machine):
+    machine(**CPU)
+    stage, config = pipeline(top={"dtype": "bf16"}, trainer={"bf16": True})
+    assert gpu.problems(stage, config) == []
+    assert gpu.notes(stage, config) == [
+        f"{label}: no CUDA GPU here, so half precision trains on the CPU (posttrain sets use_cpu: true): fine for "
+        "checking a GPU config, not for speed" for label in ("dtype", "stages.s.trainer.bf16")]
+    machine(**A100)
+    assert gpu.notes(stage, config) == []
+
+
+@pytest.mark.parametrize("trainer, message", [
+    ({"vllm_mode": "remote"}, "stages.s.trainer.vllm_mode: expected colocate (vLLM inside each training process) or "
+                              "server (a separate `posttrain vllm-serve`), got 'remote'"),
+    ({"vllm_gpu_memory_utilization": 0}, "stages.s.trainer.vllm_gpu_memory_utilization: 0 is outside (0, 1]; it is "
+                                         "the fraction of each GPU's memory vLLM reserves. Fix: a value such as TRL's "
+                                         "default 0.3"),
+    ({"vllm_gpu_memory_utilization": 1.5}, "stages.s.trainer.vllm_gpu_memory_utilization: 1.5 is outside (0, 1]"),
+])
+def test_vllm_settings_out_of_range(machine, trainer, message):
+    machine(**A100, packages=EVERYTHING)
+    found = problems("grpo", trainer={"use_vllm": True, **trainer})
+    assert len(found) == 1 and found[0].startswith(message), found
+
+
+def test_colocated_tensor_parallel_must_divide_the_training_processes(machine, monkeypatch):
+    machine(**A100, packages=EVERYTHING)
+    trainer = {"use_vllm": True, "vllm_tensor_parallel_size": 4}
+    assert problems("grpo", trainer=trainer) == []  # validate does not know the launch's world
+    monkeypatch.setenv("WORLD_SIZE", "6")
+    assert problems("grpo", trainer=trainer) == [
+        "stages.s.trainer.vllm_tensor_parallel_size: 4 does not divide the 6 training processes (each colocated vLLM "
+        "engine spans that many of them). Fix: one of 1, 2, 3, 6"]
+    assert problems("grpo", trainer={**trainer, "vllm_mode": "server"}) == []
+    monkeypatch.delenv("WORLD_SIZE")
+    stage, config = pipeline("grpo", trainer=trainer)
+    launched = SimpleNamespace(attn_implementation=None, dtype="auto", launch=SimpleNamespace(processes=2))
+    assert gpu.problems(stage, launched)[0].startswith("stages.s.trainer.vllm_tensor_parallel_size: 4 does not "
+                                                       "divide the 2 training processes")
+
+
+def test_vllm_notes_server_command_and_colocated_memory_share(machine):
+    machine(**A100, packages=EVERYTHING)
+    notes = gpu.notes(*pipeline("grpo", trainer={"use_vllm": True, "vllm_mode": "server", "vllm_server_port": 8011,
+                                                 "vllm_gpu_memory_utilization": 0.5}))
+    assert notes == [
+        "stages.s.trainer.vllm_mode: server: the trainer sends rollouts to a vLLM server at http://0.0.0.0:8011 "
+        "(waiting up to vllm_server_timeout, 240 s by default); start it first on a GPU training does not use: "
+        "CUDA_VISIBLE_DEVICES=0 posttrain vllm-serve --model models/base --port 8011",
+        "stages.s.trainer: vllm_gpu_memory_utilization applies to colocate mode only; give the server "
+        "--gpu-memory-utilization / --tensor-parallel-size instead"]
+    default, = gpu.notes(*pipeline("grpo", trainer={"use_vllm": True}))
+    assert default.endswith("reserves 0.3 of its GPU's memory for weights and KV cache")
+    high, = gpu.notes(*pipeline("grpo", trainer={"use_vllm": True, "vllm_gpu_memory_utilization": 0.7}))
+    assert "that leaves training 30% for its weights, gradients and optimizer states" in high
+    assert "lower vllm_gpu_memory_utilization (TRL's default is 0.3)" in high
+    assert gpu.notes(*pipeline("grpo", trainer={"vllm_mode": "server"})) == [
+        "stages.s.trainer: vllm_mode: no effect without use_vllm: true"]
+
+
+def test_the_server_note_names_the_model_an_earlier_stage_writes():
+    config = load_config({"name": "p", "model": "models/base", "output_dir": "runs/p", "stages": [
+        {"name": "sft", "type": "sft", "data": "d.jsonl"},
+        {"name": "rl", "type": "grpo", "model": "sft", "data": "d.jsonl", "rewards": ["answer_tags"]}]})
+    assert gpu.serve_model(config.stages[1], config) == "runs/p/sft/model"
+    assert gpu.serve_model(config.stages[0], config) == "models/base"
+
+
+@pytest.mark.parametrize("trainer, processes, message", [
+    ({"generation_batch_size": 8, "steps_per_generation": 2}, 1,
+     "stages.s.trainer: generation_batch_size 8 and steps_per_generation 2 both size the generation round; keep one"),
+    ({"num_generations": 1}, 1, "stages.s.trainer.num_generations: 1; GRPO scores each completion against the others "
+                                "of its prompt, so a group needs at least 2. Fix: num_generations: 2 or more"),
+    ({"generation_batch_size": 12, "per_device_train_batch_size": 4, "num_generations": 8}, 2,
+     "stages.s.trainer.generation_batch_size: 12 is not a whole number of optimizer batches of 8 completions "
+     "(per_device_train_batch_size 4 x 2 process(es)). Fix: generation_batch_size: 16"),
+    ({"generation_batch_size": 18, "per_device_train_batch_size": 4, "num_generations": 6}, 1,
+     "stages.s.trainer.generation_batch_size: 18 is not a whole number of optimizer batches of 4 completions "
+     "(per_device_train_batch_size 4 x 1 process(es)). Fix: generation_batch_size: 24"),
+])
+def test_generation_round_rules_come_before_trls_own_errors(tmp_path, trainer, processes, message):
+    from posttrain.stages import grpo
+
+    stage, config = pipeline("grpo", trainer=trainer)
+    with pytest.raises(PosttrainError) as info:
+        grpo.plan(stage, config, tmp_path, processes=processes)
+    assert str(info.value).startswith(message), str(info.value)
+    fix = str(info.value).rsplit("generation_batch_size: ", 1)[-1]
+    if fix.isdigit():  # the suggested size passes every rule
+        grpo.plan(*pipeline("grpo", trainer={**trainer, "generation_batch_size": int(fix)}), tmp_path,
+                  processes=processes)
+        assert int(fix) % math.lcm(trainer["per_device_train_batch_size"] * processes, trainer["num_generations"]) == 0
+
+
+def test_validate_names_each_problem_once_and_checks_the_rest(machine, tiny_model, tmp_path):
+    from posttrain.validate import validate
+
+    machine(**CPU)
+    data = write_jsonl(tmp_path / "chats.jsonl", make_chats(4))
+    stage = {"type": "sft", "data": str(data), "trainer": {"max_length": 64}}
+    report = validate({"name": "p", "model": str(tiny_model), "attn_implementation": "flash_attention_2",
+                       "stages": [{"name": "a", **stage, "trainer": {"tf32": True, "max_length": 64,
+                                                                    "save_strategy": "sometimes"}},
+                                  {"name": "b", **stage}]})
+    assert report.problems.count(ATTENTION_CPU) == 1
+    assert any(p.startswith("stages.a.trainer.tf32: TF32 needs") for p in report.problems)
+    assert not any("--tf32 requires Ampere" in p for p in report.problems)  # TRL's own words, said once by posttrain
+    assert any("not a valid SaveStrategy" in p for p in report.problems)  # the rest of the block is still checked
+
+
+def test_a_stage_stops_before_it_loads_anything(machine, tiny_model, tmp_path):
+    from posttrain.pipeline import run
+
+    machine(**CPU)
+    data = write_jsonl(tmp_path / "chats.jsonl", make_chats(4))
+    config = {"name": "p", "model": str(tiny_model), "output_dir": str(tmp_path / "run"),
+              "stages": [{"name": "sft", "type": "sft", "data": str(data),
+                          "trainer": {"use_liger_kernel": True, "tf32": True}}]}
+    with pytest.raises(ConfigError) as info:
+        run(config)
+    lines = str(info.value).splitlines()
+    assert [line.split(":")[0] for line in lines] == ["stages.sft.trainer.tf32", "stages.sft.trainer.use_liger_kernel"]
+    assert not (tmp_path / "run" / "sft" / "model").exists()
+
+
+def test_gradient_checkpointing_trains_on_the_cpu_without_reentrant_checkpoints(machine, tiny_model, tmp_path,
+                                                                                 monkeypatch):
+    import transformers.modeling_utils as modeling_utils
+
+    from posttrain.pipeline import run
+
+    machine(**CPU)
+    calls = []
+    original = modeling_utils.checkpoint
+
+    def recording(function, *args, **kwargs):
+        calls.append(kwargs.get("use_reentrant"))
+        return original(function, *args, **kwargs)
+
+    monkeypatch.setattr(modeling_utils, "checkpoint", recording)
+    data = write_jsonl(tmp_path / "chats.jsonl", make_chats(16, seed=3, max_words=10))
+    config = {"name": "p", "model": str(tiny_model), "output_dir": str(tmp_path / "run"),
+              "stages": [{"name": "sft", "type": "sft", "data": str(data),
+                          "trainer": {"gradient_checkpointing": True, "max_steps": 2, "max_length": 64,
+                                      "per_device_train_batch_size": 2, "logging_steps": 1}}]}
+    assert gpu.problems(*pipeline(trainer={"gradient_checkpointing": True})) == []
+    run_dir = run(config)
+    losses = [json.loads(line).get("loss") for line in (run_dir / "sft" / "trainer_log.jsonl").read_text().splitlines()]
+    assert [loss for loss in losses if loss is not None] and all(math.isfinite(x) for x in losses if x is not None)
+    # two decoder layers, checkpointed in each of the two steps' forward passes
+    assert len(calls) >= 4 and set(calls) == {False}, calls
+    assert (run_dir / "sft" / "model" / "model.safetensors").exists()
