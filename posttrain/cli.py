@@ -22,6 +22,7 @@ from posttrain.cli_report import report_command
 from posttrain.cli_export import export_command
 from posttrain.cli_chat import chat_command
 from posttrain.cli_serve import serve_command
+from posttrain.cli_vllm import vllm_serve_command
 
 app = typer.Typer(
     help="posttrain: post-train an open language model (data, SFT, reward models, GRPO, evaluation, export) "
@@ -40,6 +41,7 @@ app.command("report")(report_command)
 app.command("export")(export_command)
 app.command("chat")(chat_command)
 app.command("serve")(serve_command)
+app.command("vllm-serve")(vllm_serve_command)
 err = Console(stderr=True)
 out = Console()
 
