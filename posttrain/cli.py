@@ -97,13 +97,16 @@ def validate(
 ):
     """Check a config, its models and every data file without training. Exit 0 when fine, 2 otherwise."""
     _setup_logging()
+    from rich.markup import escape
+
     from posttrain.validate import validate as run_validate
 
     report = run_validate(config, overrides or [])
+    # escaped: rich would take "[gpu]" in "pip install 'posttrain[gpu]'" for a style and drop it
     for note in report.notes:
-        out.print(f"[green]ok[/green] {note}", highlight=False, soft_wrap=True)
+        out.print(f"[green]ok[/green] {escape(note)}", highlight=False, soft_wrap=True)
     for problem in report.problems:
-        err.print(f"[bold red]problem[/bold red] {problem}", highlight=False, soft_wrap=True)
+        err.print(f"[bold red]problem[/bold red] {escape(problem)}", highlight=False, soft_wrap=True)
     if not report.ok:
         err.print(f"[bold red]{len(report.problems)} problem(s)[/bold red]")
         raise typer.Exit(2)

@@ -224,10 +224,11 @@ def _vllm_notes(stage, pipeline, where: str) -> list[str]:
     note = (f"{where}.vllm_mode: colocate: vLLM runs inside each training process and reserves {share:g} of its "
             "GPU's memory for weights and KV cache")
     if share > COLOCATE_SHARE:
-        note += (f"; that leaves training {1 - share:.0%} for its weights, gradients and optimizer states (about 16 "
-                 "bytes a parameter with AdamW in mixed precision, against vLLM's 2 for bf16 weights). If training "
-                 "runs out of memory: lower vllm_gpu_memory_utilization (TRL's default is 0.3), set "
-                 "vllm_enable_sleep_mode: true, or give vLLM its own GPU with vllm_mode: server")
+        note += (f"; that leaves training {1 - share:.0%} for its weights, gradients, optimizer states and "
+                 "activations (full fine-tuning with AdamW: about 8 bytes a parameter in bf16, 16 in fp32, against "
+                 "vLLM's 2 for bf16 weights). If training runs out of memory: lower vllm_gpu_memory_utilization "
+                 "(TRL's default is 0.3), set vllm_enable_sleep_mode: true, or give vLLM its own GPU with "
+                 "vllm_mode: server")
     return [note]
 
 

@@ -187,7 +187,7 @@ def test_vllm_notes_server_command_and_colocated_memory_share(machine):
     default, = gpu.notes(*pipeline("grpo", trainer={"use_vllm": True}))
     assert default.endswith("reserves 0.3 of its GPU's memory for weights and KV cache")
     high, = gpu.notes(*pipeline("grpo", trainer={"use_vllm": True, "vllm_gpu_memory_utilization": 0.7}))
-    assert "that leaves training 30% for its weights, gradients and optimizer states" in high
+    assert "that leaves training 30% for its weights, gradients, optimizer states and activations" in high
     assert "lower vllm_gpu_memory_utilization (TRL's default is 0.3)" in high
     assert gpu.notes(*pipeline("grpo", trainer={"vllm_mode": "server"})) == [
         "stages.s.trainer: vllm_mode: no effect without use_vllm: true"]
@@ -285,3 +285,19 @@ def test_gradient_checkpointing_trains_on_the_cpu_without_reentrant_checkpoints(
     # two decoder layers, checkpointed in each of the two steps' forward passes
     assert len(calls) >= 4 and set(calls) == {False}, calls
     assert (run_dir / "sft" / "model" / "model.safetensors").exists()
+
+
+def test_posttrain_validate_prints_the_install_command_whole(machine, tiny_model, tmp_path):
+    import yaml
+    from typer.testing import CliRunner
+
+    from posttrain.cli import app
+
+    machine(**CPU)
+    data = write_jsonl(tmp_path / "chats.jsonl", make_chats(4))
+    config = tmp_path / "p.yaml"
+    config.write_text(yaml.safe_dump({"name": "p", "model": str(tiny_model), "type": "sft", "data": str(data),
+                                      "trainer": {"use_liger_kernel": True, "max_length": 64}}))
+    result = CliRunner().invoke(app, ["validate", str(config)])
+    assert result.exit_code == 2
+    assert "Fix:pipinstall'posttrain[gpu]'onaCUDAmachine" in "".join(result.stderr.split())  # not eaten as markup
