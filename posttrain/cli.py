@@ -57,6 +57,17 @@ def _setup_logging() -> None:
 
 
 OVERRIDES = typer.Argument(None, help="Dotted overrides, e.g. stages.sft1.trainer.learning_rate=2e-5 model=DIR")
+# how training stages are launched (docs/distributed.md); each overrides the file's `launch:` block
+NPROC = typer.Option(None, "--nproc", help="Processes per node for each training stage (one per GPU).")
+NNODES = typer.Option(None, "--nnodes", help="Nodes taking part; run the same command on each.")
+NODE_RANK = typer.Option(None, "--node-rank", help="This node's rank, 0 to nnodes-1; node 0 keeps the manifest.")
+MASTER_ADDR = typer.Option(None, "--master-addr", help="Address of node 0, where the processes meet.")
+MASTER_PORT = typer.Option(None, "--master-port", help="Port on node 0 (default: a free one; 29500 across nodes).")
+
+
+def _launch(nproc, nnodes, node_rank, master_addr, master_port) -> dict:
+    return {"nproc": nproc, "nnodes": nnodes, "node_rank": node_rank, "master_addr": master_addr,
+            "master_port": master_port}
 
 
 @app.command()
@@ -67,12 +78,15 @@ def run(
     only: Optional[str] = typer.Option(None, "--only", help="Run just this stage."),
     from_stage: Optional[str] = typer.Option(None, "--from", help="Run this stage and the ones after it."),
     force: bool = typer.Option(False, "--force", help="Rerun stages even if finished and unchanged."),
+    nproc: Optional[int] = NPROC, nnodes: Optional[int] = NNODES, node_rank: Optional[int] = NODE_RANK,
+    master_addr: Optional[str] = MASTER_ADDR, master_port: Optional[int] = MASTER_PORT,
 ):
     """Run a pipeline: stages in order, finished ones skipped, interrupted ones resumed."""
     _setup_logging()
     from posttrain.pipeline import run as run_pipeline
 
-    run_pipeline(config, overrides or [], only=only, from_stage=from_stage, force=force, console=err)
+    run_pipeline(config, overrides or [], only=only, from_stage=from_stage, force=force, console=err,
+                 launch=_launch(nproc, nnodes, node_rank, master_addr, master_port))
 
 
 @app.command()
@@ -81,12 +95,15 @@ def train(
     config: Path = typer.Argument(..., help="A training YAML: one stage, a pipeline, or a LLaMA-Factory recipe."),
     overrides: Optional[List[str]] = OVERRIDES,
     force: bool = typer.Option(False, "--force", help="Retrain even if finished and unchanged."),
+    nproc: Optional[int] = NPROC, nnodes: Optional[int] = NNODES, node_rank: Optional[int] = NODE_RANK,
+    master_addr: Optional[str] = MASTER_ADDR, master_port: Optional[int] = MASTER_PORT,
 ):
     """Train from one file, e.g. a LLaMA-Factory recipe with its dataset_info.json, unchanged."""
     _setup_logging()
     from posttrain.pipeline import run as run_pipeline
 
-    run_pipeline(config, overrides or [], force=force, console=err)
+    run_pipeline(config, overrides or [], force=force, console=err,
+                 launch=_launch(nproc, nnodes, node_rank, master_addr, master_port))
 
 
 @app.command()

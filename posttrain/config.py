@@ -154,7 +154,21 @@ def trainer_config_class(spec: str | None):
     return getattr(importlib.import_module(module), name)
 
 
-class SFTStage(StageConfig):
+class TrainingStage(StageConfig):
+    """A stage that trains: it may name the engine its processes shard with (posttrain/launch/engines.py)."""
+
+    deepspeed: str | None = None  # zero2, zero3 or a DeepSpeed JSON file
+    fsdp: bool | str | dict[str, Any] | None = None  # true, an fsdp_config mapping or JSON file, or legacy options
+
+    @model_validator(mode="after")
+    def _one_engine(self):
+        from posttrain.launch.engines import check_fields
+
+        check_fields(self)
+        return self
+
+
+class SFTStage(TrainingStage):
     """Supervised fine-tuning on conversations; `trainer:` feeds trl.SFTConfig.
 
     SFTConfig's own `max_length`, `packing` and `assistant_only_loss` keep their
@@ -219,7 +233,7 @@ class RewardSpec(Strict):
         return "rm_" + re.sub(r"[^A-Za-z0-9_.-]", "_", base)
 
 
-class GRPOStage(StageConfig):
+class GRPOStage(TrainingStage):
     """Reinforcement with verifiable rewards on rl_prompt records; `trainer:` feeds trl.GRPOConfig."""
 
     trainer_class: ClassVar[str] = "trl:GRPOConfig"
@@ -252,7 +266,7 @@ def _one_search_source(stage):
     return stage
 
 
-class ProcessRewardStage(StageConfig):
+class ProcessRewardStage(TrainingStage):
     """A step-level process reward model on `steps` records; `trainer:` feeds transformers.TrainingArguments.
 
     Each step is followed by `step_separator` and its label is predicted at that separator's token.
@@ -274,7 +288,7 @@ class ProcessRewardStage(StageConfig):
     _data_lists = field_validator("data", "eval_data", mode="before")(_as_list)
 
 
-class RewardModelStage(StageConfig):
+class RewardModelStage(TrainingStage):
     """A Bradley-Terry reward model on preference pairs; `trainer:` feeds trl.RewardConfig.
 
     The model becomes a sequence classifier with one output, trained so the chosen response scores above the
@@ -397,6 +411,29 @@ STAGE_CONFIGS["eval"] = EvalStage
 STAGE_CONFIGS["export"] = ExportStage
 
 
+class LaunchSpec(Strict):
+    """How training stages run: processes per node, nodes, this node's rank and where rank 0 listens.
+
+    How a stage ran, not what it is: no stage's fingerprint covers it (posttrain/launch/).
+    """
+
+    nproc: int = Field(default=1, ge=1)
+    nnodes: int = Field(default=1, ge=1)
+    node_rank: int = Field(default=0, ge=0)
+    master_addr: str = Field(default="127.0.0.1", min_length=1)
+    master_port: int | None = Field(default=None, ge=1, le=65535)  # default: a free port; 29500 across nodes
+
+    @model_validator(mode="after")
+    def _rank_in_range(self):
+        if self.node_rank >= self.nnodes:
+            raise ValueError(f"node_rank {self.node_rank} is not below nnodes {self.nnodes} (ranks count from 0)")
+        return self
+
+    @property
+    def processes(self) -> int:
+        return self.nproc * self.nnodes
+
+
 class PipelineConfig(Strict):
     name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
     model: str
@@ -406,6 +443,7 @@ class PipelineConfig(Strict):
     trust_remote_code: bool = False
     template: str | None = None
     attn_implementation: str | None = None
+    launch: LaunchSpec = Field(default_factory=LaunchSpec)
     stages: list[StageConfig]
 
     @field_validator("stages", mode="before")
@@ -518,7 +556,8 @@ def load_config(source: str | Path | dict, overrides: list[str] | tuple[str, ...
 
     if llamafactory.is_recipe(raw) or ("stages" not in raw and "type" in raw):
         # overrides may use the file's own keys (max_steps=2, trainer.max_steps=2) or the pipeline's
-        own = [o for o in overrides if not o.startswith("stages.") and o.split("=", 1)[0] not in _PIPELINE_KEYS]
+        own = [o for o in overrides
+               if not o.startswith("stages.") and o.split("=", 1)[0].split(".")[0] not in _PIPELINE_KEYS]
         for override in own:
             apply_override(raw, override)
         overrides = [o for o in overrides if o not in own]
@@ -558,7 +597,8 @@ def load_config(source: str | Path | dict, overrides: list[str] | tuple[str, ...
     return config
 
 
-_PIPELINE_KEYS = {"name", "model", "output_dir", "seed", "dtype", "trust_remote_code", "template", "attn_implementation"}
+_PIPELINE_KEYS = {"name", "model", "output_dir", "seed", "dtype", "trust_remote_code", "template", "attn_implementation",
+                  "launch"}
 
 
 def _single_stage(raw: dict) -> dict:

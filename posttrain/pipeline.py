@@ -36,12 +36,18 @@ _WHOLE_FILE_LIMIT = 64 << 20  # bigger weight files are fingerprinted by size an
 
 
 def run(source, overrides=(), *, only: str | None = None, from_stage: str | None = None,
-        force: bool = False, console=None) -> Path:
-    """Run a pipeline file, dict or PipelineConfig; return its run directory."""
+        force: bool = False, console=None, launch: dict | None = None) -> Path:
+    """Run a pipeline file, dict or PipelineConfig; return its run directory.
+
+    `launch` (nproc, nnodes, node_rank, master_addr, master_port) overrides the file's `launch:` block.
+    """
     from rich.console import Console
+
+    from posttrain import launch as launching
 
     console = console or Console(stderr=True)
     config = source if isinstance(source, PipelineConfig) else load_config(source, overrides)
+    config = launching.with_launch(config, launch)
     names = [stage.name for stage in config.stages]
     selected = set(names)
     if only:
@@ -52,6 +58,11 @@ def run(source, overrides=(), *, only: str | None = None, from_stage: str | None
         selected = set(names[names.index(from_stage):])
 
     _check_eval_models(config, selected)
+    launching.check(config, selected)
+    if config.launch.node_rank > 0:  # node 0's `posttrain run` keeps the manifest; this one lends its processes
+        from posttrain.launch.follower import follow
+
+        return follow(config, selected, force, console)
     run_dir = Path(config.output_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     with _lock(run_dir):
@@ -178,8 +189,15 @@ def reward_models(stage: StageConfig, config: PipelineConfig, outputs: dict[str,
 
 
 def _run_stage(stage, config, model_path, stage_dir, fingerprint, manifest, console):
+    from posttrain.launch import launched
     from posttrain.stages import STAGES, StageContext
 
+    if launched(stage, config):
+        from posttrain.launch.runner import run_stage as launch_stage
+
+        train, how = launch_stage, {**config.launch.model_dump(), "processes": config.launch.processes}
+    else:
+        train, how = STAGES[stage.type], None
     stage_dir.mkdir(parents=True, exist_ok=True)
     with atomic_path(stage_dir / "config.yaml") as tmp:
         resolved = {**_pipeline_settings(config), "input_model": model_path,
@@ -187,12 +205,13 @@ def _run_stage(stage, config, model_path, stage_dir, fingerprint, manifest, cons
         tmp.write_text(yaml.safe_dump(resolved, sort_keys=False), encoding="utf-8")
     manifest.update(stage.name, status="running", fingerprint=fingerprint, type=stage.type, input_model=model_path,
                     started=_now(), pid=os.getpid(), output=str(stage_output(stage, stage_dir)),
-                    run_id=uuid.uuid4().hex)
+                    run_id=uuid.uuid4().hex, launch=how)
     origin = f"on {', '.join(stage.models)}" if stage.type == "eval" else f"from {model_path}"
+    origin += f", {how['processes']} processes" if how else ""
     console.print(f"[bold cyan]▶ {stage.name}[/bold cyan] ({stage.type}) {origin}")
     started = time.time()
     try:
-        metrics = STAGES[stage.type](StageContext(config, stage, model_path, stage_dir))
+        metrics = train(StageContext(config, stage, model_path, stage_dir))
     except BaseException as e:
         manifest.update(stage.name, status="failed", error=f"{type(e).__name__}: {e}"[:2000], finished=_now())
         raise
@@ -302,6 +321,9 @@ def stage_fingerprint(stage: StageConfig, config: PipelineConfig, model_fp: str,
     dumped = stage.model_dump(mode="json")
     dumped["trainer"] = {k: v for k, v in dumped.get("trainer", {}).items() if k not in _NOT_FINGERPRINTED}
     dumped.pop("plot_loss", None)
+    for engine in ("deepspeed", "fsdp"):  # fields newer than many runs: unset, they leave old fingerprints as they were
+        if dumped.get(engine) is None:
+            dumped.pop(engine, None)
     if stage.type == "eval":
         dumped.pop("batch_size", None)  # how fast, not what: greedy outputs do not depend on the batch
     resolved = {"pipeline": _pipeline_settings(config), "stage": dumped, "model": model_fp}

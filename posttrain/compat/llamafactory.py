@@ -16,8 +16,9 @@ cutoff 2048, no packing, gradient checkpointing on) the recipe gets
 LLaMA-Factory's, so it trains as it did there. Keys that need what this
 machine lacks (bf16/fp16/tf32 without CUDA, DeepSpeed, flash-attention,
 a tracker that is not installed) are dropped with a warning, so a GPU recipe
-still runs on a laptop. Dataset directories stay relative to the working
-directory, as in LLaMA-Factory.
+still runs on a laptop; where DeepSpeed and CUDA are present, `deepspeed:`
+becomes the stage's `deepspeed:` (docs/distributed.md). Dataset directories
+stay relative to the working directory, as in LLaMA-Factory.
 """
 
 from __future__ import annotations
@@ -58,6 +59,7 @@ PRECISION = {"bf16": "bf16", "fp16": "fp32", "tf32": None}  # kept key -> the dt
 FLASH = {"fa2": ("flash_attention_2", "flash_attn"), "fa3": ("flash_attention_3", "flash_attn_interface"),
          "sdpa": ("sdpa", None), "disabled": ("eager", None), "auto": (None, None)}
 NO_EVAL_DATA = ("eval_strategy", "load_best_model_at_end")  # fail in the trainer without evaluation data
+SHIPPED_ZERO = {"ds_z2_config.json": "zero2", "ds_z3_config.json": "zero3"}  # LLaMA-Factory examples/deepspeed/
 
 
 def cuda() -> bool:
@@ -112,9 +114,9 @@ def to_pipeline(raw: dict, path: Path | None = None) -> dict:
         "lora_target": lambda v: lora.update(target_modules="all-linear" if v == "all" else _names(v)),
         "additional_target": lambda v: lora.update(modules_to_save=_names(v)),
         "template": lambda v: _template(v, stage, warn),
-        "deepspeed": lambda v: _deepspeed(v, trainer, warn),
-        "ddp_backend": lambda v: warn("ddp_backend", "multi-GPU launch is a later posttrain feature; training runs "
-                                                     "in one process; ignored"),
+        "deepspeed": lambda v: _deepspeed(v, stage, warn),
+        "ddp_backend": lambda v: warn("ddp_backend", "posttrain picks it when launching with --nproc (nccl on GPUs, "
+                                                     "gloo on CPU processes); ignored"),
         "overwrite_output_dir": lambda v: v and warn(
             "overwrite_output_dir", "posttrain reruns a stage only when its fingerprint (config, input model, data) "
                                     "changed, and `posttrain train --force` reruns everything; ignored"),
@@ -225,14 +227,18 @@ def _precision(key: str, value, top: dict, trainer: dict, warn) -> None:
         warn(key, "needs a CUDA GPU and there is none; this machine trains in fp32; ignored")
 
 
-def _deepspeed(value: str, trainer: dict, warn) -> None:
+def _deepspeed(value: str, stage: dict, warn) -> None:
+    """The stage's `deepspeed:` (posttrain/launch/engines.py); LLaMA-Factory's own ZeRO-2/3 files, when the recipe
+    names them by a path that is not here, are the same files posttrain ships."""
     missing = [what for what, ok in (("the deepspeed package", has_package("deepspeed")), ("a CUDA GPU", cuda()))
                if not ok]
     if missing:
-        warn("deepspeed", f"{value} needs {' and '.join(missing)}, which this machine lacks; training runs in one "
-                          "process without it (multi-GPU launch is a later posttrain feature); ignored")
+        warn("deepspeed", f"{value} needs {' and '.join(missing)}, which this machine lacks; the stage trains "
+                          "without it (plain DDP under --nproc); ignored")
+    elif not Path(value).exists() and Path(value).name in SHIPPED_ZERO:
+        stage["deepspeed"] = SHIPPED_ZERO[Path(value).name]
     else:
-        trainer["deepspeed"] = value
+        stage["deepspeed"] = value
 
 
 def _flash(value: str, top: dict, warn) -> None:

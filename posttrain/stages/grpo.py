@@ -38,6 +38,8 @@ def plan(stage, pipeline, output_dir, processes: int | None = None) -> tuple[GRP
     where = f"stages.{stage.name}.trainer"
     resume = apply_common(settings, pipeline, GRPOConfig, where)
     settings.setdefault("reward_weights", [reward.weight for reward in stage.rewards])
+    if processes is None and not os.environ.get("WORLD_SIZE") and pipeline.launch.processes > 1:
+        processes = pipeline.launch.processes  # outside the launched workers (validate): the world they will have
     world = processes or int(os.environ.get("WORLD_SIZE", "1"))
     check_groups(settings, where, world)
     if processes and not settings.get("generation_batch_size"):

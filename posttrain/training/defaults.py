@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 
 import torch
 
@@ -32,7 +33,21 @@ def apply_common(settings: dict, pipeline, config_class, where: str):
     if (settings["bf16"] or settings["fp16"]) and not torch.cuda.is_available():
         settings.setdefault("use_cpu", True)  # transformers refuses half precision on CPU unless told so
     settings.setdefault("seed", pipeline.seed)
+    _distributed(settings, pipeline, where)
     return resume
+
+
+def _distributed(settings: dict, pipeline, where: str) -> None:
+    """The stage's DeepSpeed/FSDP (a ConfigError where this machine lacks them, so `validate` lists it); gloo for
+    CPU processes, which accelerate would otherwise hand to MPI where torch has it."""
+    from posttrain.launch import engines
+
+    name = where.removeprefix("stages.").removesuffix(".trainer")  # plans name their stage only in `where`
+    stage = next((s for s in getattr(pipeline, "stages", []) if s.name == name), None)
+    if stage is not None and hasattr(stage, "deepspeed"):
+        engines.apply(settings, stage)
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not torch.cuda.is_available():
+        settings.setdefault("ddp_backend", "gloo")
 
 
 def build_config(config_class, where: str, **kwargs):

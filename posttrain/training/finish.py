@@ -28,7 +28,9 @@ def check_resume(resume, where: str) -> None:
 
 
 def train_and_save(trainer, ctx, tokenizer, resume=None, evaluate: bool = False) -> dict:
-    checkpoint = resume if _explicit(resume) else latest_checkpoint(ctx.checkpoints_dir)
+    # under several processes every rank runs this; only the Trainer's writer (rank 0) touches files
+    writer = trainer.args.should_save
+    checkpoint = resume if _explicit(resume) else latest_checkpoint(ctx.checkpoints_dir, prune=writer)
     if checkpoint and _finished(checkpoint):
         # killed after the last step was saved: training again would run past max_steps
         trainer._load_from_checkpoint(str(checkpoint))
@@ -42,14 +44,17 @@ def train_and_save(trainer, ctx, tokenizer, resume=None, evaluate: bool = False)
         metrics.update({k: v for k, v in last_eval.items() if k.startswith("eval_")})
 
     tmp = ctx.stage_dir / "model.tmp"
-    shutil.rmtree(tmp, ignore_errors=True)
-    trainer.save_model(str(tmp))
-    tokenizer.save_pretrained(str(tmp))
-    _name_input_adapter(tmp, ctx.model_path)
-    shutil.rmtree(ctx.model_dir, ignore_errors=True)
-    tmp.rename(ctx.model_dir)
-    if getattr(ctx.stage, "plot_loss", False):
-        plot_loss(ctx.log_path, ctx.stage_dir / "training_loss.png")
+    if writer:
+        shutil.rmtree(tmp, ignore_errors=True)
+    trainer.save_model(str(tmp))  # on every rank: DeepSpeed and FSDP gather the weights together; rank 0 writes
+    if writer:
+        tokenizer.save_pretrained(str(tmp))
+        _name_input_adapter(tmp, ctx.model_path)
+        shutil.rmtree(ctx.model_dir, ignore_errors=True)
+        tmp.rename(ctx.model_dir)
+        if getattr(ctx.stage, "plot_loss", False):
+            plot_loss(ctx.log_path, ctx.stage_dir / "training_loss.png")
+    trainer.accelerator.wait_for_everyone()  # no rank leaves before the model is in place
     return metrics
 
 

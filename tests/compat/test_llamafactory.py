@@ -163,8 +163,8 @@ def test_cuda_machine_keeps_precision_deepspeed_flash_attention_and_trackers(mon
     pipeline = to_pipeline({**BASE, "bf16": True, "tf32": True, "deepspeed": "ds_z3_config.json",
                             "flash_attn": "fa2", "report_to": "wandb"}, None)
     assert pipeline["dtype"] == "bf16" and pipeline["attn_implementation"] == "flash_attention_2"
-    assert contains(stage_of(pipeline)["trainer"], {"bf16": True, "tf32": True, "deepspeed": "ds_z3_config.json",
-                                                    "report_to": "wandb"})
+    assert contains(stage_of(pipeline)["trainer"], {"bf16": True, "tf32": True, "report_to": "wandb"})
+    assert stage_of(pipeline)["deepspeed"] == "zero3"  # LLaMA-Factory's ZeRO-3 file, as posttrain ships it
     assert not warnings_of(caplog)
 
 
@@ -182,8 +182,8 @@ WARNINGS = [
     ({"fp16": True}, ["fp16", "CUDA", "fp32"], {}),
     ({"tf32": True}, ["tf32", "CUDA"], {}),
     ({"deepspeed": "ds_z3_config.json"}, ["deepspeed", "ds_z3_config.json", "deepspeed package", "CUDA",
-                                          "multi-GPU launch is a later"], {}),
-    ({"ddp_backend": "nccl"}, ["ddp_backend", "multi-GPU"], {}),
+                                          "plain DDP under --nproc"], {}),
+    ({"ddp_backend": "nccl"}, ["ddp_backend", "--nproc", "gloo"], {}),
     ({"overwrite_output_dir": True}, ["overwrite_output_dir", "fingerprint", "--force"], {}),
     ({"flash_attn": "fa2"}, ["flash_attn", "fa2", "CUDA"], {}),
     ({"flash_attn": "fa9"}, ["flash_attn", "fa9"], {}),
@@ -414,8 +414,15 @@ def test_seed_000_on_a_gpu_machine_with_deepspeed_and_wandb(tmp_path, monkeypatc
     config = load_config("recipe.yaml")
     trainer = config.stage("sft").trainer
     assert config.dtype == "bf16"
-    assert (trainer["bf16"], trainer["deepspeed"], trainer["report_to"]) == (
-        True, "recipe/deepspeed/ds_z3_config.json", "wandb")
+    assert (trainer["bf16"], trainer["report_to"], config.stage("sft").deepspeed) == (True, "wandb", "zero3")
+    assert "deepspeed" not in trainer
+
+
+def test_a_deepspeed_file_that_exists_is_kept_as_named(tmp_path, monkeypatch):
+    gpu(monkeypatch, "deepspeed")
+    own = tmp_path / "ds_z3_config.json"
+    own.write_text("{}")
+    assert stage_of(to_pipeline({**BASE, "deepspeed": str(own)}, None))["deepspeed"] == str(own)
 
 
 def test_seed_002_lora_recipe(tmp_path, monkeypatch, caplog):

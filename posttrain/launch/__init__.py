@@ -1,0 +1,61 @@
+"""Training stages on several processes and nodes, while the pipeline stays in one process.
+
+`posttrain run FILE --nproc 8` (or a `launch:` block in the file) runs each
+training stage (sft, reward_model, process_reward, grpo) as `accelerate
+launch ... -m posttrain.launch.worker`, one process per GPU (gloo processes
+on a CPU); the `posttrain run` process keeps what is the pipeline's:
+fingerprints, skipping, resuming, the manifest, eval and export stages. The
+launch is how a stage ran, not what it is, so it is in no fingerprint: a
+finished stage is not retrained because it was trained on another number of
+processes, and a killed one resumes from its checkpoint with any number.
+
+- `runner.py`: the parent side: writes the worker's input and the accelerate
+  config, starts the launch, waits, returns rank 0's metrics.
+- `worker.py`: one rank: rebuilds the stage from its input and runs it.
+- `accelerate_config.py`: the accelerate config file and command.
+- `engines.py`: a stage's `deepspeed:` / `fsdp:` into TrainingArguments,
+  and what this machine lacks for them.
+- `follower.py`: `posttrain run` on a node other than node 0.
+"""
+
+from __future__ import annotations
+
+from posttrain.errors import ConfigError
+
+TRAINING = frozenset({"sft", "reward_model", "process_reward", "grpo"})
+
+
+def launched(stage, config) -> bool:
+    """Whether a stage runs under `accelerate launch`: a training stage on more than one process, or one whose
+    engine (DeepSpeed, FSDP) needs the distributed environment a launcher sets up even on one GPU."""
+    from posttrain.launch.engines import requested
+
+    return stage.type in TRAINING and (config.launch.processes > 1 or requested(stage) is not None)
+
+
+def with_launch(config, launch: dict | None):
+    """The config with `launch` (the command line's --nproc, --nnodes, ...) over its `launch:` block."""
+    from pydantic import ValidationError
+
+    from posttrain.config import LaunchSpec, error_lines
+
+    given = {key: value for key, value in (launch or {}).items() if value is not None}
+    if not given:
+        return config
+    try:
+        spec = LaunchSpec.model_validate({**config.launch.model_dump(), **given})
+    except ValidationError as e:
+        raise ConfigError("invalid launch settings\n" + "\n".join(f"  {line}" for line in
+                                                                   error_lines(e, "launch", LaunchSpec))) from None
+    return config.model_copy(update={"launch": spec})
+
+
+def check(config, selected: set[str]) -> None:
+    """Before anything runs: each selected training stage's engine can run here (deepspeed needs CUDA and its
+    package, a named file must exist)."""
+    from posttrain.launch.engines import problems
+
+    found = [line for stage in config.stages if stage.type in TRAINING and stage.name in selected
+             for line in problems(stage)]
+    if found:
+        raise ConfigError("\n".join(found))

@@ -1,0 +1,83 @@
+"""`posttrain run FILE --nnodes N --node-rank R` on a node other than node 0: lend processes, write nothing.
+
+Node 0's `posttrain run` keeps the manifest and its rank 0 writes the
+models, so this one only starts its share of each training stage's
+processes. It must start the same stages node 0 starts, or the rendezvous
+would wait for processes that never come: it makes the same decisions from
+the same inputs (the config, the models, the data, the run directory's
+manifest, which all nodes must see on a shared filesystem), and after each
+stage it reads what node 0 recorded (the run id a later stage's fingerprint
+covers). Eval stages run on node 0 alone; an export stage a later stage
+starts from is waited for.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from posttrain.errors import PosttrainError
+from posttrain.launch import TRAINING
+
+WAIT_FOR_MANIFEST_S = 600.0  # node 0 may start a little later, or be busy with a data check
+WAIT_AFTER_STAGE_S = 600.0  # node 0's workers have finished with ours: only its bookkeeping is left
+
+
+def follow(config, selected: set[str], force: bool, console, poll: float = 1.0) -> Path:
+    from posttrain.launch.runner import run_stage
+    from posttrain.pipeline import (_output_fingerprint, eval_models, input_model, read_manifest, reward_models,
+                                    stage_fingerprint, stage_output)
+    from posttrain.stages import StageContext
+
+    run_dir = Path(config.output_dir)
+    launch = config.launch
+    console.print(f"[dim]node {launch.node_rank} of {launch.nnodes}: {launch.nproc} processes per stage here; node 0 "
+                  f"({launch.master_addr}) keeps {run_dir / 'manifest.json'}[/dim]", highlight=False)
+    before = _wait_for(lambda: read_manifest(run_dir), WAIT_FOR_MANIFEST_S, poll,
+                       f"{run_dir / 'manifest.json'} did not appear; is node 0's `posttrain run` started, and is "
+                       f"{run_dir} on a filesystem every node shares?")["stages"]
+    outputs: dict[str, str] = {}
+    base_fingerprints: dict[str, str] = {}
+    for stage in config.stages:
+        model_path, model_fp = input_model(stage, config, outputs, base_fingerprints)
+        fingerprint = stage_fingerprint(stage, config, model_fp, reward_models(stage, config, outputs),
+                                        eval_models(stage, config, outputs, base_fingerprints))
+        entry = before.get(stage.name, {})
+        stage_dir = run_dir / stage.name
+        done = (entry.get("status") == "done" and entry.get("fingerprint") == fingerprint
+                and stage_output(stage, stage_dir).exists())
+        if stage.name not in selected or (done and not force) or stage.type == "eval":
+            if done:
+                outputs[stage.name] = _output_fingerprint(fingerprint, entry)
+            continue
+        if stage.type in TRAINING:
+            console.print(f"[bold cyan]▶ {stage.name}[/bold cyan] ({stage.type}) from {model_path}: "
+                          f"{launch.nproc} of {launch.processes} processes", highlight=False)
+            run_stage(StageContext(config, stage, model_path, stage_dir), collect=False)
+        stale = entry.get("run_id")  # an earlier attempt's entry, failed or interrupted, is not this one
+        entry = _wait_for(lambda: _finished(read_manifest(run_dir), stage.name, fingerprint, stale),
+                          WAIT_AFTER_STAGE_S if stage.type in TRAINING else None, poll,
+                          f"node 0 did not record stage {stage.name} as done")
+        outputs[stage.name] = _output_fingerprint(fingerprint, entry)
+        console.print(f"[green]✓ {stage.name}[/green] done (node 0 wrote {stage_output(stage, stage_dir)})")
+    return run_dir
+
+
+def _finished(manifest: dict | None, name: str, fingerprint: str, stale_run_id: str | None) -> dict | None:
+    entry = (manifest or {}).get("stages", {}).get(name, {})
+    if entry.get("fingerprint") != fingerprint or entry.get("run_id") in (None, stale_run_id):
+        return None
+    if entry.get("status") == "failed":
+        raise PosttrainError(f"stage {name} failed on node 0: {entry.get('error', 'see its output')}")
+    return entry if entry.get("status") == "done" else None
+
+
+def _wait_for(found, timeout: float | None, poll: float, message: str):
+    deadline = None if timeout is None else time.monotonic() + timeout
+    while True:
+        value = found()
+        if value:
+            return value
+        if deadline is not None and time.monotonic() > deadline:
+            raise PosttrainError(message)
+        time.sleep(poll)

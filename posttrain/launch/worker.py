@@ -1,0 +1,109 @@
+"""`python -m posttrain.launch.worker FOLDER`: one rank of a training stage started by `accelerate launch`.
+
+The `posttrain run` process (runner.py) leaves in FOLDER the resolved
+pipeline, the stage's name, its input model and its directory. Every rank
+runs the same stage function a one-process run calls; the Trainer and
+posttrain's own writers (training/finish.py, training/logs.py) write from
+rank 0 only. Rank 0 hands its metrics back in `result.json`; a rank that
+meets bad input leaves its message in `error-<rank>.json`, so the parent
+reports it as the same PosttrainError a one-process run would raise.
+
+A worker also watches the `posttrain run` process that started it: killed
+(even by SIGKILL) it cannot stop its launch, so the workers stop themselves
+and the next `posttrain run` resumes the stage from its last checkpoint.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import threading
+import time
+from pathlib import Path
+
+EXIT_USER_ERROR = 2
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if len(argv) != 1:
+        print("usage: python -m posttrain.launch.worker FOLDER (written by posttrain run)", file=sys.stderr)
+        return EXIT_USER_ERROR
+    folder = Path(argv[0])
+    payload = json.loads((folder / "payload.json").read_text(encoding="utf-8"))
+    _watch_parent()
+    rank = int(os.environ.get("RANK", "0"))
+    from posttrain.errors import PosttrainError
+
+    try:
+        metrics = run(payload)
+    except PosttrainError as e:
+        _write(folder / f"error-{rank}.json", {"message": str(e)})
+        return EXIT_USER_ERROR
+    finally:
+        _leave_group()
+    if rank == 0:
+        _write(folder / "result.json", metrics)
+    return 0
+
+
+def run(payload: dict) -> dict:
+    from accelerate import PartialState
+
+    from posttrain.config import PipelineConfig
+    from posttrain.stages import STAGES, StageContext
+
+    config = PipelineConfig.model_validate(payload["pipeline"])
+    stage = config.stage(payload["stage"])
+    ctx = StageContext(config, stage, payload["model_path"], Path(payload["stage_dir"]))
+    metrics = STAGES[stage.type](ctx)
+    metrics["processes"] = PartialState().num_processes  # the world the Trainer really trained in
+    return metrics
+
+
+def _write(path: Path, data: dict) -> None:
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(data, default=str), encoding="utf-8")
+    tmp.rename(path)
+
+
+def _leave_group() -> None:
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def _watch_parent(interval: float = 1.0) -> None:
+    """Exit when the `posttrain run` process is gone; its start time tells a reused pid from it."""
+    pid = int(os.environ.get("POSTTRAIN_PARENT_PID") or 0)
+    if not pid:
+        return
+    started = _start_time(pid)
+
+    def watch():
+        while True:
+            time.sleep(interval)
+            if _start_time(pid) != started:
+                print(f"posttrain.launch.worker: posttrain run (pid {pid}) is gone; stopping", file=sys.stderr)
+                os._exit(1)
+
+    threading.Thread(target=watch, name="posttrain-parent-watch", daemon=True).start()
+
+
+def _start_time(pid: int) -> str | None:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        try:
+            os.kill(pid, 0)
+        except (ProcessLookupError, PermissionError):
+            return None
+        return "alive"  # no /proc (macOS): the pid answers; reuse cannot be told apart there
+    fields = stat.rsplit(")", 1)[1].split()
+    return None if fields[0] == "Z" else fields[19]  # field 22 of stat: start time since boot
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,117 @@
+"""A stage's deepspeed/fsdp: the shipped ZeRO files, what reaches TrainingArguments, and a clear error on a machine
+that lacks what they need."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from posttrain.config import load_config
+from posttrain.errors import ConfigError
+from posttrain.launch import engines
+from tests.conftest import make_chats, write_jsonl
+
+
+@pytest.fixture
+def cpu_only(monkeypatch):
+    monkeypatch.setattr(engines, "cuda", lambda: False)
+    monkeypatch.setattr(engines, "has_package", lambda name: False)
+
+
+@pytest.fixture
+def gpu_with_deepspeed(monkeypatch):
+    monkeypatch.setattr(engines, "cuda", lambda: True)
+    monkeypatch.setattr(engines, "has_package", lambda name: name == "deepspeed")
+
+
+def pipeline(tmp_path, tiny_model="models/none", **stage) -> dict:
+    data = write_jsonl(tmp_path / "chats.jsonl", make_chats(4))
+    return {"name": "p", "model": str(tiny_model), "output_dir": str(tmp_path / "run"),
+            "stages": [{"name": "sft1", "type": "sft", "data": str(data), "trainer": {"max_steps": 1}, **stage}]}
+
+
+@pytest.mark.parametrize("name, stage", [("zero2", 2), ("zero3", 3)])
+def test_shipped_zero_configs_leave_batch_and_precision_to_the_trainer(name, stage):
+    config = json.loads((Path(engines.__file__).with_name(engines.ZERO[name])).read_text())
+    assert config["zero_optimization"]["stage"] == stage
+    for key in ("train_batch_size", "train_micro_batch_size_per_gpu", "gradient_accumulation_steps",
+                "gradient_clipping"):
+        assert config[key] == "auto"
+    assert config["bf16"]["enabled"] == config["fp16"]["enabled"] == "auto"
+
+
+def test_the_configs_are_package_data():
+    text = (Path(__file__).parents[2] / "pyproject.toml").read_text()
+    assert '"launch/*.json"' in text
+
+
+def test_deepspeed_on_a_cpu_machine_is_a_config_error_before_anything_is_written(tmp_path, cpu_only):
+    from posttrain.pipeline import run
+
+    with pytest.raises(ConfigError, match=r"stages\.sft1\.deepspeed: DeepSpeed needs the deepspeed package .* and a "
+                                          "CUDA GPU, which this machine lacks"):
+        run(pipeline(tmp_path, deepspeed="zero3"))
+    assert not (tmp_path / "run").exists()
+
+
+def test_validate_lists_what_deepspeed_and_fsdp_lack(tmp_path, tiny_model, cpu_only):
+    from posttrain.validate import validate
+
+    report = validate(pipeline(tmp_path, tiny_model, deepspeed="zero2"))
+    assert any("DeepSpeed needs the deepspeed package" in p for p in report.problems), report.problems
+    report = validate(pipeline(tmp_path, tiny_model, trainer={"max_steps": 1, "deepspeed": "ds.json"}))
+    assert any("deepspeed" in p and "ds.json: no such file" in p for p in report.problems), report.problems
+    report = validate(pipeline(tmp_path, tiny_model, fsdp=True))
+    assert any("FSDP needs CUDA GPUs" in p for p in report.problems), report.problems
+
+
+def test_zero_names_resolve_to_the_shipped_file(tmp_path, gpu_with_deepspeed):
+    stage = load_config(pipeline(tmp_path, deepspeed="zero3")).stage("sft1")
+    settings = {}
+    engines.apply(settings, stage)
+    assert settings["deepspeed"] == str(Path(engines.__file__).with_name("zero3.json"))
+
+
+def test_a_missing_or_broken_deepspeed_file_is_named(tmp_path, gpu_with_deepspeed):
+    stage = load_config(pipeline(tmp_path, deepspeed=str(tmp_path / "ds.json"))).stage("sft1")
+    with pytest.raises(ConfigError, match="ds.json: no such file"):
+        engines.apply({}, stage)
+    (tmp_path / "ds.json").write_text('{"zero_optimization": ')
+    with pytest.raises(ConfigError, match=r"ds.json:1: not valid JSON"):
+        engines.apply({}, stage)
+
+
+def test_fsdp_goes_to_training_arguments(tmp_path, monkeypatch):
+    monkeypatch.setattr(engines, "cuda", lambda: True)
+    cases = [(True, {"fsdp": True}),
+             ({"version": 2, "reshard_after_forward": False}, {"fsdp": True, "fsdp_config": {
+                 "version": 2, "reshard_after_forward": False}}),
+             ("full_shard auto_wrap", {"fsdp": "full_shard auto_wrap"})]
+    for value, expected in cases:
+        stage = load_config(pipeline(tmp_path, fsdp=value)).stage("sft1")
+        settings = {}
+        engines.apply(settings, stage)
+        assert settings == expected
+        if isinstance(value, dict):
+            assert settings["fsdp_config"] is not stage.fsdp  # TrainingArguments edits the mapping it is given
+
+
+@pytest.mark.parametrize("stage, message", [
+    ({"deepspeed": "zero2", "fsdp": True}, "deepspeed or fsdp, not both"),
+    ({"deepspeed": "zero2", "trainer": {"deepspeed": "x.json"}}, "give it once"),
+    ({"fsdp": True, "trainer": {"fsdp_config": {}}}, "give it once"),
+    ({"deepspeed": "zero4"}, "expected zero2, zero3 or a DeepSpeed .json file"),
+    ({"fsdp": False}, "leave it out"),
+])
+def test_bad_engine_fields_fail_when_the_config_loads(tmp_path, stage, message):
+    with pytest.raises(ConfigError, match=message):
+        load_config(pipeline(tmp_path, **stage))
+
+
+def test_eval_and_export_stages_have_no_engine(tmp_path):
+    config = pipeline(tmp_path)
+    config["stages"].append({"name": "x", "type": "export", "model": "sft1", "deepspeed": "zero2"})
+    with pytest.raises(ConfigError, match="unknown key 'deepspeed'"):
+        load_config(config)

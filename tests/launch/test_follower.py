@@ -1,0 +1,84 @@
+"""A node other than node 0: it starts its share of exactly the stages node 0 starts, and writes nothing."""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from pathlib import Path
+
+import pytest
+from rich.console import Console
+
+from posttrain.config import load_config
+from posttrain.data.io import write_json
+from posttrain.errors import PosttrainError
+from posttrain.launch import follower, runner
+from posttrain.pipeline import _output_fingerprint, input_model, run, stage_fingerprint
+from tests.conftest import make_chats, write_jsonl
+
+
+def config(tmp_path, node_rank=1):
+    data = write_jsonl(tmp_path / "chats.jsonl", make_chats(4))
+    return load_config({"name": "f", "model": "models/none", "output_dir": str(tmp_path / "run"),
+                        "launch": {"nproc": 2, "nnodes": 2, "node_rank": node_rank, "master_addr": "10.0.0.1"},
+                        "stages": [{"name": "a", "type": "sft", "data": str(data)},
+                                   {"name": "b", "type": "sft", "model": "a", "data": str(data)},
+                                   {"name": "ev", "type": "eval", "models": ["a", "b"], "data": str(data),
+                                    "metrics": ["rouge"]}]})
+
+
+class Leader:
+    """Node 0's manifest: `a` finished in an earlier run, `b` marked done as its workers finish."""
+
+    def __init__(self, config, fail=False):
+        self.config, self.fail = config, fail
+        self.path = Path(config.output_dir) / "manifest.json"
+        a = config.stage("a")
+        self.a = {"status": "done", "fingerprint": stage_fingerprint(a, config, input_model(a, config, {})[1]),
+                  "run_id": uuid.uuid4().hex}
+        (Path(config.output_dir) / "a" / "model").mkdir(parents=True)
+        write_json(self.path, {"stages": {"a": self.a, "b": {"status": "failed", "fingerprint": "x", "run_id": "old"}}})
+
+    def finish(self, name, fingerprint):
+        entry = {"status": "failed" if self.fail else "done", "fingerprint": fingerprint, "run_id": uuid.uuid4().hex,
+                 "error": "boom"}
+        write_json(self.path, {"stages": {"a": self.a, name: entry}})
+
+
+def test_it_runs_what_node_0_runs_and_writes_nothing(tmp_path, monkeypatch):
+    cfg = config(tmp_path)
+    leader = Leader(cfg)
+    calls = []
+
+    def fake_run_stage(ctx, collect=True):
+        calls.append((ctx.stage.name, ctx.model_path, collect))
+        fp = stage_fingerprint(ctx.stage, cfg, follower_outputs_fp(cfg, leader))
+        threading.Timer(0.3, leader.finish, (ctx.stage.name, fp)).start()  # node 0 records it a little later
+        return {}
+
+    monkeypatch.setattr(runner, "run_stage", fake_run_stage)
+    before = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*"))
+    assert run(cfg) == tmp_path / "run"
+    assert calls == [("b", str(tmp_path / "run" / "a" / "model"), False)], "a is done, ev runs on node 0 alone"
+    assert sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*")) == before
+
+
+def follower_outputs_fp(cfg, leader):
+    """What `b` starts from, as the follower computes it: `a`'s output, from node 0's run id."""
+    return _output_fingerprint(leader.a["fingerprint"], leader.a)
+
+
+def test_a_stage_that_failed_on_node_0_stops_this_node_too(tmp_path, monkeypatch):
+    cfg = config(tmp_path)
+    leader = Leader(cfg, fail=True)
+    monkeypatch.setattr(runner, "run_stage", lambda ctx, collect=True: leader.finish(
+        ctx.stage.name, stage_fingerprint(ctx.stage, cfg, follower_outputs_fp(cfg, leader))))
+    with pytest.raises(PosttrainError, match="stage b failed on node 0: boom"):
+        run(cfg)
+
+
+def test_without_node_0s_manifest_it_says_where_it_looked(tmp_path, monkeypatch):
+    monkeypatch.setattr(follower, "WAIT_FOR_MANIFEST_S", 0.2)
+    with pytest.raises(PosttrainError, match=r"manifest.json did not appear; .*shares"):
+        follower.follow(config(tmp_path), {"a", "b", "ev"}, False, Console(quiet=True),
+                        poll=0.05)
