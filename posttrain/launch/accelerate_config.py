@@ -1,8 +1,8 @@
 """The accelerate config file and `accelerate launch` command that start one training stage's processes.
 
-A config file, as `accelerate config` writes one, rather than flags, so the
-run's launch can be read (and rerun by hand) the way users of accelerate,
-TRL and LLaMA-Factory know. Its `distributed_type` is MULTI_GPU on a CPU
+A config file, as `accelerate config` writes one, rather than flags: the
+keys users of accelerate, TRL and LLaMA-Factory already read, which
+accelerate itself validates. Its `distributed_type` is MULTI_GPU on a CPU
 machine too: accelerate 1.x starts MULTI_GPU through torch.distributed.run
 (one process per `nproc`), while its MULTI_CPU path hands the processes to
 mpirun; ACCELERATE_USE_CPU in the workers' environment then makes each a gloo

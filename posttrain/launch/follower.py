@@ -54,7 +54,9 @@ def follow(config, selected: set[str], force: bool, console, poll: float = 1.0) 
             console.print(f"[bold cyan]▶ {stage.name}[/bold cyan] ({stage.type}) from {model_path}: "
                           f"{launch.nproc} of {launch.processes} processes", highlight=False)
             run_stage(StageContext(config, stage, model_path, stage_dir), collect=False)
-        stale = entry.get("run_id")  # an earlier attempt's entry, failed or interrupted, is not this one
+        # once our workers have finished, node 0's entry is this attempt's (its workers needed ours); a stage with
+        # no workers here may still show an earlier failed attempt, which is not this one
+        stale = entry.get("run_id") if stage.type not in TRAINING and entry.get("status") == "failed" else None
         entry = _wait_for(lambda: _finished(read_manifest(run_dir), stage.name, fingerprint, stale),
                           WAIT_AFTER_STAGE_S if stage.type in TRAINING else None, poll,
                           f"node 0 did not record stage {stage.name} as done")
@@ -65,7 +67,7 @@ def follow(config, selected: set[str], force: bool, console, poll: float = 1.0) 
 
 def _finished(manifest: dict | None, name: str, fingerprint: str, stale_run_id: str | None) -> dict | None:
     entry = (manifest or {}).get("stages", {}).get(name, {})
-    if entry.get("fingerprint") != fingerprint or entry.get("run_id") in (None, stale_run_id):
+    if entry.get("fingerprint") != fingerprint or (stale_run_id and entry.get("run_id") == stale_run_id):
         return None
     if entry.get("status") == "failed":
         raise PosttrainError(f"stage {name} failed on node 0: {entry.get('error', 'see its output')}")
