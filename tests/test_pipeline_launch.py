@@ -154,7 +154,7 @@ def test_cli_reward_model_killed_mid_stage_stops_its_workers_and_resumes(tmp_pat
     assert AutoModelForSequenceClassification.from_pretrained(run_dir / "rm" / "model").config.num_labels == 1
 
 
-def test_cli_launch_flags_override_the_files_launch_block(tmp_path, monkeypatch):
+def test_cli_launch_flags_reach_the_pipeline_run(tmp_path, monkeypatch):
     from posttrain import pipeline
     from posttrain.cli import app
 

@@ -19,8 +19,8 @@ def config(tmp_path, **top) -> dict:
                        {"name": "g", "type": "grpo", "model": "sft1", "data": {"path": str(rl), "format": "rl_prompt"},
                         "rewards": ["exact_match"],
                         "trainer": {"per_device_train_batch_size": 2, "num_generations": 4}},
-                       {"name": "ev", "type": "eval", "models": ["sft1"], "data": {"path": str(rl), "format": "rl_prompt"},
-                        "metrics": ["reward:exact_match"]}]}
+                       {"name": "ev", "type": "eval", "models": ["sft1"],
+                        "data": {"path": str(rl), "format": "rl_prompt"}, "metrics": ["reward:exact_match"]}]}
 
 
 def test_command_line_values_override_the_files_block(tmp_path):
