@@ -55,6 +55,22 @@ def write_jsonl(path: Path, records) -> Path:
     return path
 
 
+def wait_for(predicate, process, timeout: float = 120, poll: float = 0.05) -> None:
+    """Wait until `predicate()` holds while the subprocess `process` runs (a test's kill point); fail, killing it,
+    if it ends first or the time runs out."""
+    import time
+
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if predicate():
+            return
+        if process.poll() is not None:
+            pytest.fail("the run ended before the kill point:\n" + process.stdout.read()[-3000:])
+        time.sleep(poll)
+    process.kill()
+    pytest.fail("kill point not reached in time")
+
+
 @pytest.fixture(scope="session")
 def chat_corpus(tmp_path_factory) -> Path:
     return write_jsonl(tmp_path_factory.mktemp("corpus") / "chats.jsonl", make_chats(300))
@@ -95,3 +111,17 @@ def engine(talkative_model):
     engine = Engine.load(str(talkative_model))
     yield engine
     engine.close()
+
+
+@pytest.fixture(scope="session")
+def reward_model(tmp_path_factory, tiny_model):
+    """The tiny model with a fresh one-output head: untrained, but a reward model in shape."""
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    out = tmp_path_factory.mktemp("rm") / "model"
+    model = AutoModelForSequenceClassification.from_pretrained(tiny_model, num_labels=1)
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model)
+    model.config.pad_token_id = tokenizer.pad_token_id
+    model.save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    return out

@@ -15,7 +15,7 @@ import yaml
 
 from posttrain.errors import PosttrainError
 from posttrain.pipeline import read_manifest, run, stage_states
-from tests.conftest import make_chats, write_jsonl
+from tests.conftest import make_chats, wait_for, write_jsonl
 
 TRAINER = {"max_length": 128, "per_device_train_batch_size": 2, "learning_rate": 3e-3, "logging_steps": 1,
            "report_to": "none", "dataset_num_proc": None}
@@ -83,17 +83,6 @@ def _start(config_path: Path) -> subprocess.Popen:
                             env={**os.environ, "OMP_NUM_THREADS": "1"})
 
 
-def _wait_for(predicate, process, timeout=120):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if predicate():
-            return
-        if process.poll() is not None:
-            pytest.fail("the run ended before the kill point:\n" + process.stdout.read()[-3000:])
-        time.sleep(0.05)
-    pytest.fail("kill point not reached in time")
-
-
 @pytest.mark.parametrize("kill_point", ["startup", "after_checkpoint"])
 def test_sigkill_then_same_command_finishes(tmp_path, tiny_model, kill_point):
     config = pipeline(tmp_path, tiny_model, steps=(40, 2))
@@ -105,9 +94,9 @@ def test_sigkill_then_same_command_finishes(tmp_path, tiny_model, kill_point):
 
     process = _start(config_path)
     if kill_point == "startup":
-        _wait_for(lambda: (run_dir / "manifest.json").exists(), process)
+        wait_for(lambda: (run_dir / "manifest.json").exists(), process)
     else:
-        _wait_for(lambda: (checkpoints / "checkpoint-10").exists(), process)
+        wait_for(lambda: (checkpoints / "checkpoint-10").exists(), process)
     process.send_signal(signal.SIGKILL)
     process.wait()
     assert [row["status"] for row in stage_states(run_dir)][0] in ("interrupted", "pending")

@@ -19,7 +19,7 @@ import yaml
 from typer.testing import CliRunner
 
 from posttrain.pipeline import read_manifest, run, stage_states
-from tests.conftest import make_chats, write_jsonl
+from tests.conftest import make_chats, wait_for, write_jsonl
 
 PER_DEVICE = 2
 CHATS = 16  # packing off: one row a chat, so 16 / (2 per device x 2 processes) = 4 optimizer steps
@@ -97,18 +97,6 @@ def _workers_of(pid: int) -> list[int]:
     return found
 
 
-def _wait_for(predicate, process, timeout=180):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if predicate():
-            return
-        if process.poll() is not None:
-            pytest.fail("the run ended before the kill point:\n" + process.stdout.read()[-3000:])
-        time.sleep(0.1)
-    process.kill()
-    pytest.fail("kill point not reached in time")
-
-
 @pytest.mark.skipif(not Path("/proc/self/environ").exists(), reason="finds the workers through /proc")
 def test_cli_reward_model_killed_mid_stage_stops_its_workers_and_resumes(tmp_path, tiny_model):
     from transformers import AutoModelForSequenceClassification
@@ -128,7 +116,7 @@ def test_cli_reward_model_killed_mid_stage_stops_its_workers_and_resumes(tmp_pat
 
     first = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
     try:
-        _wait_for(lambda: (run_dir / "rm" / "checkpoints" / "checkpoint-2").exists(), first)
+        wait_for(lambda: (run_dir / "rm" / "checkpoints" / "checkpoint-2").exists(), first, timeout=180)
         first.send_signal(signal.SIGKILL)
         first.wait(timeout=10)
         deadline = time.time() + 30

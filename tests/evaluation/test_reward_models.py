@@ -17,20 +17,6 @@ ROOT = Path(__file__).resolve().parents[2]
 PAIRS = ROOT / "examples" / "data" / "preference" / "pairs_eval.jsonl"
 
 
-@pytest.fixture(scope="module")
-def reward_model(tmp_path_factory, tiny_model):
-    """The tiny model with a fresh one-output head: untrained, so its accuracy is whatever it is, not 1."""
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
-
-    out = tmp_path_factory.mktemp("rm") / "model"
-    model = AutoModelForSequenceClassification.from_pretrained(tiny_model, num_labels=1)
-    tokenizer = AutoTokenizer.from_pretrained(tiny_model)
-    model.config.pad_token_id = tokenizer.pad_token_id
-    model.save_pretrained(out)
-    tokenizer.save_pretrained(out)
-    return out
-
-
 def test_rm_accuracy_is_the_share_of_pairs_scored_the_right_way_round(reward_model, tmp_path):
     result = evaluate(str(reward_model), [Source(str(PAIRS), "preference")], "rm_accuracy", tmp_path / "out",
                       progress=False)
@@ -38,7 +24,7 @@ def test_rm_accuracy_is_the_share_of_pairs_scored_the_right_way_round(reward_mod
     margins = [row["chosen_score"] - row["rejected_score"] for row in scored.rows]
     assert result.metrics["metrics"]["rm_accuracy"] == pytest.approx(scored.accuracy)
     assert result.metrics["metrics"]["rm_margin"] == pytest.approx(sum(margins) / len(margins))
-    assert 0 < scored.accuracy < 1  # an untrained head: the figure is measured, not a constant
+    assert 0 < scored.accuracy < 1  # an untrained head (tests/conftest.py): the figure is measured, not a constant
     written = json.loads((tmp_path / "out" / "metrics.json").read_text())
     rows = [json.loads(line) for line in (tmp_path / "out" / "predictions.jsonl").read_text().splitlines()]
     assert written == result.metrics and written["pairs"] == len(rows) == len(scored.rows)

@@ -13,20 +13,6 @@ from posttrain.stages.process_reward import step_metrics
 from tests.conftest import write_jsonl
 
 
-@pytest.fixture(scope="module")
-def reward_model(tmp_path_factory, tiny_model):
-    """The tiny model with a fresh one-output head: untrained, but a reward model in shape."""
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
-
-    out = tmp_path_factory.mktemp("rm") / "model"
-    model = AutoModelForSequenceClassification.from_pretrained(tiny_model, num_labels=1)
-    tokenizer = AutoTokenizer.from_pretrained(tiny_model)
-    model.config.pad_token_id = tokenizer.pad_token_id
-    model.save_pretrained(out)
-    tokenizer.save_pretrained(out)
-    return out
-
-
 def test_single_responses_get_one_score_each_whatever_the_batch(tmp_path, reward_model):
     convs = write_jsonl(tmp_path / "c.jsonl", [
         {"messages": [{"role": "user", "content": f"q{i}"}, {"role": "assistant", "content": "a" * (i + 1)}]}
