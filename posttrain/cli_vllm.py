@@ -22,7 +22,6 @@ from typing import Optional
 import typer
 from rich.console import Console
 
-from posttrain import gpu
 from posttrain.cli_common import user_errors
 from posttrain.errors import ConfigError
 
@@ -56,6 +55,8 @@ def check_options(model: str, gpu_memory_utilization: float) -> None:
 def machine_problems(tensor_parallel_size: int) -> list[str]:
     """What this machine lacks for a vLLM server, each with its fix."""
     found = []
+    from posttrain import gpu  # here, not at import: it imports torch, which every other command would pay for
+
     if not gpu.installed("vllm"):
         found.append(f"posttrain vllm-serve needs the vllm package, which is not installed: {gpu.INSTALL} (on a "
                      "CUDA machine), or train with use_vllm: false here")
@@ -104,16 +105,16 @@ def vllm_serve_command(
     if found:
         raise ConfigError("\n".join(found))
     temporary = None
-    if adapter:
-        from posttrain.export import export
-
-        if merged_dir is None:
-            temporary = Path(tempfile.mkdtemp(prefix="posttrain-vllm-serve-"))
-            merged_dir = temporary / "model"
-        err.print(f"merging the adapter {model} into its base at {merged_dir}")
-        export(model, out=merged_dir, trust_remote_code=trust_remote_code, say=lambda line: err.print(line))
-        model = str(merged_dir)
     try:
+        if adapter:
+            from posttrain.export import export
+
+            if merged_dir is None:
+                temporary = Path(tempfile.mkdtemp(prefix="posttrain-vllm-serve-"))
+                merged_dir = temporary / "model"
+            err.print(f"merging the adapter {model} into its base at {merged_dir}")
+            export(model, out=merged_dir, trust_remote_code=trust_remote_code, say=lambda line: err.print(line))
+            model = str(merged_dir)
         raise typer.Exit(_serve(server_command(model, **options), err))
     finally:
         if temporary is not None:
@@ -123,13 +124,19 @@ def vllm_serve_command(
 def _serve(command: list[str], err: Console) -> int:
     """Run the server until it exits; a stop signal to this process stops it too (and the merged model goes)."""
     err.print(f"starting: {shlex.join(command)}")
-    process = subprocess.Popen(command, env={**os.environ, **SERVER_ENV})
+    from posttrain.launch.runner import _die_with_parent
+
+    # the server holds GPUs: it goes when this process goes, even killed with SIGKILL
+    process = subprocess.Popen(command, env={**os.environ, **SERVER_ENV}, preexec_fn=_die_with_parent)
     previous = signal.signal(signal.SIGTERM, lambda *_: process.terminate())
+    interrupts = 0
     try:
         while True:
             try:
                 return process.wait()
             except KeyboardInterrupt:  # the server got Ctrl-C too (same process group): let it shut down
-                continue
+                interrupts += 1
+                if interrupts >= 2:  # a second Ctrl-C: stop waiting for it
+                    process.kill()
     finally:
         signal.signal(signal.SIGTERM, previous)

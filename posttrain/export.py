@@ -236,11 +236,11 @@ def _move_into_place(tmp: Path, out: Path) -> None:
 
 def _stop_at_end_of_turn(model, tokenizer) -> None:
     """Servers stop at generation_config's eos; the chat template ends a turn with the tokenizer's."""
+    from posttrain.evaluation.generation import end_of_turn_ids
+
     config = model.generation_config
-    ids = config.eos_token_id
-    ids = list(ids) if isinstance(ids, (list, tuple)) else [] if ids is None else [ids]
-    if tokenizer.eos_token_id is not None and tokenizer.eos_token_id not in ids:
-        ids.append(tokenizer.eos_token_id)
+    ids = end_of_turn_ids(config.eos_token_id, tokenizer)
+    if ids:
         config.eos_token_id = ids[0] if len(ids) == 1 else ids
     if config.pad_token_id is None:
         config.pad_token_id = tokenizer.pad_token_id

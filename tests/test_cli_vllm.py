@@ -107,7 +107,8 @@ def test_an_adapter_is_merged_before_the_server_starts_and_removed_after(tiny_mo
     started = []
 
     class Server:
-        def __init__(self, command, env):
+        def __init__(self, command, env, preexec_fn):
+            assert preexec_fn is not None  # the server dies with this process
             model = Path(command[4])
             started.append((command, env, (model / "config.json").is_file(), (model / "model.safetensors").is_file(),
                             (model / "adapter_config.json").exists()))
@@ -126,7 +127,7 @@ def test_an_adapter_is_merged_before_the_server_starts_and_removed_after(tiny_mo
 
 def test_the_server_exit_status_is_the_commands(tiny_model, gpu_machine, monkeypatch):
     class Server:
-        def __init__(self, command, env):
+        def __init__(self, command, env, preexec_fn):
             pass
 
         def wait(self):

@@ -53,9 +53,9 @@ def evaluate(model: str, sources: list[Source], metrics: str | list[str], out_di
     with_vllm = vllm_generation.use_vllm(backend)
     if with_vllm:
         tokenizer = tokenizer_for(model, adapter, template=template, trust_remote_code=trust_remote_code)
-        started = time.time()
+        timing: dict = {}
         outputs = vllm_generation.generate(model, adapter, tokenizer, prompts, settings, dtype=dtype,
-                                           trust_remote_code=trust_remote_code)
+                                           trust_remote_code=trust_remote_code, timing=timing)
     else:
         network, tokenizer = load(model, adapter, template=template, dtype=dtype, trust_remote_code=trust_remote_code,
                                   attn_implementation=attn_implementation)
@@ -63,7 +63,8 @@ def evaluate(model: str, sources: list[Source], metrics: str | list[str], out_di
         outputs = _generate_hf(network, tokenizer, prompts, settings, f"{Path(str(adapter or model)).name}", progress)
     info = {"model": str(model), "adapter": None if adapter is None else str(adapter),
             "data": [str(s.path) for s in sources], "formats": formats, "generation": settings.as_dict(),
-            "backend": "vllm" if with_vllm else "hf", "generation_seconds": round(time.time() - started, 2)}
+            "backend": "vllm" if with_vllm else "hf",
+            "generation_seconds": timing["generation_seconds"] if with_vllm else round(time.time() - started, 2)}
     return score_outputs(examples, outputs, names, out_dir, info)
 
 

@@ -103,13 +103,17 @@ def encode(tokenizer, prompts: list[list[dict]]) -> list[list[int]]:
     return [tokenizer(text, add_special_tokens=False)["input_ids"] for text in texts]
 
 
-def _stop_ids(model, tokenizer) -> list[int]:
-    """End-of-turn tokens: the model's generation_config's and the tokenizer's eos (they differ for some models)."""
-    ids = model.generation_config.eos_token_id
-    ids = list(ids) if isinstance(ids, (list, tuple)) else [] if ids is None else [ids]
+def end_of_turn_ids(eos_token_id, tokenizer) -> list[int]:
+    """End-of-turn tokens: a generation config's eos id(s) and the tokenizer's eos (they differ for some models)."""
+    ids = list(eos_token_id) if isinstance(eos_token_id, (list, tuple)) else [] if eos_token_id is None \
+        else [eos_token_id]
     if tokenizer.eos_token_id is not None and tokenizer.eos_token_id not in ids:
         ids.append(tokenizer.eos_token_id)
     return ids
+
+
+def _stop_ids(model, tokenizer) -> list[int]:
+    return end_of_turn_ids(model.generation_config.eos_token_id, tokenizer)
 
 
 def generation_config(model, tokenizer, settings: GenerationSettings):

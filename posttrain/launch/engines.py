@@ -21,7 +21,6 @@ ConfigError naming what is missing, before anything runs and in
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
@@ -32,13 +31,15 @@ ENGINE_KEYS = {"deepspeed": ("deepspeed",), "fsdp": ("fsdp", "fsdp_config")}  # 
 
 
 def cuda() -> bool:
-    import torch
+    from posttrain import gpu  # the one place the machine is asked (and tests stand in a GPU machine)
 
-    return torch.cuda.is_available()
+    return gpu.cuda()
 
 
 def has_package(name: str) -> bool:
-    return importlib.util.find_spec(name) is not None
+    from posttrain import gpu
+
+    return gpu.installed(name)
 
 
 def check_fields(stage) -> None:

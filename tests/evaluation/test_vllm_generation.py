@@ -38,8 +38,12 @@ class FakeLLM:
         self.files = sorted(p.name for p in Path(model).iterdir())
         self.network = AutoModelForCausalLM.from_pretrained(model).eval()
         self.tokenizer = AutoTokenizer.from_pretrained(model)
-        self.requests = None
+        self.requests, self.shut_down = None, False
+        self.llm_engine = SimpleNamespace(engine_core=SimpleNamespace(shutdown=self._shutdown))
         FakeLLM.made.append(self)
+
+    def _shutdown(self):
+        self.shut_down = True
 
     def generate(self, requests, params):
         import torch
@@ -91,6 +95,8 @@ def test_vllm_answers_equal_the_hf_answers_and_the_metrics_say_which_backend(fak
     assert llm.model_dir == str(talkative_model)
     assert (llm.params.temperature, llm.params.max_tokens, llm.params.top_k) == (0.0, 7, -1)
     assert llm.params.stop_token_ids and len(llm.requests) == 5
+    assert llm.shut_down  # the GPU is free for the next model of an eval stage
+    assert via_vllm.metrics["generation_seconds"] >= 0
 
 
 def test_an_adapter_is_merged_for_vllm_into_a_folder_removed_afterwards(fake_vllm, talkative_model, lora_adapter,
