@@ -30,22 +30,34 @@ def check_alone(names: list[str]) -> None:
 
 def evaluate_reward_model(model: str, adapter: str | None, sources, out_dir=None, *, limit: int | None = None,
                           batch_size: int = 8):
+    import itertools
+
+    from posttrain.data.formats import load_records
     from posttrain.data.io import write_json, write_records
     from posttrain.evaluation.evaluate import EvalResult
     from posttrain.evaluation.examples import source_format
-    from posttrain.scoring.score_file import score_file
+    from posttrain.scoring import load_scorer, model_kind
 
     scored = adapter if adapter is not None else model  # a LoRA reward model is its adapter directory
-    started = time.time()
     rows, formats = [], []
-    for source in sources:
+    for source in sources:  # read (and check) every pair, as the data spec says, before the model loads
         name = source_format(source, records=("preference",))
         formats.append(name)
-        result = score_file(scored, source.path, name, batch_size=batch_size)
-        rows += [{"path": str(source.path), **row} for row in result.rows]
-    rows = rows[:limit] if limit else rows
+        records = load_records(source.path, name, columns=source.columns, tags=source.tags, split=source.split,
+                               max_samples=source.max_samples, record="preference")
+        rows += [{"path": str(source.path), "line": line, **record} for line, record in records]
+    rows = list(itertools.islice(rows, limit)) if limit else rows
     if not rows:
         raise PosttrainError(f"{', '.join(str(s.path) for s in sources)}: no preference pairs")
+    if model_kind(scored) != "bradley_terry":
+        raise PosttrainError(f"{scored}: {METRIC} needs a Bradley-Terry reward model (one score per response); "
+                             "a process reward model is evaluated with `posttrain score` on step-labelled solutions")
+    scorer = load_scorer(scored, batch_size=batch_size)
+    started = time.time()
+    answers = [(row["prompt"], row[key]) for row in rows for key in ("chosen", "rejected")]
+    scores = scorer.score_many(answers)
+    for row, chosen, rejected in zip(rows, scores[0::2], scores[1::2]):
+        row.update(chosen_score=chosen, rejected_score=rejected)
     decided = [row for row in rows if not row.get("tie")]
     margins = [row["chosen_score"] - row["rejected_score"] for row in decided]
     for row in rows:

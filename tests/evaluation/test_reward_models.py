@@ -58,3 +58,12 @@ def test_an_eval_stage_scores_a_reward_model_stage_on_held_out_pairs(tiny_model,
     assert figures["rm"]["rm_accuracy"] == pytest.approx(expected)
     report = (run_dir / "report.html").read_text()
     assert "rm_accuracy" in report and "rm_margin" in report
+
+
+def test_rm_accuracy_reads_pairs_as_the_data_spec_says(reward_model):
+    five = evaluate(str(reward_model), [Source(str(PAIRS), "preference", max_samples=5)], "rm_accuracy",
+                    progress=False)
+    assert five.metrics["count"] == 5 and [row["line"] for row in five.rows] == [1, 2, 3, 4, 5]
+    limited = evaluate(str(reward_model), [Source(str(PAIRS), "preference")], "rm_accuracy", limit=3, progress=False)
+    assert limited.metrics["count"] == 3
+    assert [row["chosen_score"] for row in limited.rows] == pytest.approx([r["chosen_score"] for r in five.rows[:3]])
