@@ -7,12 +7,11 @@ from posttrain.errors import ConfigError
 from posttrain.pipeline import reward_models, stage_fingerprint
 from posttrain.scoring import load_scorer
 from posttrain.scoring.rewards import model_reward
-from tests.scoring.test_score_file import reward_model  # noqa: F401  (the fixture)
 
 PROMPT = [{"role": "user", "content": "What is BP?"}]
 
 
-def test_scores_prompt_plus_completion_as_the_scorer_does(reward_model):  # noqa: F811
+def test_scores_prompt_plus_completion_as_the_scorer_does(reward_model):
     reward = model_reward(RewardSpec(model=str(reward_model)), str(reward_model))
     assert reward.__name__ == f"rm_{reward_model.parent.name}"  # the stage folder, not `model`
     completions = [[{"role": "assistant", "content": "Blood pressure."}], [{"role": "assistant", "content": "No."}]]
