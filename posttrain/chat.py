@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Iterator, TextIO
 
 from posttrain.evaluation.generation import GenerationSettings
-from posttrain.inference import ContextLengthError, Engine
+from posttrain.inference import Engine, PromptError
 
 HELP = "commands: /reset (clear the history), /system TEXT (set the system prompt and reset), /exit (or Ctrl-D)"
 PROMPT = ">>> "
@@ -95,7 +95,7 @@ def _answer(engine: Engine, conversation: Conversation, text: str, settings: Gen
     messages = conversation.messages + [{"role": "user", "content": text}]
     try:
         stream = engine.stream(messages, settings)
-    except ContextLengthError as e:
+    except PromptError as e:  # the context is full, or the template refuses the turn
         print(f"{e}; /reset to start over", file=stderr, flush=True)
         return
     try:

@@ -32,7 +32,12 @@ from posttrain.evaluation.generation import GenerationSettings, encode, generati
 log = logging.getLogger(__name__)
 
 
-class ContextLengthError(PosttrainError):
+class PromptError(PosttrainError):
+    """The conversation cannot be put to the model: its chat template refuses it (roles that do not alternate,
+    a system turn the template has no place for)."""
+
+
+class ContextLengthError(PromptError):
     """The conversation alone fills the model's context: nothing is left for an answer."""
 
 
@@ -165,7 +170,12 @@ class Engine:
         return cls(*load(str(model), None if adapter is None else str(adapter), template=template, dtype=dtype))
 
     def prompt_ids(self, messages: list[dict]) -> list[int]:
-        return encode(self.tokenizer, [messages])[0]
+        from jinja2.exceptions import TemplateError
+
+        try:
+            return encode(self.tokenizer, [messages])[0]
+        except TemplateError as e:  # raise_exception() in a template: the client's messages, not the server
+            raise PromptError(f"the model's chat template refuses these messages: {e}") from None
 
     def stream(self, messages: list[dict], settings: GenerationSettings, stop: Sequence[str] = ()) -> TextStream:
         """Queue an answer to `messages`; iterate the result for its text as it is generated."""

@@ -23,7 +23,7 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect
 
-from posttrain.inference import ContextLengthError, Engine
+from posttrain.inference import ContextLengthError, Engine, PromptError
 from posttrain.openai_protocol import (DEFAULT_MAX_REQUEST_BYTES, DEFAULT_MAX_TOKENS_LIMIT, ApiError, ChatRequest,
                                        chunk, completion, completion_id, model_card, model_list, parse_chat_request,
                                        usage)
@@ -117,6 +117,8 @@ def create_app(engine: Engine, served_model_name: str, *, max_tokens_limit: int 
             return JSONResponse({}, status_code=400)
         except ContextLengthError as e:
             return _error(ApiError(400, f"messages: {e}", "messages", "context_length_exceeded"))
+        except PromptError as e:
+            return _error(ApiError(400, f"messages: {e}", "messages", "invalid_messages"))
         if chat.stream:
             return _CancellingStream(_events(stream, chat), stream, media_type="text/event-stream",
                                      headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})

@@ -128,6 +128,21 @@ def test_a_bad_request_gets_an_openai_error_and_the_server_goes_on(server, body,
     assert code == 200 and answer["choices"][0]["message"]["content"]
 
 
+REFUSING_TEMPLATE = ("{% for m in messages %}{% if m.role == 'system' %}{{ raise_exception('System role not "
+                     "supported') }}{% endif %}{{ m.content }}{% endfor %}")
+
+
+def test_messages_the_chat_template_refuses_get_a_400_not_a_500(engine, server, monkeypatch):
+    monkeypatch.setattr(engine.tokenizer, "chat_template", REFUSING_TEMPLATE)
+    body = json.dumps({"messages": [{"role": "system", "content": "s"}, *_user("hi")], "max_tokens": 4}).encode()
+    code, answer = _post(server, body)
+    assert code == 400 and answer["error"]["code"] == "invalid_messages" and answer["error"]["param"] == "messages"
+    assert "System role not supported" in answer["error"]["message"]
+    monkeypatch.undo()
+    code, answer = _post(server, GOOD)
+    assert code == 200 and answer["choices"][0]["message"]["content"]
+
+
 def test_an_unknown_path_is_an_openai_shaped_404(server):
     code, answer = _post(server, GOOD, path="/v1/completions")
     assert code == 404 and answer["error"]["code"] == "not_found"
