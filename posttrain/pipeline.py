@@ -228,7 +228,7 @@ def _run_stage(stage, config, model_path, stage_dir, fingerprint, manifest, cons
 # a key that names a secret (hub_token, api_key, wandb_secret), not a count of tokens (max_new_tokens) nor a
 # tokenizer's special token (pad_token)
 _SECRET = re.compile(r"(^|_)(token|secret|password|passwd|api_?key|access_key)($|_)", re.IGNORECASE)
-_NOT_SECRET = re.compile(r"(^|_)(pad|eos|bos|unk|sep|cls|mask)_token$", re.IGNORECASE)
+_NOT_SECRET = re.compile(r"((^|_)(pad|eos|bos|unk|sep|cls|mask)_token|_token_ids?)$", re.IGNORECASE)
 
 
 def redact(value):
@@ -241,7 +241,8 @@ def redact(value):
 
 
 def _is_secret(key: str) -> bool:
-    return bool(_SECRET.search(key)) and not _NOT_SECRET.search(key)
+    words = re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "_", key).replace("-", "_").lower()  # hubToken, auth-token too
+    return bool(_SECRET.search(words)) and not _NOT_SECRET.search(words)
 
 
 def _output_fingerprint(fingerprint: str, entry: dict) -> str:

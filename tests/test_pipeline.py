@@ -166,6 +166,8 @@ def test_retraining_a_stage_reruns_the_stages_after_it(tmp_path, tiny_model):
     ("wandb_secret", True), ("password", True), ("aws_access_key", True),
     ("max_new_tokens", False), ("max_tokens", False), ("num_tokens", False), ("max_prompt_tokens", False),
     ("pad_token", False), ("eos_token", False), ("tokenizer", False), ("secretary", False),
+    ("hubToken", True), ("accessToken", True), ("auth-token", True), ("apiKey", True),
+    ("eos_token_id", False), ("pad_token_id", False), ("decoder_start_token_id", False), ("maxNewTokens", False),
 ])
 def test_keys_that_name_secrets_are_redacted_and_token_counts_are_not(key, secret):
     from posttrain.pipeline import redact
