@@ -21,12 +21,13 @@ from posttrain.launch import TRAINING
 
 WAIT_FOR_MANIFEST_S = 600.0  # node 0 may start a little later, or be busy with a data check
 WAIT_AFTER_STAGE_S = 600.0  # node 0's workers have finished with ours: only its bookkeeping is left
+WAIT_FOR_EXPORT_S = 6 * 3600.0  # node 0 merges and saves (and verifies) a model alone: long, but not forever
 
 
 def follow(config, selected: set[str], force: bool, console, poll: float = 1.0) -> Path:
     from posttrain.launch.runner import run_stage
-    from posttrain.pipeline import (_output_fingerprint, eval_models, input_model, read_manifest, reward_models,
-                                    stage_fingerprint, stage_output)
+    from posttrain.pipeline import (_consumers, _output_fingerprint, eval_models, input_model, read_manifest,
+                                    reward_models, stage_fingerprint, stage_output)
     from posttrain.stages import StageContext
 
     run_dir = Path(config.output_dir)
@@ -38,6 +39,7 @@ def follow(config, selected: set[str], force: bool, console, poll: float = 1.0) 
                        f"{run_dir} on a filesystem every node shares?")["stages"]
     outputs: dict[str, str] = {}
     base_fingerprints: dict[str, str] = {}
+    run_here = {s.name for s in config.stages if s.name in selected and s.type != "eval"}  # eval: node 0 alone
     for stage in config.stages:
         model_path, model_fp = input_model(stage, config, outputs, base_fingerprints)
         fingerprint = stage_fingerprint(stage, config, model_fp, reward_models(stage, config, outputs),
@@ -46,7 +48,9 @@ def follow(config, selected: set[str], force: bool, console, poll: float = 1.0) 
         stage_dir = run_dir / stage.name
         done = (entry.get("status") == "done" and entry.get("fingerprint") == fingerprint
                 and stage_output(stage, stage_dir).exists())
-        if stage.name not in selected or (done and not force) or stage.type == "eval":
+        # a stage without workers here matters to this node only when a later training stage starts from it
+        unused = stage.type not in TRAINING and not _consumers(stage.name, config, run_here)
+        if stage.name not in selected or (done and not force) or stage.type == "eval" or unused:
             if done:
                 outputs[stage.name] = _output_fingerprint(fingerprint, entry)
             continue
@@ -58,7 +62,7 @@ def follow(config, selected: set[str], force: bool, console, poll: float = 1.0) 
         # no workers here may still show an earlier failed attempt, which is not this one
         stale = entry.get("run_id") if stage.type not in TRAINING and entry.get("status") == "failed" else None
         entry = _wait_for(lambda: _finished(read_manifest(run_dir), stage.name, fingerprint, stale),
-                          WAIT_AFTER_STAGE_S if stage.type in TRAINING else None, poll,
+                          WAIT_AFTER_STAGE_S if stage.type in TRAINING else WAIT_FOR_EXPORT_S, poll,
                           f"node 0 did not record stage {stage.name} as done")
         outputs[stage.name] = _output_fingerprint(fingerprint, entry)
         console.print(f"[green]✓ {stage.name}[/green] done (node 0 wrote {stage_output(stage, stage_dir)})")

@@ -82,3 +82,18 @@ def test_without_node_0s_manifest_it_says_where_it_looked(tmp_path, monkeypatch)
     with pytest.raises(PosttrainError, match=r"manifest.json did not appear; .*shares"):
         follower.follow(config(tmp_path), {"a", "b", "ev"}, False, Console(quiet=True),
                         poll=0.05)
+
+
+def test_an_export_no_later_stage_starts_from_is_not_waited_for(tmp_path, monkeypatch):
+    cfg = config(tmp_path)
+    cfg = load_config({**cfg.model_dump(exclude_none=True), "stages": [
+        *[s.model_dump(exclude_none=True) for s in cfg.stages], {"name": "ex", "type": "export", "model": "b"}]})
+    leader = Leader(cfg)
+
+    def fake_run_stage(ctx, collect=True):
+        leader.finish(ctx.stage.name, stage_fingerprint(ctx.stage, cfg, follower_outputs_fp(cfg, leader)))
+        return {}
+
+    monkeypatch.setattr(runner, "run_stage", fake_run_stage)
+    monkeypatch.setattr(follower, "WAIT_FOR_EXPORT_S", 0.5)  # were it waited for, the run would fail after this
+    assert run(cfg) == tmp_path / "run"
