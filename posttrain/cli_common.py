@@ -10,9 +10,9 @@ from rich.console import Console
 from posttrain.errors import PosttrainError
 
 
-def fail(message: str) -> typer.Exit:
+def fail(message: str, code: int = 2) -> typer.Exit:
     Console(stderr=True, highlight=False, soft_wrap=True).print(message, markup=False, style="red")
-    return typer.Exit(2)
+    return typer.Exit(code)
 
 
 def user_errors(command):
@@ -21,7 +21,7 @@ def user_errors(command):
         try:
             return command(*args, **kwargs)
         except PosttrainError as e:
-            raise fail(str(e)) from None
+            raise fail(str(e), e.exit_code) from None
         except KeyboardInterrupt:
             Console(stderr=True).print("[yellow]interrupted; run the same command again to resume[/yellow]")
             raise typer.Exit(130) from None

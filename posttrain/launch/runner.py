@@ -24,8 +24,11 @@ from posttrain.errors import PosttrainError
 from posttrain.launch import accelerate_config, engines
 
 
-class LaunchError(RuntimeError):
-    """The launched processes failed for a reason other than bad input (their output says which)."""
+class LaunchError(PosttrainError):
+    """The launched processes failed for a reason other than bad input (their output says which): a message and
+    exit status 1, no traceback of the parent on top of theirs."""
+
+    exit_code = 1
 
 
 def run_stage(ctx, *, collect: bool = True) -> dict:

@@ -99,11 +99,16 @@ def load_model(
         raise _missing_model(str(path), "model", e) from None
 
 
-def _merged_adapter(path, auto, kwargs):
+def _merged_adapter(path, auto, kwargs, chain: tuple[str, ...] = ()):
     """A LoRA stage's output as the next stage's input: its base with the adapter merged in."""
     import json
 
     from peft import PeftModel
+
+    if str(Path(path).resolve()) in chain:
+        raise PosttrainError(f"{path}/adapter_config.json: base_model_name_or_path leads back to {path}; "
+                             "expected a chain of adapters ending in a model directory")
+    chain = (*chain, str(Path(path).resolve()))
 
     base = json.loads((Path(path) / "adapter_config.json").read_text()).get("base_model_name_or_path")
     if not base:
@@ -111,7 +116,7 @@ def _merged_adapter(path, auto, kwargs):
     if kwargs.get("quantization_config") is not None:
         raise ConfigError(f"{path}: cannot merge a LoRA adapter into a 4-bit base; export the merged model first")
     if is_adapter_dir(base):  # a LoRA stage trained on an earlier LoRA stage's merged output
-        model = _merged_adapter(base, auto, kwargs)
+        model = _merged_adapter(base, auto, kwargs, chain)
     else:
         try:
             model = auto.from_pretrained(base, **kwargs)

@@ -193,3 +193,12 @@ def test_lora_modules_to_save_train_whole_and_stay_tied(tiny_model):
     trainable = [name for name, p in model.named_parameters() if p.requires_grad]
     assert any("embed_tokens" in name and "lora" not in name for name in trainable)
     assert lora_config(LoraSpec()).modules_to_save is None
+
+
+def test_adapters_naming_each_other_as_base_are_a_clear_error(tmp_path):
+    first, second = tmp_path / "a", tmp_path / "b"
+    for adapter, base in ((first, second), (second, first)):
+        adapter.mkdir()
+        (adapter / "adapter_config.json").write_text(json.dumps({"base_model_name_or_path": str(base)}))
+    with pytest.raises(PosttrainError, match="base_model_name_or_path leads back to"):
+        load_model(str(first))
