@@ -30,8 +30,6 @@ def check_alone(names: list[str]) -> None:
 
 def evaluate_reward_model(model: str, adapter: str | None, sources, out_dir=None, *, limit: int | None = None,
                           batch_size: int = 8):
-    import itertools
-
     from posttrain.data.formats import load_records
     from posttrain.data.io import write_json, write_records
     from posttrain.evaluation.evaluate import EvalResult
@@ -46,7 +44,7 @@ def evaluate_reward_model(model: str, adapter: str | None, sources, out_dir=None
         records = load_records(source.path, name, columns=source.columns, tags=source.tags, split=source.split,
                                max_samples=source.max_samples, record="preference")
         rows += [{"path": str(source.path), "line": line, **record} for line, record in records]
-    rows = list(itertools.islice(rows, limit)) if limit else rows
+    rows = rows[:limit] if limit else rows
     if not rows:
         raise PosttrainError(f"{', '.join(str(s.path) for s in sources)}: no preference pairs")
     if model_kind(scored) != "bradley_terry":
