@@ -58,7 +58,7 @@ def run(source, overrides=(), *, only: str | None = None, from_stage: str | None
         selected = set(names[names.index(from_stage):])
 
     _check_eval_models(config, selected)
-    launching.check(config, selected)
+    launching.check(config, _to_run(config, selected, force))
     if config.launch.node_rank > 0:  # node 0's `posttrain run` keeps the manifest; this one lends its processes
         from posttrain.launch.follower import follow
 
@@ -94,6 +94,17 @@ def run(source, overrides=(), *, only: str | None = None, from_stage: str | None
     _print_comparisons(config, run_dir, console)
     console.print(f"[bold]run directory:[/bold] {run_dir}")
     return run_dir
+
+
+def _to_run(config: PipelineConfig, selected: set[str], force: bool) -> list[StageConfig]:
+    """The selected stages, less those the manifest holds as done: a run trained on a GPU machine can go on
+    with its eval stages on one without. (A done stage whose config has changed since is checked again just
+    before it runs.)"""
+    done = set()
+    if not force:
+        manifest = read_manifest(config.output_dir) or {}
+        done = {name for name, entry in manifest.get("stages", {}).items() if entry.get("status") == "done"}
+    return [stage for stage in config.stages if stage.name in selected and stage.name not in done]
 
 
 def stage_output(stage: StageConfig, stage_dir: Path) -> Path:
@@ -193,7 +204,10 @@ def _run_stage(stage, config, model_path, stage_dir, fingerprint, manifest, cons
     from posttrain.stages import STAGES, StageContext
 
     if launched(stage, config):
+        from posttrain.launch import check
         from posttrain.launch.runner import run_stage as launch_stage
+
+        check(config, [stage])  # in this process, before N workers start and each stops with the same message
 
         train, how = launch_stage, {**config.launch.model_dump(), "processes": config.launch.processes}
     else:

@@ -258,6 +258,36 @@ def test_a_stage_stops_before_it_loads_anything(machine, tiny_model, tmp_path):
     assert not (tmp_path / "run" / "sft" / "model").exists()
 
 
+def test_a_later_stage_the_machine_cannot_run_stops_the_pipeline_before_the_first_trains(machine, tiny_model,
+                                                                                            tmp_path):
+    from posttrain.pipeline import run
+
+    machine(**CPU)
+    data = write_jsonl(tmp_path / "chats.jsonl", make_chats(4))
+    sft = {"type": "sft", "data": str(data), "trainer": {"max_steps": 1, "max_length": 64}}
+    config = {"name": "p", "model": str(tiny_model), "output_dir": str(tmp_path / "run"),
+              "stages": [{"name": "first", **sft}, {"name": "second", **sft, "finetuning": "qlora"}]}
+    with pytest.raises(ConfigError, match=r"^stages\.second\.finetuning: qlora needs a CUDA GPU"):
+        run(config)
+    assert not (tmp_path / "run" / "first").exists()
+
+
+def test_a_stage_the_manifest_holds_as_done_is_not_checked_again(machine, tiny_model, tmp_path):
+    """A run trained on a GPU machine goes on with its other stages on one without."""
+    from posttrain.pipeline import _to_run
+
+    machine(**CPU)
+    config = load_config({"name": "p", "model": str(tiny_model), "output_dir": str(tmp_path / "run"),
+                          "stages": [{"name": name, "type": "sft", "data": "d.jsonl", "finetuning": "qlora"}
+                                     for name in ("trained", "pending")]})
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "manifest.json").write_text(json.dumps(
+        {"stages": {"trained": {"status": "done"}, "pending": {"status": "failed"}}}))
+    assert [s.name for s in _to_run(config, {"trained", "pending"}, force=False)] == ["pending"]
+    assert [s.name for s in _to_run(config, {"trained", "pending"}, force=True)] == ["trained", "pending"]
+    assert [s.name for s in _to_run(config, {"trained"}, force=False)] == []
+
+
 def test_gradient_checkpointing_trains_on_the_cpu_without_reentrant_checkpoints(machine, tiny_model, tmp_path,
                                                                                  monkeypatch):
     import transformers.modeling_utils as modeling_utils

@@ -50,12 +50,15 @@ def with_launch(config, launch: dict | None):
     return config.model_copy(update={"launch": spec})
 
 
-def check(config, selected: set[str]) -> None:
-    """Before anything runs: each selected training stage's engine can run here (deepspeed needs CUDA and its
-    package, a named file must exist)."""
+def check(config, stages) -> None:
+    """Before anything runs or a worker starts: each training stage in `stages` can run on this machine (its
+    engine: DeepSpeed needs CUDA and its package, a named file must exist; its GPU-only options: QLoRA, bf16,
+    flash attention, Liger, vLLM). One message lists them all, so a pipeline does not train for an hour and
+    then stop at a later stage this machine cannot run."""
+    from posttrain import gpu
     from posttrain.launch.engines import problems
 
-    found = [line for stage in config.stages if stage.type in TRAINING and stage.name in selected
-             for line in problems(stage)]
+    found = [line for stage in stages if stage.type in TRAINING
+             for line in (*problems(stage), *gpu.problems(stage, config))]
     if found:
-        raise ConfigError("\n".join(found))
+        raise ConfigError("\n".join(dict.fromkeys(found)))
