@@ -36,7 +36,7 @@ def plan(stage, pipeline, output_dir, processes: int | None = None) -> tuple[GRP
     world's generation batch."""
     settings = {**COMMON, **stage.trainer}
     where = f"stages.{stage.name}.trainer"
-    resume = apply_common(settings, pipeline, GRPOConfig, where)
+    resume = apply_common(settings, stage, pipeline, GRPOConfig, where)
     settings.setdefault("reward_weights", [reward.weight for reward in stage.rewards])
     if processes is None and not os.environ.get("WORLD_SIZE") and pipeline.launch.processes > 1:
         processes = pipeline.launch.processes  # outside the launched workers (validate): the world they will have

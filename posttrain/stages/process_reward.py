@@ -55,7 +55,7 @@ def plan(stage, pipeline, output_dir) -> Plan:
     """The TrainingArguments a run would use; `validate` builds them too."""
     settings = {**COMMON, **stage.trainer}
     where = f"stages.{stage.name}.trainer"
-    resume = apply_common(settings, pipeline, TrainingArguments, where)
+    resume = apply_common(settings, stage, pipeline, TrainingArguments, where)
     if stage.eval_data or stage.val_size:
         settings.setdefault("eval_strategy", "steps" if "eval_steps" in settings else "epoch")
     # the token classification collator pads labels; nothing else should drop our columns

@@ -45,7 +45,7 @@ class Plan:
 def plan(stage, pipeline, output_dir) -> Plan:
     settings = {**DEFAULTS, **stage.trainer}
     where = f"stages.{stage.name}.trainer"
-    resume = apply_common(settings, pipeline, RewardConfig, where)
+    resume = apply_common(settings, stage, pipeline, RewardConfig, where)
     if stage.eval_data or stage.val_size:
         settings.setdefault("eval_strategy", "steps" if "eval_steps" in settings else "epoch")
     return Plan(build_config(RewardConfig, where, output_dir=str(output_dir), **settings), resume)

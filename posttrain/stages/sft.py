@@ -58,7 +58,7 @@ def plan(stage, pipeline, output_dir) -> Plan:
     where = f"stages.{stage.name}.trainer"
     if packing and not max_length:
         raise PosttrainError(f"{where}.max_length: packing needs a row length; set it or `packing: false`")
-    resume = apply_common(settings, pipeline, SFTConfig, where)
+    resume = apply_common(settings, stage, pipeline, SFTConfig, where)
     if stage.eval_data or stage.val_size:
         settings.setdefault("eval_strategy", "steps" if "eval_steps" in settings else "epoch")
     args = build_config(

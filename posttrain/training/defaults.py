@@ -14,7 +14,7 @@ from posttrain.training.finish import check_resume
 COMMON = {"report_to": "none", "save_total_limit": 2}  # trackers are opt-in; checkpoints are for resume
 
 
-def apply_common(settings: dict, pipeline, config_class, where: str):
+def apply_common(settings: dict, stage, pipeline, config_class, where: str):
     """Activation checkpointing off unless asked, precision from the pipeline's dtype, the pipeline's seed.
 
     Takes `resume_from_checkpoint` out of `settings` (the stage resumes itself) and returns it, checked.
@@ -33,18 +33,16 @@ def apply_common(settings: dict, pipeline, config_class, where: str):
     if (settings["bf16"] or settings["fp16"]) and not torch.cuda.is_available():
         settings.setdefault("use_cpu", True)  # transformers refuses half precision on CPU unless told so
     settings.setdefault("seed", pipeline.seed)
-    _distributed(settings, pipeline, where)
+    _distributed(settings, stage)
     return resume
 
 
-def _distributed(settings: dict, pipeline, where: str) -> None:
+def _distributed(settings: dict, stage) -> None:
     """The stage's DeepSpeed/FSDP (a ConfigError where this machine lacks them, so `validate` lists it); gloo for
     CPU processes, which accelerate would otherwise hand to MPI where torch has it."""
     from posttrain.launch import engines
 
-    name = where.removeprefix("stages.").removesuffix(".trainer")  # plans name their stage only in `where`
-    stage = next((s for s in getattr(pipeline, "stages", []) if s.name == name), None)
-    if stage is not None and hasattr(stage, "deepspeed"):
+    if hasattr(stage, "deepspeed"):
         engines.apply(settings, stage)
     if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not torch.cuda.is_available():
         settings.setdefault("ddp_backend", "gloo")
