@@ -49,6 +49,13 @@ def device_count() -> int:
     return torch.cuda.device_count() if cuda() else 0
 
 
+def bf16_native() -> bool:
+    """A GPU that computes in bf16 (Ampere, compute capability 8.0, or newer). torch's is_bf16_supported() says
+    yes on older GPUs too, where bf16 is emulated at a fraction of fp16's speed."""
+    cap = capability()
+    return cap is not None and cap >= (8, 0)
+
+
 def installed(module: str) -> bool:
     return importlib.util.find_spec(module) is not None
 

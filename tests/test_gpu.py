@@ -8,6 +8,7 @@ import math
 from types import SimpleNamespace
 
 import pytest
+import torch
 
 from posttrain import gpu
 from posttrain.config import load_config
@@ -331,3 +332,25 @@ def test_posttrain_validate_prints_the_install_command_whole(machine, tiny_model
     result = CliRunner().invoke(app, ["validate", str(config)])
     assert result.exit_code == 2
     assert "Fix:pipinstall'posttrain[gpu]'onaCUDAmachine" in "".join(result.stderr.split())  # not eaten as markup
+
+
+@pytest.mark.parametrize("kind, loads, trains_in, mixed", [
+    (CPU, torch.float32, "fp32", {"bf16": False, "fp16": False}),
+    (T4, torch.float16, "fp32", {"bf16": False, "fp16": True}),  # torch would call T4's emulated bf16 supported
+    (A100, torch.bfloat16, "bf16", {"bf16": True, "fp16": False}),
+])
+def test_dtype_auto_is_what_the_machine_computes_in(machine, kind, loads, trains_in, mixed):
+    from trl import SFTConfig
+
+    from posttrain.models.loading import resolve_dtype, training_dtype
+    from posttrain.training.defaults import apply_common
+
+    machine(**kind)
+    assert resolve_dtype("auto") is loads  # generation and evaluation
+    assert training_dtype("auto") == trains_in  # fp16 weights cannot train under fp16 mixed precision
+    assert training_dtype("fp16") == "fp16"  # what is asked by name is kept (and checked in problems)
+    stage, config = pipeline()
+    settings = {}
+    apply_common(settings, stage, config, SFTConfig, "stages.s.trainer")
+    assert {key: settings[key] for key in mixed} == mixed
+    assert settings.get("use_cpu", False) is False

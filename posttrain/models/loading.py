@@ -1,6 +1,7 @@
 """Load tokenizers and models the way every stage needs them.
 
-One place decides the dtype (bf16 where the GPU has it, fp32 on CPU), whether
+One place decides the dtype (bf16 where the GPU computes in it; on an older GPU
+fp16, or fp32 weights under fp16 mixed precision for training; fp32 on CPU), whether
 remote code may run (never unless the config says so), which chat template
 applies, and how LoRA / QLoRA are attached, so stages do not each re-decide.
 """
@@ -13,7 +14,7 @@ from pathlib import Path
 import torch
 
 from posttrain.errors import ConfigError, PosttrainError
-from posttrain.gpu import require_qlora  # what each GPU-only option needs is checked in posttrain/gpu.py
+from posttrain import gpu  # what the machine can do, and what each GPU-only option needs, is in posttrain/gpu.py
 from posttrain.models.templates import TEMPLATE_TOKENS, get_template
 
 log = logging.getLogger(__name__)
@@ -26,9 +27,18 @@ def resolve_dtype(name: str = "auto") -> torch.dtype:
         if name not in DTYPES:
             raise ConfigError(f"dtype: expected auto, bf16, fp16 or fp32, got {name!r}")
         return DTYPES[name]
-    if torch.cuda.is_available():
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    if gpu.cuda():
+        return torch.bfloat16 if gpu.bf16_native() else torch.float16
     return torch.float32
+
+
+def training_dtype(name: str = "auto") -> str:
+    """The dtype a training stage loads its model in. `auto` on a GPU without native bf16 is fp32: such a GPU
+    trains in fp16 mixed precision (posttrain.training.defaults), and torch's gradient scaler refuses fp16
+    weights ("Attempting to unscale FP16 gradients")."""
+    if name != "auto":
+        return name
+    return "bf16" if gpu.bf16_native() else "fp32"
 
 
 def _missing_model(path: str, what: str, error: Exception) -> PosttrainError:
@@ -84,12 +94,13 @@ def load_model(
     if attn_implementation:
         kwargs["attn_implementation"] = attn_implementation
     if quantize_4bit:
-        require_qlora()
+        gpu.require_qlora()
         kwargs["quantization_config"] = transformers.BitsAndBytesConfig(
             load_in_4bit=True,
             bnb_4bit_quant_type="nf4",
             bnb_4bit_use_double_quant=True,
-            bnb_4bit_compute_dtype=kwargs["dtype"] if kwargs["dtype"] != torch.float32 else torch.bfloat16,
+            bnb_4bit_compute_dtype=(kwargs["dtype"] if kwargs["dtype"] != torch.float32
+                                    else torch.bfloat16 if gpu.bf16_native() else torch.float16),
         )
     if is_adapter_dir(path):
         return _merged_adapter(path, auto, kwargs)

@@ -21,7 +21,7 @@ from posttrain.data.formats import load_records
 from posttrain.data.sources import resolve_sources
 from posttrain.errors import PosttrainError
 from posttrain.gpu import generation_problems, require as require_machine
-from posttrain.models.loading import load_model, load_tokenizer, lora_config
+from posttrain.models.loading import load_model, load_tokenizer, lora_config, training_dtype
 from posttrain.rewards.adapters import trl_reward
 from posttrain.stages import StageContext
 from posttrain.training.defaults import COMMON, apply_common, build_config
@@ -123,7 +123,7 @@ def run(ctx: StageContext) -> dict:
         raise PosttrainError(f"stage {stage.name}: the training data holds no records")
     tokenizer = load_tokenizer(ctx.model_path, template=stage.template or pipeline.template,
                                trust_remote_code=pipeline.trust_remote_code)
-    model = load_model(ctx.model_path, dtype=pipeline.dtype, trust_remote_code=pipeline.trust_remote_code,
+    model = load_model(ctx.model_path, dtype=training_dtype(pipeline.dtype), trust_remote_code=pipeline.trust_remote_code,
                        attn_implementation=pipeline.attn_implementation, quantize_4bit=stage.finetuning == "qlora")
     trainer = GRPOTrainer(
         model=model,

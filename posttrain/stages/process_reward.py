@@ -220,7 +220,7 @@ class _SaveWithMarker:
 def run(ctx: StageContext) -> dict:
     from transformers import DataCollatorForTokenClassification, Trainer, set_seed
 
-    from posttrain.models.loading import load_tokenizer, lora_config
+    from posttrain.models.loading import load_tokenizer, lora_config, training_dtype
     from posttrain.stages.sft import split_off
 
     stage, pipeline = ctx.stage, ctx.pipeline
@@ -241,7 +241,7 @@ def run(ctx: StageContext) -> dict:
 
     # the new head is drawn from the global RNG before the Trainer seeds it: seed here, so a rerun is the same run
     set_seed(p.args.seed)
-    model = load_token_classifier(ctx.model_path, pipeline.dtype, pipeline.trust_remote_code,
+    model = load_token_classifier(ctx.model_path, training_dtype(pipeline.dtype), pipeline.trust_remote_code,
                                   pipeline.attn_implementation)
     if model.config.pad_token_id is None:
         model.config.pad_token_id = tokenizer.pad_token_id

@@ -121,10 +121,11 @@ def load_classifier(path: str, pipeline):
     a new score head, which is what a reward model starts from."""
     import transformers
 
-    from posttrain.models.loading import _merged_adapter, _missing_model, is_adapter_dir, resolve_dtype
+    from posttrain.models.loading import (_merged_adapter, _missing_model, is_adapter_dir, resolve_dtype,
+                                          training_dtype)
 
     auto = transformers.AutoModelForSequenceClassification
-    kwargs = {"dtype": resolve_dtype(pipeline.dtype), "trust_remote_code": pipeline.trust_remote_code,
+    kwargs = {"dtype": resolve_dtype(training_dtype(pipeline.dtype)), "trust_remote_code": pipeline.trust_remote_code,
               "num_labels": 1}
     if pipeline.attn_implementation:
         kwargs["attn_implementation"] = pipeline.attn_implementation

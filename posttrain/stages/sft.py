@@ -21,7 +21,7 @@ from posttrain.data.chat import tokenize_conversation
 from posttrain.data.sources import load_conversations_from
 from posttrain.errors import PosttrainError
 from posttrain.gpu import require as require_machine
-from posttrain.models.loading import load_model, load_tokenizer, lora_config
+from posttrain.models.loading import load_model, load_tokenizer, lora_config, training_dtype
 from posttrain.stages import StageContext
 from posttrain.training.defaults import COMMON, apply_common, build_config
 from posttrain.training.finish import train_and_save
@@ -92,7 +92,7 @@ def run(ctx: StageContext) -> dict:
     evaluation = (tokenized(tokenizer, eval_records, p.max_length, p.assistant_only, p.packing,
                             f"{stage.name} eval", num_proc) if eval_records else None)
 
-    model = load_model(ctx.model_path, dtype=pipeline.dtype, trust_remote_code=pipeline.trust_remote_code,
+    model = load_model(ctx.model_path, dtype=training_dtype(pipeline.dtype), trust_remote_code=pipeline.trust_remote_code,
                        attn_implementation=pipeline.attn_implementation,
                        quantize_4bit=stage.finetuning == "qlora")
     attention = model.config._attn_implementation or "sdpa"

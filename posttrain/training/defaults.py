@@ -8,7 +8,8 @@ import os
 import torch
 
 from posttrain.errors import PosttrainError
-from posttrain.models.loading import resolve_dtype
+from posttrain import gpu
+from posttrain.models.loading import resolve_dtype, training_dtype
 from posttrain.training.finish import check_resume
 
 COMMON = {"report_to": "none", "save_total_limit": 2}  # trackers are opt-in; checkpoints are for resume
@@ -27,10 +28,12 @@ def apply_common(settings: dict, stage, pipeline, config_class, where: str):
     if "gradient_checkpointing" not in settings:
         settings.setdefault("activation_checkpointing" if "activation_checkpointing" in names
                             else "gradient_checkpointing", False)
-    dtype = resolve_dtype(pipeline.dtype)
+    dtype = resolve_dtype(training_dtype(pipeline.dtype))
     settings.setdefault("bf16", dtype == torch.bfloat16)
-    settings.setdefault("fp16", dtype == torch.float16)
-    if (settings["bf16"] or settings["fp16"]) and not torch.cuda.is_available():
+    # auto on a GPU without native bf16: fp32 weights (training_dtype) under fp16 autocast
+    settings.setdefault("fp16", dtype == torch.float16 or (pipeline.dtype == "auto" and gpu.cuda()
+                                                          and not gpu.bf16_native()))
+    if (settings["bf16"] or settings["fp16"]) and not gpu.cuda():
         settings.setdefault("use_cpu", True)  # transformers refuses half precision on CPU unless told so
     settings.setdefault("seed", pipeline.seed)
     _distributed(settings, stage)

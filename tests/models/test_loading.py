@@ -122,7 +122,7 @@ def test_qlora_without_cuda_is_a_config_error(tiny_model, monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     message = "finetuning: qlora needs a CUDA GPU; none is present. Use `lora` on this machine."
     with pytest.raises(ConfigError) as info:
-        loading.require_qlora()
+        loading.gpu.require_qlora()
     assert str(info.value) == message
     with pytest.raises(ConfigError) as info:
         load_model(str(tiny_model), quantize_4bit=True)
