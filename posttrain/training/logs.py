@@ -2,7 +2,9 @@
 
 Users read training from this file (and the report plots it), so the keys
 match LLaMA-Factory's: current_steps, total_steps, loss, lr, epoch,
-percentage, elapsed_time, remaining_time, plus any eval metrics.
+percentage, elapsed_time, remaining_time, plus any eval metrics, and
+elapsed_s (seconds since training began or resumed, to the millisecond,
+for rates such as tokens/s).
 """
 
 from __future__ import annotations
@@ -45,6 +47,7 @@ class TrainerLogCallback(TrainerCallback):
             "percentage": round(step / total * 100, 2),
             "elapsed_time": str(datetime.timedelta(seconds=int(elapsed))),
             "remaining_time": str(datetime.timedelta(seconds=int(remaining))),
+            "elapsed_s": round(elapsed, 3),  # the string above is LLaMA-Factory's, to the second; rates need more
         }
         for key, value in logs.items():
             if key not in _SKIP and isinstance(value, (int, float)):

@@ -118,7 +118,25 @@ def test_empty_corpus_and_unknown_size(tmp_path):
     with pytest.raises(PosttrainError, match="^the corpus holds no text to train a tokenizer on$"):
         init_model(tmp_path / "m", [empty])
     corpus = write_jsonl(tmp_path / "c.jsonl", make_chats(5))
-    with pytest.raises(PosttrainError, match="^size: expected one of tiny, small, got 'huge'$"):
+    with pytest.raises(PosttrainError, match="^size: expected one of tiny, small, qwen2.5-0.5b, got 'huge'$"):
         init_model(tmp_path / "m", [corpus], size="huge")
     assert not (tmp_path / "m").exists()
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+
+
+def test_the_half_billion_shape_is_qwen2_5_0_5b(tiny_model):
+    """Built on the meta device: the shape alone, without allocating 2 GB."""
+    import torch
+    from transformers import AutoTokenizer, Qwen2ForCausalLM
+
+    from posttrain.models.tiny import model_config
+
+    tokenizer = AutoTokenizer.from_pretrained(str(tiny_model))
+    config = model_config("qwen2.5-0.5b", tokenizer)
+    with torch.device("meta"):
+        model = Qwen2ForCausalLM(config)
+    parameters = sum(p.numel() for p in model.parameters())
+    assert 494_000_000 < parameters < 494_100_000  # Qwen2.5-0.5B: 494,032,768 (embedding tied to the LM head)
+    assert (config.vocab_size, config.num_hidden_layers, config.hidden_size) == (151936, 24, 896)
+    assert config.eos_token_id == tokenizer.convert_tokens_to_ids("<|im_end|>")
+    assert model_config("tiny", tokenizer).vocab_size == len(tokenizer)
