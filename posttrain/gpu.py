@@ -27,7 +27,9 @@ FLASH = {
     "flash_attention_2": ("flash_attn", (8, 0), "pip install flash-attn --no-build-isolation"),
     "flash_attention_3": ("flash_attn_interface", (9, 0),
                           "build FlashAttention-3 from the flash-attention repository's hopper/ directory"),
+    "flash_attention_4": ("flash_attn.cute", (9, 0), "pip install flash-attn-4"),
 }
+ATTENTION = ("eager", "sdpa", *FLASH, "flex_attention")
 VLLM_MODES = ("colocate", "server")
 COLOCATE_SHARE = 0.5  # above this, colocated vLLM leaves training less memory than vLLM itself holds
 
@@ -57,7 +59,10 @@ def bf16_native() -> bool:
 
 
 def installed(module: str) -> bool:
-    return importlib.util.find_spec(module) is not None
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):  # a dotted name whose parent is missing or fails to import
+        return False
 
 
 def _has(cap: tuple[int, int] | None, need: tuple[int, int]) -> str | None:
@@ -83,10 +88,25 @@ def require_qlora() -> None:
         raise ConfigError(problem)
 
 
-def attention_problem(implementation: str | None) -> str | None:
-    """sdpa and eager run anywhere; flash attention needs its package and a recent CUDA GPU."""
-    if implementation not in FLASH:
+def attention_problem(implementation: str | None, training: bool = True) -> str | None:
+    """sdpa and eager run anywhere; flash attention needs its package and a recent CUDA GPU; FlexAttention trains
+    on CUDA only; a Hub kernel (org/name) needs the kernels package."""
+    if implementation in (None, "eager", "sdpa"):
         return None
+    if implementation == "flex_attention":
+        if training and not cuda():
+            return ("attn_implementation: flex_attention has no backward pass on the CPU (torch's FlexAttention "
+                    "trains on CUDA GPUs only). Fix: attn_implementation: sdpa on this machine")
+        return None
+    if "/" in implementation and not implementation.startswith("paged|"):
+        if installed("kernels"):
+            return None
+        return (f"attn_implementation: {implementation} is a kernel from the Hugging Face Hub, which needs the "
+                "kernels package (not installed) and the Hub or its cache. Fix: pip install kernels, or "
+                "attn_implementation: sdpa")
+    if implementation not in FLASH:
+        return (f"attn_implementation: expected one of {', '.join(ATTENTION)} or a Hub kernel (org/name), got "
+                f"{implementation!r}")
     module, need, install = FLASH[implementation]
     lacking = _has(capability(), need)
     missing = [lacking] if lacking else []
@@ -159,9 +179,43 @@ def _vllm(stage, pipeline, where: str) -> list[str]:
     return found
 
 
+# TrainingArguments' `optim` values that import a package a plain install leaves out: name prefix -> (module, pip name)
+OPTIMIZER_PACKAGES = [
+    (("adamw_bnb", "adamw_8bit", "ademamix", "paged_", "lion_", "rmsprop_bnb"),
+     ("bitsandbytes", "bitsandbytes")),
+    (("galore_",), ("galore_torch", "galore-torch")),
+    (("lomo", "adalomo"), ("lomo_optim", "lomo-optim")),
+    (("grokadamw",), ("grokadamw", "grokadamw")),
+    (("schedule_free_",), ("schedulefree", "schedulefree")),
+    (("apollo_",), ("apollo_torch", "apollo-torch")),
+    (("stable_adamw",), ("optimi", "torch-optimi")),
+    (("adamw_torch_4bit", "adamw_torch_8bit"), ("torchao", "torchao")),
+    (("adamw_anyprecision",), ("torchdistx", "torchdistx")),
+]
+
+
+def _optimizer(optim, where: str) -> list[str]:
+    """An optimizer from a package that is not installed fails only when training starts, as an ImportError."""
+    if not isinstance(optim, str):
+        return []
+    needs = next((package for prefixes, package in OPTIMIZER_PACKAGES if optim.startswith(prefixes)), None)
+    found = []
+    if needs and not installed(needs[0]):
+        found.append(f"{where}: {optim} comes from the {needs[0]} package, which is not installed. Fix: pip install "
+                     f"{needs[1]}, or optim: adamw_torch (the default)")
+    if optim.startswith("paged_") and not cuda():
+        found.append(f"{where}: {optim} pages optimizer states between GPU and CPU memory, and needs a CUDA GPU; this "
+                     "machine has none. Fix: optim: adamw_torch here")
+    return found
+
+
 def problems(stage, pipeline) -> list[str]:
     """What this machine cannot do of what `stage` asks, each with its fix; empty when it can run."""
-    found = [attention_problem(pipeline.attn_implementation)] if stage.type in LOADS_MODEL else []
+    found = ([attention_problem(pipeline.attn_implementation, training=stage.type in TRAINING)]
+             if stage.type in LOADS_MODEL else [])
+    if stage.type == "eval" and getattr(stage, "backend", "auto") == "vllm":
+        found.append(_needs_cuda_and("vllm", f"stages.{stage.name}.backend: vllm", "vLLM generates on the GPU",
+                                     "Fix: backend: hf (or auto, which takes vLLM where it can run)"))
     if stage.type in TRAINING:
         where = f"stages.{stage.name}"
         if getattr(stage, "finetuning", None) == "qlora":
@@ -171,6 +225,10 @@ def problems(stage, pipeline) -> list[str]:
             found.append(_needs_cuda_and("liger_kernel", f"{where}.trainer.use_liger_kernel", "Liger's kernels are "
                                          "Triton code for CUDA GPUs", f"Fix: {INSTALL} on a CUDA machine, or drop "
                                          "use_liger_kernel here"))
+        if stage.trainer.get("ddp_backend") == "nccl" and not cuda():
+            found.append(f"{where}.trainer.ddp_backend: nccl needs CUDA GPUs; this machine has none. Fix: leave "
+                         "ddp_backend out (posttrain launches CPU processes with gloo; on GPUs accelerate picks nccl)")
+        found += _optimizer(stage.trainer.get("optim"), f"{where}.trainer.optim")
         if stage.type == "grpo":
             found += _vllm(stage, pipeline, f"{where}.trainer")
     return [p for p in found if p]

@@ -354,3 +354,81 @@ def test_dtype_auto_is_what_the_machine_computes_in(machine, kind, loads, trains
     apply_common(settings, stage, config, SFTConfig, "stages.s.trainer")
     assert {key: settings[key] for key in mixed} == mixed
     assert settings.get("use_cpu", False) is False
+
+
+@pytest.mark.parametrize("optim, kind, packages, expected", [
+    ("paged_adamw_8bit", CPU, (), ["stages.s.trainer.optim: paged_adamw_8bit comes from the bitsandbytes package, "
+                                   "which is not installed. Fix: pip install bitsandbytes, or optim: adamw_torch (the "
+                                   "default)",
+                                   "stages.s.trainer.optim: paged_adamw_8bit pages optimizer states between GPU and CPU "
+                                   "memory, and needs a CUDA GPU; this machine has none. Fix: optim: adamw_torch here"]),
+    ("adamw_8bit", A100, (), ["stages.s.trainer.optim: adamw_8bit comes from the bitsandbytes package, which is not "
+                              "installed. Fix: pip install bitsandbytes, or optim: adamw_torch (the default)"]),
+    ("galore_adamw_8bit", CPU, (), ["stages.s.trainer.optim: galore_adamw_8bit comes from the galore_torch package, "
+                                    "which is not installed. Fix: pip install galore-torch, or optim: adamw_torch (the "
+                                    "default)"]),
+    ("paged_adamw_8bit", A100, ("bitsandbytes",), []),
+    ("adamw_torch_fused", CPU, (), []),
+    ("adafactor", CPU, (), []),
+])
+def test_an_optimizer_from_a_missing_package_is_named_before_training(machine, optim, kind, packages, expected):
+    machine(**kind, packages=packages)
+    assert problems(trainer={"optim": optim}) == expected
+
+
+@pytest.mark.parametrize("attention, kind, stage_type, expected", [
+    ("flex_attention", CPU, "sft", "attn_implementation: flex_attention has no backward pass on the CPU"),
+    ("flex_attention", CPU, "eval", None),  # generation needs no backward
+    ("flex_attention", A100, "sft", None),
+    ("flash_attn", A100, "sft", "attn_implementation: expected one of eager, sdpa, flash_attention_2, "
+                                "flash_attention_3, flash_attention_4, flex_attention or a Hub kernel (org/name), got "
+                                "'flash_attn'"),
+    ("paged|eager", A100, "eval", "attn_implementation: expected one of"),
+    ("kernels-community/flash-attn2", A100, "sft", "attn_implementation: kernels-community/flash-attn2 is a kernel "
+                                                   "from the Hugging Face Hub, which needs the kernels package"),
+    ("flash_attention_4", A100, "sft", "attn_implementation: flash_attention_4 needs a CUDA GPU of compute "
+                                       "capability 9.0 or newer and the flash_attn.cute package; this GPU (NVIDIA "
+                                       "A100) is compute capability 8.0 and the flash_attn.cute package is not "
+                                       "installed"),
+])
+def test_attention_values_transformers_would_refuse_deep_inside_loading(machine, attention, kind, stage_type,
+                                                                         expected):
+    machine(**kind)
+    found = problems(stage_type, top={"attn_implementation": attention})
+    if expected is None:
+        assert found == []
+    else:
+        assert len(found) == 1 and found[0].startswith(expected), found
+
+
+def test_a_hub_kernel_runs_where_the_kernels_package_is_installed(machine):
+    machine(**A100, packages=("kernels",))
+    assert problems(top={"attn_implementation": "kernels-community/flash-attn2"}) == []
+
+
+def test_nccl_and_an_eval_stages_vllm_backend_need_the_gpu(machine):
+    machine(**CPU)
+    assert problems(trainer={"ddp_backend": "nccl"}) == [
+        "stages.s.trainer.ddp_backend: nccl needs CUDA GPUs; this machine has none. Fix: leave ddp_backend out "
+        "(posttrain launches CPU processes with gloo; on GPUs accelerate picks nccl)"]
+    assert problems("eval", backend="vllm") == [
+        "stages.s.backend: vllm: needs a CUDA GPU and the vllm package (vLLM generates on the GPU); missing here: a "
+        "CUDA GPU and the vllm package. Fix: backend: hf (or auto, which takes vLLM where it can run)"]
+    machine(**A100, packages=("vllm",))
+    assert problems(trainer={"ddp_backend": "nccl"}) == [] and problems("eval", backend="vllm") == []
+
+
+def test_an_eval_stage_the_machine_cannot_run_stops_before_it_loads_a_model(machine, tiny_model, tmp_path):
+    """A run trained on a GPU machine, evaluated on one without: a message, not transformers' ImportError."""
+    from posttrain.pipeline import run
+
+    machine(**CPU)
+    data = write_jsonl(tmp_path / "eval.jsonl", [{"prompt": [{"role": "user", "content": "2+2?"}],
+                                                  "ground_truth": "4", "data_source": "answer_tags"}])
+    config = {"name": "p", "model": str(tiny_model), "output_dir": str(tmp_path / "run"),
+              "attn_implementation": "flash_attention_2",
+              "stages": [{"name": "eval", "type": "eval", "models": ["base"], "data": str(data),
+                          "metrics": ["reward:answer_tags"]}]}
+    with pytest.raises(ConfigError, match="^attn_implementation: flash_attention_2 needs a CUDA GPU"):
+        run(config)
+    assert not (tmp_path / "run" / "eval").exists()

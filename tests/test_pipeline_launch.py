@@ -18,6 +18,7 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
+from posttrain.errors import PosttrainError
 from posttrain.pipeline import read_manifest, run, stage_states
 from tests.conftest import make_chats, wait_for, write_jsonl
 
@@ -170,3 +171,20 @@ def test_bad_launch_flags_exit_2_before_anything_is_written(tmp_path, tiny_model
     result = CliRunner().invoke(app, ["run", str(path), "--nproc", "0"])
     assert result.exit_code == 2 and "nproc" in result.output
     assert not (tmp_path / "run").exists()
+
+
+def test_a_trainer_config_the_libraries_refuse_stops_before_any_worker_starts(tmp_path, tiny_model, monkeypatch):
+    from posttrain.launch import runner
+
+    def no_launch(*args, **kwargs):
+        raise AssertionError("the launch started")
+
+    monkeypatch.setattr(runner, "_wait", no_launch)
+    chats = write_jsonl(tmp_path / "chats.jsonl", make_chats(4))
+    config = {"name": "p", "model": str(tiny_model), "output_dir": str(tmp_path / "run"),
+              "stages": [{"name": "s", "type": "sft", "data": str(chats), "trainer": trainer(save_strategy="often")}]}
+    with pytest.raises(PosttrainError, match=r"^stages\.s\.trainer: often is not a valid SaveStrategy"):
+        run(config, launch={"nproc": 2})
+    config["stages"][0]["trainer"] = trainer(ddp_backend="nccl")
+    with pytest.raises(PosttrainError, match=r"^stages\.s\.trainer\.ddp_backend: nccl needs CUDA GPUs"):
+        run(config, launch={"nproc": 2})

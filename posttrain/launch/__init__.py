@@ -51,14 +51,14 @@ def with_launch(config, launch: dict | None):
 
 
 def check(config, stages) -> None:
-    """Before anything runs or a worker starts: each training stage in `stages` can run on this machine (its
-    engine: DeepSpeed needs CUDA and its package, a named file must exist; its GPU-only options: QLoRA, bf16,
-    flash attention, Liger, vLLM). One message lists them all, so a pipeline does not train for an hour and
-    then stop at a later stage this machine cannot run."""
+    """Before anything runs or a worker starts: each stage in `stages` can run on this machine (a training
+    stage's engine: DeepSpeed needs CUDA and its package, a named file must exist; the GPU-only options: QLoRA,
+    bf16, flash attention, Liger, vLLM, an eval stage's vLLM backend). One message lists them all, so a
+    pipeline does not train for an hour and then stop at a later stage this machine cannot run."""
     from posttrain import gpu
     from posttrain.launch.engines import problems
 
-    found = [line for stage in stages if stage.type in TRAINING
-             for line in (*problems(stage), *gpu.problems(stage, config))]
+    found = [line for stage in stages
+             for line in (*(problems(stage) if stage.type in TRAINING else ()), *gpu.problems(stage, config))]
     if found:
         raise ConfigError("\n".join(dict.fromkeys(found)))

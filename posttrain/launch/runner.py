@@ -39,6 +39,7 @@ def run_stage(ctx, *, collect: bool = True) -> dict:
     _prepare(ctx)
     with tempfile.TemporaryDirectory(prefix="posttrain-launch-") as tmp:  # mode 0700
         folder = Path(tmp)
+        _check_plan(ctx, folder / "plan")
         payload = {"pipeline": dump(ctx.pipeline), "stage": ctx.stage.name, "model_path": str(ctx.model_path),
                    "stage_dir": str(Path(ctx.stage_dir).resolve())}
         (folder / "payload.json").write_text(json.dumps(payload), encoding="utf-8")
@@ -62,6 +63,17 @@ def dump(config) -> dict:
     class would dump the base's fields only)."""
     return {**config.model_dump(mode="json", exclude={"stages"}),
             "stages": [stage.model_dump(mode="json") for stage in config.stages]}
+
+
+def _check_plan(ctx, output_dir: Path) -> None:
+    """The stage's trainer config, built here as each rank will build it, so that what TRL or transformers
+    refuse in it (a ddp_backend this machine lacks, a bad value) is one message before any worker starts, not
+    the same error from every rank under the launcher's traceback."""
+    import importlib
+
+    if engines.requested(ctx.stage) is not None:
+        return  # DeepSpeed's TrainingArguments set up its distributed state: only inside the launch
+    importlib.import_module(f"posttrain.stages.{ctx.stage.type}").plan(ctx.stage, ctx.pipeline, output_dir)
 
 
 def _prepare(ctx) -> None:
