@@ -8,7 +8,9 @@ the same inputs (the config, the models, the data, the run directory's
 manifest, which all nodes must see on a shared filesystem), and after each
 stage it reads what node 0 recorded (the run id a later stage's fingerprint
 covers). Eval stages run on node 0 alone; an export stage a later stage
-starts from is waited for.
+starts from is waited for. A training stage is launched here only once node
+0 has started it: node 0 may first spend hours on an eval or export stage
+alone, and the launchers' rendezvous gives up after ten minutes.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from posttrain.launch import TRAINING
 WAIT_FOR_MANIFEST_S = 600.0  # node 0 may start a little later, or be busy with a data check
 WAIT_AFTER_STAGE_S = 600.0  # node 0's workers have finished with ours: only its bookkeeping is left
 WAIT_FOR_EXPORT_S = 6 * 3600.0  # node 0 merges and saves (and verifies) a model alone: long, but not forever
+WAIT_FOR_START_S = 24 * 3600.0  # node 0 may run long eval and export stages alone before a training stage
 
 
 def follow(config, selected: set[str], force: bool, console, poll: float = 1.0) -> Path:
@@ -54,14 +57,16 @@ def follow(config, selected: set[str], force: bool, console, poll: float = 1.0) 
             if done:
                 outputs[stage.name] = _output_fingerprint(fingerprint, entry)
             continue
+        # an entry that had ended when this node started is an earlier attempt's (node 0 runs the stage again: it
+        # changed, its output is gone, or --force); one still running is this attempt's
+        stale = entry.get("run_id") if entry.get("status") in ("done", "failed") else None
         if stage.type in TRAINING:
+            _wait_for(lambda: _recorded(read_manifest(run_dir), stage.name, fingerprint, stale, ("running", "done")),
+                      WAIT_FOR_START_S, poll, f"node 0 did not start stage {stage.name}")
             console.print(f"[bold cyan]▶ {stage.name}[/bold cyan] ({stage.type}) from {model_path}: "
                           f"{launch.nproc} of {launch.processes} processes", highlight=False)
             run_stage(StageContext(config, stage, model_path, stage_dir), collect=False)
-        # once our workers have finished, node 0's entry is this attempt's (its workers needed ours); a stage with
-        # no workers here may still show an earlier failed attempt, which is not this one
-        stale = entry.get("run_id") if stage.type not in TRAINING and entry.get("status") == "failed" else None
-        entry = _wait_for(lambda: _finished(read_manifest(run_dir), stage.name, fingerprint, stale),
+        entry = _wait_for(lambda: _recorded(read_manifest(run_dir), stage.name, fingerprint, stale, ("done",)),
                           WAIT_AFTER_STAGE_S if stage.type in TRAINING else WAIT_FOR_EXPORT_S, poll,
                           f"node 0 did not record stage {stage.name} as done")
         outputs[stage.name] = _output_fingerprint(fingerprint, entry)
@@ -69,13 +74,15 @@ def follow(config, selected: set[str], force: bool, console, poll: float = 1.0) 
     return run_dir
 
 
-def _finished(manifest: dict | None, name: str, fingerprint: str, stale_run_id: str | None) -> dict | None:
+def _recorded(manifest: dict | None, name: str, fingerprint: str, stale_run_id: str | None,
+              statuses: tuple[str, ...]) -> dict | None:
+    """Node 0's entry for this attempt at stage `name` once its status is one of `statuses`; raises if it failed."""
     entry = (manifest or {}).get("stages", {}).get(name, {})
     if entry.get("fingerprint") != fingerprint or (stale_run_id and entry.get("run_id") == stale_run_id):
         return None
     if entry.get("status") == "failed":
         raise PosttrainError(f"stage {name} failed on node 0: {entry.get('error', 'see its output')}")
-    return entry if entry.get("status") == "done" else None
+    return entry if entry.get("status") in statuses else None
 
 
 def _wait_for(found, timeout: float | None, poll: float, message: str):

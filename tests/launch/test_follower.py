@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 import uuid
 from pathlib import Path
 
@@ -39,10 +40,19 @@ class Leader:
         (Path(config.output_dir) / "a" / "model").mkdir(parents=True)
         write_json(self.path, {"stages": {"a": self.a, "b": {"status": "failed", "fingerprint": "x", "run_id": "old"}}})
 
-    def finish(self, name, fingerprint):
-        entry = {"status": "failed" if self.fail else "done", "fingerprint": fingerprint, "run_id": uuid.uuid4().hex,
-                 "error": "boom"}
+    def start(self, name):
+        """Node 0 starts stage `name` (after `a`) and records it running."""
+        self.run_id = uuid.uuid4().hex
+        entry = {"status": "running", "fingerprint": self.fingerprint(name), "run_id": self.run_id}
         write_json(self.path, {"stages": {"a": self.a, name: entry}})
+
+    def finish(self, name, fingerprint):
+        entry = {"status": "failed" if self.fail else "done", "fingerprint": fingerprint,
+                 "run_id": getattr(self, "run_id", uuid.uuid4().hex), "error": "boom"}
+        write_json(self.path, {"stages": {"a": self.a, name: entry}})
+
+    def fingerprint(self, name):
+        return stage_fingerprint(self.config.stage(name), self.config, follower_outputs_fp(self.config, self))
 
 
 def test_it_runs_what_node_0_runs_and_writes_nothing(tmp_path, monkeypatch):
@@ -58,9 +68,55 @@ def test_it_runs_what_node_0_runs_and_writes_nothing(tmp_path, monkeypatch):
 
     monkeypatch.setattr(runner, "run_stage", fake_run_stage)
     before = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*"))
+    leader.start("b")
     assert run(cfg) == tmp_path / "run"
     assert calls == [("b", str(tmp_path / "run" / "a" / "model"), False)], "a is done, ev runs on node 0 alone"
     assert sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*")) == before
+
+
+def test_a_training_stage_is_launched_only_once_node_0_has_started_it(tmp_path, monkeypatch):
+    """Node 0 may spend hours on an eval or export stage alone first; a launch started early would time out."""
+    cfg = config(tmp_path)
+    leader = Leader(cfg)
+    started = []
+
+    def fake_run_stage(ctx, collect=True):
+        started.append(time.monotonic())
+        leader.finish(ctx.stage.name, leader.fingerprint(ctx.stage.name))
+        return {}
+
+    monkeypatch.setattr(runner, "run_stage", fake_run_stage)
+    node_0_starts = time.monotonic() + 0.5
+    threading.Timer(0.5, leader.start, ("b",)).start()  # still busy with something else until then
+    follower.follow(cfg, {"a", "b", "ev"}, False, Console(quiet=True), poll=0.05)
+    assert len(started) == 1 and started[0] >= node_0_starts - 0.05
+
+
+def test_an_entry_that_had_ended_before_this_node_started_is_an_earlier_attempts(tmp_path, monkeypatch):
+    """An export node 0 redoes (its output was deleted): the follower waits for the new attempt, not the old one."""
+    cfg = config(tmp_path)
+    cfg = load_config({**cfg.model_dump(exclude_none=True), "stages": [
+        cfg.stage("a").model_dump(exclude_none=True), {"name": "ex", "type": "export", "model": "a"},
+        {**cfg.stage("b").model_dump(exclude_none=True), "model": "ex"}]})
+    leader = Leader(cfg)
+    ex = cfg.stage("ex")
+    ex_fp = stage_fingerprint(ex, cfg, follower_outputs_fp(cfg, leader))
+    old = {"status": "done", "fingerprint": ex_fp, "run_id": "old"}  # done once, but ex/model is gone
+    write_json(leader.path, {"stages": {"a": leader.a, "ex": old}})
+    launched = []
+    monkeypatch.setattr(runner, "run_stage", lambda ctx, collect=True: launched.append(ctx.stage.name) or {})
+
+    def node_0_redoes_the_export():
+        new = {"status": "done", "fingerprint": ex_fp, "run_id": "new"}
+        b_fp = stage_fingerprint(cfg.stage("b"), cfg, _output_fingerprint(ex_fp, new))
+        write_json(leader.path, {"stages": {"a": leader.a, "ex": new,
+                                            "b": {"status": "done", "fingerprint": b_fp, "run_id": "b1"}}})
+
+    for wait in ("WAIT_FOR_START_S", "WAIT_AFTER_STAGE_S", "WAIT_FOR_EXPORT_S"):
+        monkeypatch.setattr(follower, wait, 3.0)
+    threading.Timer(0.4, node_0_redoes_the_export).start()
+    follower.follow(cfg, {"a", "ex", "b"}, False, Console(quiet=True), poll=0.05)
+    assert launched == ["b"]  # with the old run id, b's fingerprint would not match node 0's: never launched
 
 
 def follower_outputs_fp(cfg, leader):
@@ -73,6 +129,7 @@ def test_a_stage_that_failed_on_node_0_stops_this_node_too(tmp_path, monkeypatch
     leader = Leader(cfg, fail=True)
     monkeypatch.setattr(runner, "run_stage", lambda ctx, collect=True: leader.finish(
         ctx.stage.name, stage_fingerprint(ctx.stage, cfg, follower_outputs_fp(cfg, leader))))
+    leader.start("b")
     with pytest.raises(PosttrainError, match="stage b failed on node 0: boom"):
         run(cfg)
 
@@ -96,4 +153,5 @@ def test_an_export_no_later_stage_starts_from_is_not_waited_for(tmp_path, monkey
 
     monkeypatch.setattr(runner, "run_stage", fake_run_stage)
     monkeypatch.setattr(follower, "WAIT_FOR_EXPORT_S", 0.5)  # were it waited for, the run would fail after this
+    leader.start("b")
     assert run(cfg) == tmp_path / "run"
