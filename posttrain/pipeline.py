@@ -30,6 +30,8 @@ from posttrain.config import PipelineConfig, StageConfig, load_config, reward_na
 from posttrain.data.io import atomic_path, write_json
 from posttrain.data.sources import content_fingerprint, resolve_sources
 from posttrain.errors import ConfigError, PosttrainError
+from posttrain.launch import TRAINING
+from posttrain.launch.engines import requested, user_file
 
 log = logging.getLogger("posttrain")
 _WHOLE_FILE_LIMIT = 64 << 20  # bigger weight files are fingerprinted by size and their first/last 4 MiB
@@ -88,12 +90,26 @@ def run(source, overrides=(), *, only: str | None = None, from_stage: str | None
             if force or entry.get("fingerprint") not in (None, fingerprint):
                 shutil.rmtree(stage_dir, ignore_errors=True)  # config, model or data changed: start over
             elif entry:
+                _check_resume_world(stage, entry, config, stage_dir)
                 console.print(f"[yellow]↻ {stage.name}: resuming an unfinished run[/yellow]")
             _run_stage(stage, config, model_path, stage_dir, fingerprint, manifest, console)
             outputs[stage.name] = _output_fingerprint(fingerprint, manifest.stages[stage.name])
     _print_comparisons(config, run_dir, console)
     console.print(f"[bold]run directory:[/bold] {run_dir}")
     return run_dir
+
+
+def _check_resume_world(stage: StageConfig, entry: dict, config: PipelineConfig, stage_dir: Path) -> None:
+    """DeepSpeed and FSDP shard the optimizer state by process: their checkpoints resume on as many processes as
+    wrote them (plain DDP checkpoints resume on any number)."""
+    engine = requested(stage) if stage.type in TRAINING else None
+    wrote = (entry.get("launch") or {}).get("processes", 1)
+    if engine and wrote != config.launch.processes and any((stage_dir / "checkpoints").glob("checkpoint-*")):
+        name = "DeepSpeed" if engine == "deepspeed" else "FSDP"
+        raise ConfigError(f"stage {stage.name}: its {name} checkpoints were written by {wrote} processes and "
+                          f"resume only on {wrote} (the optimizer state is sharded by process); this run has "
+                          f"{config.launch.processes}. Fix: run it with {wrote} processes, or --force to start the "
+                          "stage over")
 
 
 def _to_run(config: PipelineConfig, selected: set[str], force: bool) -> list[StageConfig]:
@@ -347,6 +363,9 @@ def stage_fingerprint(stage: StageConfig, config: PipelineConfig, model_fp: str,
         if spec is not None:
             resolved[f"{field}_content"] = content_fingerprint(resolve_sources(spec))
     resolved.update(_search_inputs(stage))
+    engine_file = user_file(stage) if stage.type in TRAINING else None
+    if engine_file and os.path.isfile(engine_file):
+        resolved["engine_file_content"] = file_fingerprint(engine_file)
     if reward_model_fps:
         resolved["reward_models"] = reward_model_fps
     if eval_model_fps:

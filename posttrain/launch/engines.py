@@ -74,6 +74,16 @@ def deepspeed_file(stage) -> str | None:
     return value if isinstance(value, str) else None
 
 
+def user_file(stage) -> str | None:
+    """The DeepSpeed or FSDP JSON file a stage names (not zero2/zero3, which ship with posttrain): what it says
+    changes the training and the checkpoints' format, so the stage's fingerprint covers its content."""
+    if requested(stage) == "deepspeed":
+        value = getattr(stage, "deepspeed", None) or stage.trainer.get("deepspeed")
+    else:
+        value = getattr(stage, "fsdp", None) or stage.trainer.get("fsdp_config")
+    return value if isinstance(value, str) and value.endswith(".json") else None
+
+
 def problems(stage) -> list[str]:
     """What keeps this machine from running the stage's engine; empty when it can."""
     kind = requested(stage)

@@ -115,3 +115,36 @@ def test_eval_and_export_stages_have_no_engine(tmp_path):
     config["stages"].append({"name": "x", "type": "export", "model": "sft1", "deepspeed": "zero2"})
     with pytest.raises(ConfigError, match="unknown key 'deepspeed'"):
         load_config(config)
+
+
+@pytest.mark.parametrize("field, value", [("deepspeed", "ds.json"), ("fsdp", "fsdp.json")])
+def test_the_fingerprint_covers_what_a_named_engine_file_says(tmp_path, field, value):
+    """ZeRO-2 edited to ZeRO-3 is another training, with checkpoints of another format: not skipped, not resumed."""
+    from posttrain.pipeline import stage_fingerprint
+
+    path = tmp_path / value
+    path.write_text(json.dumps({"zero_optimization": {"stage": 2}}))
+    config = load_config(pipeline(tmp_path, **{field: str(path)}))
+    before = stage_fingerprint(config.stages[0], config, "model")
+    assert stage_fingerprint(config.stages[0], config, "model") == before
+    path.write_text(json.dumps({"zero_optimization": {"stage": 3}}))
+    assert stage_fingerprint(config.stages[0], config, "model") != before
+    shipped = load_config(pipeline(tmp_path, deepspeed="zero3"))
+    assert engines.user_file(shipped.stages[0]) is None  # posttrain's own: its name is its content
+
+
+def test_a_sharded_checkpoint_resumes_only_on_as_many_processes_as_wrote_it(tmp_path, tiny_model,
+                                                                             gpu_with_deepspeed):
+    from posttrain.data.io import write_json
+    from posttrain.pipeline import input_model, run, stage_fingerprint
+
+    config = load_config(pipeline(tmp_path, tiny_model, deepspeed="zero3"))
+    stage = config.stages[0]
+    fingerprint = stage_fingerprint(stage, config, input_model(stage, config, {})[1])
+    (tmp_path / "run" / "sft1" / "checkpoints" / "checkpoint-20").mkdir(parents=True)
+    write_json(tmp_path / "run" / "manifest.json", {"stages": {"sft1": {
+        "status": "running", "fingerprint": fingerprint, "launch": {"processes": 8}}}})
+    with pytest.raises(ConfigError, match=r"^stage sft1: its DeepSpeed checkpoints were written by 8 processes and "
+                                          r"resume only on 8 .* this run has 2\. Fix: run it with 8 processes, or "
+                                          r"--force"):
+        run(config, launch={"nproc": 2})
