@@ -169,14 +169,42 @@ def _vllm(stage, pipeline, where: str) -> list[str]:
                                  f"Fix: {INSTALL} on a CUDA machine, or use_vllm: false here (rollouts then use "
                                  "transformers' generate)"))
     # a launched worker knows its world; validate knows the pipeline's `launch:` block, when it has one
-    launch = getattr(pipeline, "launch", None)
-    world = os.environ.get("WORLD_SIZE") or (launch.processes if launch is not None and launch.processes > 1 else None)
+    world = _world(pipeline)
     tp = trainer.get("vllm_tensor_parallel_size", 1)
-    if mode == "colocate" and world and isinstance(tp, int) and tp > 0 and int(world) % tp:
-        divisors = [str(n) for n in range(1, int(world) + 1) if int(world) % n == 0]
-        found.append(f"{where}.vllm_tensor_parallel_size: {tp} does not divide the {world} training processes "
-                     f"(each colocated vLLM engine spans that many of them). Fix: one of {', '.join(divisors)}")
+    if mode == "colocate" and isinstance(tp, int) and tp > 0 and world % tp:
+        divisors = [str(n) for n in range(1, world + 1) if world % n == 0]
+        found.append(f"{where}.vllm_tensor_parallel_size: {tp} does not divide the {world} training process"
+                     f"{'es' if world > 1 else ''} (each colocated vLLM engine spans that many of them). Fix: one of "
+                     f"{', '.join(divisors)}, or more processes (--nproc; `posttrain validate FILE launch.nproc=N` "
+                     "checks such a run)")
     return found
+
+
+def _world(pipeline) -> int:
+    """The training processes: a launched worker knows its world; otherwise the pipeline's `launch:`."""
+    launch = getattr(pipeline, "launch", None)
+    return int(os.environ.get("WORLD_SIZE") or (launch.processes if launch is not None else 1))
+
+
+def _one_process_per_gpu(stage, pipeline, where: str) -> list[str]:
+    """accelerate gives each process one GPU by its local rank: more processes than GPUs share one (NCCL stops with
+    'Duplicate GPU detected'), and one unlaunched process with several GPUs visible gets nn.DataParallel, which
+    splits each batch over them (TRL's SFT trainer refuses it)."""
+    from posttrain.launch import launched
+
+    launch, gpus = getattr(pipeline, "launch", None), device_count()
+    if launch is None or not cuda() or os.environ.get("WORLD_SIZE"):
+        return []
+    nproc = getattr(launch, "nproc", launch.processes)
+    if launched(stage, pipeline) and nproc > gpus:
+        return [f"launch.nproc: {nproc} processes on this node, but {gpus} CUDA GPU{'s are' if gpus > 1 else ' is'} "
+                f"visible; two processes would share a GPU. Fix: --nproc {gpus} (or make more GPUs visible with "
+                "CUDA_VISIBLE_DEVICES)"]
+    if not launched(stage, pipeline) and gpus > 1:
+        return [f"{where}: {gpus} CUDA GPUs are visible and the stage runs in one process, so transformers would "
+                "spread each batch over them with nn.DataParallel (slow, and TRL's SFT trainer refuses it). Fix: "
+                f"--nproc {gpus} (one process a GPU), or CUDA_VISIBLE_DEVICES=0 to train on one"]
+    return []
 
 
 # TrainingArguments' `optim` values that import a package a plain install leaves out: name prefix -> (module, pip name)
@@ -213,6 +241,12 @@ def problems(stage, pipeline) -> list[str]:
     """What this machine cannot do of what `stage` asks, each with its fix; empty when it can run."""
     found = ([attention_problem(pipeline.attn_implementation, training=stage.type in TRAINING)]
              if stage.type in LOADS_MODEL else [])
+    autocast = stage.type in TRAINING and (stage.trainer.get("bf16") or stage.trainer.get("fp16"))
+    if pipeline.attn_implementation in FLASH and pipeline.dtype == "fp32" and not autocast:
+        without = " and no bf16/fp16 autocast" if stage.type in TRAINING else ""
+        found.append(f"attn_implementation: {pipeline.attn_implementation} computes in bf16 or fp16 only, and "
+                     f"stage {stage.name} runs in fp32 (dtype: fp32{without}): flash-attn would stop at the first "
+                     "forward pass. Fix: dtype: bf16 (or auto), or attn_implementation: sdpa")
     if stage.type == "eval" and getattr(stage, "backend", "auto") == "vllm":
         found.append(_needs_cuda_and("vllm", f"stages.{stage.name}.backend: vllm", "vLLM generates on the GPU",
                                      "Fix: backend: hf (or auto, which takes vLLM where it can run)"))
@@ -229,6 +263,7 @@ def problems(stage, pipeline) -> list[str]:
             found.append(f"{where}.trainer.ddp_backend: nccl needs CUDA GPUs; this machine has none. Fix: leave "
                          "ddp_backend out (posttrain launches CPU processes with gloo; on GPUs accelerate picks nccl)")
         found += _optimizer(stage.trainer.get("optim"), f"{where}.trainer.optim")
+        found += _one_process_per_gpu(stage, pipeline, where)
         if stage.type == "grpo":
             found += _vllm(stage, pipeline, f"{where}.trainer")
     return [p for p in found if p]

@@ -160,13 +160,19 @@ def test_vllm_settings_out_of_range(machine, trainer, message):
 
 
 def test_colocated_tensor_parallel_must_divide_the_training_processes(machine, monkeypatch):
-    machine(**A100, packages=EVERYTHING)
+    machine(**A100, packages=EVERYTHING, count=1)
     trainer = {"use_vllm": True, "vllm_tensor_parallel_size": 4}
-    assert problems("grpo", trainer=trainer) == []  # validate does not know the launch's world
+    assert problems("grpo", trainer=trainer) == [  # one process: TRL would raise once the model has loaded
+        "stages.s.trainer.vllm_tensor_parallel_size: 4 does not divide the 1 training process (each colocated vLLM "
+        "engine spans that many of them). Fix: one of 1, or more processes (--nproc; `posttrain validate FILE "
+        "launch.nproc=N` checks such a run)"]
+    machine(**A100, packages=EVERYTHING, count=8)
+    assert problems("grpo", top={"launch": {"nproc": 4}}, trainer=trainer) == []
     monkeypatch.setenv("WORLD_SIZE", "6")
     assert problems("grpo", trainer=trainer) == [
         "stages.s.trainer.vllm_tensor_parallel_size: 4 does not divide the 6 training processes (each colocated vLLM "
-        "engine spans that many of them). Fix: one of 1, 2, 3, 6"]
+        "engine spans that many of them). Fix: one of 1, 2, 3, 6, or more processes (--nproc; `posttrain validate "
+        "FILE launch.nproc=N` checks such a run)"]
     assert problems("grpo", trainer={**trainer, "vllm_mode": "server"}) == []
     monkeypatch.delenv("WORLD_SIZE")
     stage, config = pipeline("grpo", trainer=trainer)
@@ -432,3 +438,34 @@ def test_an_eval_stage_the_machine_cannot_run_stops_before_it_loads_a_model(mach
     with pytest.raises(ConfigError, match="^attn_implementation: flash_attention_2 needs a CUDA GPU"):
         run(config)
     assert not (tmp_path / "run" / "eval").exists()
+
+
+def test_one_process_a_gpu(machine, monkeypatch):
+    machine(**A100, count=4)
+    assert problems(top={"launch": {"nproc": 4}}) == []
+    assert problems(top={"launch": {"nproc": 8}}) == [
+        "launch.nproc: 8 processes on this node, but 4 CUDA GPUs are visible; two processes would share a GPU. Fix: "
+        "--nproc 4 (or make more GPUs visible with CUDA_VISIBLE_DEVICES)"]
+    assert problems() == [
+        "stages.s: 4 CUDA GPUs are visible and the stage runs in one process, so transformers would spread each batch "
+        "over them with nn.DataParallel (slow, and TRL's SFT trainer refuses it). Fix: --nproc 4 (one process a GPU), "
+        "or CUDA_VISIBLE_DEVICES=0 to train on one"]
+    assert problems("eval") == []  # generation uses one GPU
+    monkeypatch.setenv("WORLD_SIZE", "8")  # inside a launched worker, the launch has already been checked
+    assert problems() == []
+    monkeypatch.delenv("WORLD_SIZE")
+    machine(**A100, count=1)
+    assert problems() == [] and problems(top={"launch": {"nproc": 1}}, deepspeed="zero2") == []
+
+
+def test_flash_attention_needs_half_precision(machine):
+    machine(**A100, packages=EVERYTHING)
+    flash = {"attn_implementation": "flash_attention_2"}
+    assert problems(top={**flash, "dtype": "fp32"}) == [
+        "attn_implementation: flash_attention_2 computes in bf16 or fp16 only, and stage s runs in fp32 (dtype: fp32 "
+        "and no bf16/fp16 autocast): flash-attn would stop at the first forward pass. Fix: dtype: bf16 (or auto), or "
+        "attn_implementation: sdpa"]
+    assert problems(top={**flash, "dtype": "fp32"}, trainer={"bf16": True}) == []  # autocast: attention in bf16
+    assert problems("eval", top={**flash, "dtype": "fp32"})[0].startswith(
+        "attn_implementation: flash_attention_2 computes in bf16 or fp16 only, and stage s runs in fp32 (dtype: fp32)")
+    assert problems(top={**flash, "dtype": "auto"}) == [] and problems("eval", top=flash) == []
