@@ -427,6 +427,10 @@ class LaunchSpec(Strict):
     def _rank_in_range(self):
         if self.node_rank >= self.nnodes:
             raise ValueError(f"node_rank {self.node_rank} is not below nnodes {self.nnodes} (ranks count from 0)")
+        if self.nnodes > 1 and "master_addr" not in self.model_fields_set:
+            # the default, 127.0.0.1, would have each node wait for the others on its own loopback
+            raise ValueError(f"nnodes {self.nnodes} needs master_addr: the address of node 0, which every node "
+                             "reaches (127.0.0.1 only when all the nodes are on one machine)")
         return self
 
     @property

@@ -43,7 +43,7 @@ def with_launch(config, launch: dict | None):
     if not given:
         return config
     try:
-        spec = LaunchSpec.model_validate({**config.launch.model_dump(), **given})
+        spec = LaunchSpec.model_validate({**config.launch.model_dump(exclude_unset=True), **given})
     except ValidationError as e:
         raise ConfigError("invalid launch settings\n" + "\n".join(f"  {line}" for line in
                                                                    error_lines(e, "launch", LaunchSpec))) from None

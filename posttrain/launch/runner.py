@@ -36,7 +36,8 @@ def run_stage(ctx, *, collect: bool = True) -> dict:
     `collect=False`)."""
     launch = ctx.pipeline.launch
     cuda = engines.cuda()
-    _prepare(ctx)
+    if collect:  # node 0 builds what its ranks share; another node's workers read it from the shared filesystem
+        _prepare(ctx)
     with tempfile.TemporaryDirectory(prefix="posttrain-launch-") as tmp:  # mode 0700
         folder = Path(tmp)
         _check_plan(ctx, folder / "plan")

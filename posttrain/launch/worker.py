@@ -80,7 +80,9 @@ def _watch_parent(interval: float = 1.0) -> None:
     pid = int(os.environ.get("POSTTRAIN_PARENT_PID") or 0)
     if not pid:
         return
-    started = _start_time(pid)
+    # the parent's start time as the parent read it, so a parent already gone (or its pid reused) when this
+    # worker starts is told apart too
+    started = os.environ.get("POSTTRAIN_PARENT_START") or _start_time(pid)
 
     def watch():
         while True:

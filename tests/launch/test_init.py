@@ -35,6 +35,7 @@ def test_command_line_values_override_the_files_block(tmp_path):
     ({"nnodes": 2, "node_rank": 2}, "node_rank 2 is not below nnodes 2"),
     ({"nproc": 0}, "launch.nproc"),
     ({"master_port": 70000}, "launch.master_port"),
+    ({"nnodes": 2, "node_rank": 1}, "nnodes 2 needs master_addr: the address of node 0"),
 ])
 def test_bad_values_are_config_errors(tmp_path, launch, message):
     loaded = load_config(config(tmp_path))
@@ -81,3 +82,8 @@ def test_a_single_stage_file_and_a_recipe_take_a_launch_block(tmp_path):
     assert single.launch.nproc == 2
     recipe = {"model_name_or_path": "m", "stage": "sft", "dataset": "d", "finetuning_type": "full"}
     assert load_config(recipe, ["launch.nproc=4"]).launch.nproc == 4
+
+
+def test_master_addr_given_once_holds_across_overrides(tmp_path):
+    loaded = load_config(config(tmp_path, launch={"nnodes": 2, "master_addr": "127.0.0.1"}))
+    assert with_launch(loaded, {"node_rank": 1}).launch.master_addr == "127.0.0.1"

@@ -64,3 +64,18 @@ def test_a_worker_stops_when_its_posttrain_run_is_gone():
         parent.wait()
         watcher.wait()
         watcher.stderr.close()
+
+
+def test_a_worker_whose_posttrain_run_is_gone_before_it_starts_stops_too():
+    from posttrain.launch.worker import _start_time
+
+    parent = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    started = _start_time(parent.pid)
+    parent.kill()
+    parent.wait()
+    watcher = subprocess.run(
+        [sys.executable, "-c", "import time; from posttrain.launch.worker import _watch_parent; _watch_parent(0.1); "
+                               "time.sleep(20)"],
+        env={**os.environ, "POSTTRAIN_PARENT_PID": str(parent.pid), "POSTTRAIN_PARENT_START": started},
+        stderr=subprocess.PIPE, text=True, timeout=15)
+    assert watcher.returncode == 1 and "is gone; stopping" in watcher.stderr
