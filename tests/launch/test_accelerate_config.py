@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import sys
 
 from posttrain.config import LaunchSpec
@@ -32,7 +33,8 @@ def test_ports(monkeypatch):
     assert accelerate_config.port_for(LaunchSpec(nproc=2, master_port=29999)) == 29999
     assert accelerate_config.port_for(LaunchSpec(nnodes=2, master_addr="10.0.0.1")) == 29500  # all nodes agree
     port = accelerate_config.port_for(LaunchSpec(nproc=2))
-    assert 0 < port < 65536
+    with socket.socket() as listener:  # one machine: a port nothing listens on, so a second run there does not clash
+        listener.bind(("127.0.0.1", port))
 
 
 def test_cpu_workers_are_told_so_and_keep_to_loopback(monkeypatch):
