@@ -85,19 +85,42 @@ def test_the_attention_asked_for_is_the_one_trained_with(tmp_path, small_model, 
     losses(run(sft(tmp_path, small_model, top={"dtype": "bf16", "attn_implementation": attention})))
 
 
-def test_liger_kernel_sft(tmp_path, small_model):
+def recording(monkeypatch, module, name):
+    """Wrap `module.name` so each call is recorded (with its keyword arguments) and still made."""
+    calls, original = [], getattr(module, name)
+
+    def wrapper(*args, **kwargs):
+        calls.append(kwargs)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(module, name, wrapper)
+    return calls
+
+
+def test_liger_kernel_sft(tmp_path, small_model, monkeypatch):
     pytest.importorskip("liger_kernel")
+    import transformers.trainer
+
+    applied = recording(monkeypatch, transformers.trainer, "apply_liger_kernel")
     losses(run(sft(tmp_path, small_model, use_liger_kernel=True)))
+    assert len(applied) == 1, "the trainer did not apply Liger's kernels"
 
 
-def test_gradient_checkpointing_gives_the_same_first_loss(tmp_path, small_model):
+def test_gradient_checkpointing_gives_the_same_first_loss(tmp_path, small_model, monkeypatch):
+    import transformers.modeling_utils as modeling_utils
+
     plain = losses(run(sft(tmp_path / "plain", small_model, max_steps=1)))
+    checkpoints = recording(monkeypatch, modeling_utils, "checkpoint")
     checkpointed = losses(run(sft(tmp_path / "checkpointed", small_model, max_steps=1, gradient_checkpointing=True)))
+    assert checkpoints, "no layer was checkpointed"
     assert checkpointed[0] == pytest.approx(plain[0], rel=1e-3)  # recomputing activations changes no number
 
 
-def test_grpo_with_vllm_colocated_trains(tmp_path, small_model):
+def test_grpo_with_vllm_colocated_trains(tmp_path, small_model, monkeypatch):
     pytest.importorskip("vllm")
+    import trl.generation.vllm_generation as vllm_generation
+
+    engines = recording(monkeypatch, vllm_generation, "LLM")
     rows = [{"prompt": [{"role": "user", "content": f"A trial has 2 arms of {10 * (i + 1)}. Total?"}],
              "data_source": "sample_size_estimation", "ground_truth": {"target": 20 * (i + 1)}, "extra_info": {}}
             for i in range(8)]
@@ -111,4 +134,5 @@ def test_grpo_with_vllm_colocated_trains(tmp_path, small_model):
     run_dir = run(config)
     rows = [json.loads(line) for line in (run_dir / "rl" / "trainer_log.jsonl").read_text().splitlines()]
     assert any("rewards/sample_size_estimation/mean" in row for row in rows)
+    assert len(engines) == 1 and engines[0]["gpu_memory_utilization"] == 0.2, "the rollouts did not use vLLM"
     assert (run_dir / "rl" / "model" / "model.safetensors").exists()
