@@ -469,3 +469,4 @@ def test_flash_attention_needs_half_precision(machine):
     assert problems("eval", top={**flash, "dtype": "fp32"})[0].startswith(
         "attn_implementation: flash_attention_2 computes in bf16 or fp16 only, and stage s runs in fp32 (dtype: fp32)")
     assert problems(top={**flash, "dtype": "auto"}) == [] and problems("eval", top=flash) == []
+

@@ -22,6 +22,10 @@ def apply_common(settings: dict, stage, pipeline, config_class, where: str):
     """
     resume = settings.pop("resume_from_checkpoint", None)
     check_resume(resume, where)
+    if "model_init_kwargs" in settings:  # TRL would warn and drop them: the stage hands it a loaded model
+        raise PosttrainError(f"{where}.model_init_kwargs: posttrain loads the model itself, so TRL would ignore "
+                             "these. Use the pipeline's dtype, attn_implementation and trust_remote_code, and the "
+                             "stage's finetuning: qlora for a 4-bit base")
     # TRL turns activation checkpointing on; it costs ~30 % speed and small models do not need it.
     # transformers 5 renamed gradient_checkpointing, and setting the old name warns.
     names = {f.name for f in dataclasses.fields(config_class)}
