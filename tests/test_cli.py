@@ -45,7 +45,7 @@ def test_init_model_writes_a_loadable_model(chat_corpus, tmp_path):
 
 @pytest.mark.parametrize("args,message", [
     (["--corpus", "{tmp}/nope.jsonl"], "{tmp}/nope.jsonl: no such corpus file"),
-    (["--corpus", "{corpus}", "--size", "huge"], "size: expected one of tiny, small, got 'huge'"),
+    (["--corpus", "{corpus}", "--size", "huge"], "size: expected one of tiny, small, qwen2.5-0.5b, got 'huge'"),
 ])
 def test_init_model_bad_input(chat_corpus, tmp_path, args, message):
     args = [a.format(tmp=tmp_path, corpus=chat_corpus) for a in args]
