@@ -239,10 +239,12 @@ def _optimizer(optim, where: str) -> list[str]:
 
 def problems(stage, pipeline) -> list[str]:
     """What this machine cannot do of what `stage` asks, each with its fix; empty when it can run."""
-    found = ([attention_problem(pipeline.attn_implementation, training=stage.type in TRAINING)]
-             if stage.type in LOADS_MODEL else [])
+    attention = (attention_problem(pipeline.attn_implementation, training=stage.type in TRAINING)
+                 if stage.type in LOADS_MODEL else None)
+    found = [attention]
     autocast = stage.type in TRAINING and (stage.trainer.get("bf16") or stage.trainer.get("fp16"))
-    if pipeline.attn_implementation in FLASH and pipeline.dtype == "fp32" and not autocast:
+    if (stage.type in LOADS_MODEL and not attention and pipeline.attn_implementation in FLASH
+            and pipeline.dtype == "fp32" and not autocast):
         without = " and no bf16/fp16 autocast" if stage.type in TRAINING else ""
         found.append(f"attn_implementation: {pipeline.attn_implementation} computes in bf16 or fp16 only, and "
                      f"stage {stage.name} runs in fp32 (dtype: fp32{without}): flash-attn would stop at the first "
