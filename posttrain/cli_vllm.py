@@ -21,6 +21,7 @@ from typing import Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from posttrain.cli_common import user_errors
 from posttrain.errors import ConfigError
@@ -100,6 +101,8 @@ def vllm_serve_command(
         if adapter:
             err.print(f"{model} is a LoRA adapter: it is merged into its base at {served} first")
         print(shlex.join(["env", *[f"{k}={v}" for k, v in SERVER_ENV.items()], *server_command(served, **options)]))
+        for problem in machine_problems(tensor_parallel_size):  # a dry run still says what would stop a real one
+            err.print(f"note: on this machine the server would not start: {escape(problem)}")
         return
     found = machine_problems(tensor_parallel_size)
     if found:

@@ -89,14 +89,15 @@ def require_qlora() -> None:
 
 
 def attention_problem(implementation: str | None, training: bool = True) -> str | None:
-    """sdpa and eager run anywhere; flash attention needs its package and a recent CUDA GPU; FlexAttention trains
-    on CUDA only; a Hub kernel (org/name) needs the kernels package."""
+    """sdpa and eager run anywhere; flash attention needs its package and a recent CUDA GPU; FlexAttention needs
+    CUDA; a Hub kernel (org/name) needs the kernels package."""
     if implementation in (None, "eager", "sdpa"):
         return None
     if implementation == "flex_attention":
-        if training and not cuda():
-            return ("attn_implementation: flex_attention has no backward pass on the CPU (torch's FlexAttention "
-                    "trains on CUDA GPUs only). Fix: attn_implementation: sdpa on this machine")
+        if not cuda():  # no backward pass on the CPU; generation there goes through an inductor build that fails
+            return ("attn_implementation: flex_attention needs a CUDA GPU (torch's FlexAttention has no backward "
+                    f"pass on the CPU{', to train' if training else ' and generates there only through a C++ build'})"
+                    ". Fix: attn_implementation: sdpa on this machine")
         return None
     if "/" in implementation and not implementation.startswith("paged|"):
         if installed("kernels"):
@@ -273,9 +274,13 @@ def problems(stage, pipeline) -> list[str]:
 
 def buildable(stage):
     """The stage without what its trainer config refuses to build here, so `validate` still checks the rest:
-    TrainingArguments raises on tf32 without an Ampere GPU, which `problems` has already said with the fix."""
-    if stage.trainer.get("tf32") and _has(capability(), (8, 0)):
-        return stage.model_copy(update={"trainer": {k: v for k, v in stage.trainer.items() if k != "tf32"}})
+    TrainingArguments raises on tf32 without an Ampere GPU and on nccl without CUDA, which `problems` has already
+    said with the fix."""
+    refused = {"tf32"} if stage.trainer.get("tf32") and _has(capability(), (8, 0)) else set()
+    if stage.trainer.get("ddp_backend") == "nccl" and not cuda():
+        refused.add("ddp_backend")
+    if refused:
+        return stage.model_copy(update={"trainer": {k: v for k, v in stage.trainer.items() if k not in refused}})
     return stage
 
 
@@ -307,6 +312,8 @@ def _vllm_notes(stage, pipeline, where: str) -> list[str]:
     set_keys = sorted(k for k in trainer if k.startswith("vllm_"))
     if not trainer.get("use_vllm"):
         return [f"{where}: {', '.join(set_keys)}: no effect without use_vllm: true"] if set_keys else []
+    if trainer.get("vllm_mode", "colocate") not in VLLM_MODES:
+        return []  # a problem already
     if trainer.get("vllm_mode", "colocate") == "server":
         url = trainer.get("vllm_server_base_url") or (f"http://{trainer.get('vllm_server_host', '0.0.0.0')}:"
                                                       f"{trainer.get('vllm_server_port', 8000)}")

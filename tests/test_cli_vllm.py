@@ -72,6 +72,13 @@ def test_without_vllm_or_cuda_it_says_so_and_starts_nothing(tiny_model, no_proce
         "machine), or train with use_vllm: false here",
         "posttrain vllm-serve needs a CUDA GPU; none is present. Run it on the GPU machine, or train with use_vllm: "
         "false here"]
+    result = _invoke("--model", tiny_model, "--dry-run")  # prints the command, and says it would not start here
+    assert result.exit_code == 0 and "vllm.entrypoints.cli.main serve" in result.stdout
+    assert result.stderr.splitlines() == [
+        "note: on this machine the server would not start: posttrain vllm-serve needs the vllm package, which is not "
+        "installed: pip install 'posttrain[gpu]' (on a CUDA machine), or train with use_vllm: false here",
+        "note: on this machine the server would not start: posttrain vllm-serve needs a CUDA GPU; none is present. "
+        "Run it on the GPU machine, or train with use_vllm: false here"]
 
 
 def test_more_tensor_parallel_ranks_than_gpus(tiny_model, no_process, gpu_machine):

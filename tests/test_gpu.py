@@ -248,6 +248,15 @@ def test_validate_names_each_problem_once_and_checks_the_rest(machine, tiny_mode
     assert any(p.startswith("stages.a.trainer.tf32: TF32 needs") for p in report.problems)
     assert not any("--tf32 requires Ampere" in p for p in report.problems)  # TRL's own words, said once by posttrain
     assert any("not a valid SaveStrategy" in p for p in report.problems)  # the rest of the block is still checked
+    report = validate({"name": "p", "model": str(tiny_model),
+                       "stages": [{"name": "a", **stage, "trainer": {"ddp_backend": "nccl", "max_length": 64}}]})
+    assert report.problems == [  # and not torch's "Default process group has not been initialized" besides
+        "stages.a.trainer.ddp_backend: nccl needs CUDA GPUs; this machine has none. Fix: leave ddp_backend out "
+        "(posttrain launches CPU processes with gloo; on GPUs accelerate picks nccl)"]
+    report = validate({"name": "p", "model": str(tiny_model), "stages": [
+        {"name": "a", "type": "grpo", "data": str(data), "rewards": ["answer_tags"],
+         "trainer": {"use_vllm": True, "vllm_mode": "bogus"}}]})
+    assert not any("vllm_mode: colocate" in n for n in report.notes)  # a bad mode gets a problem, not a colocate note
 
 
 def test_a_stage_stops_before_it_loads_anything(machine, tiny_model, tmp_path):
@@ -383,8 +392,9 @@ def test_an_optimizer_from_a_missing_package_is_named_before_training(machine, o
 
 
 @pytest.mark.parametrize("attention, kind, stage_type, expected", [
-    ("flex_attention", CPU, "sft", "attn_implementation: flex_attention has no backward pass on the CPU"),
-    ("flex_attention", CPU, "eval", None),  # generation needs no backward
+    ("flex_attention", CPU, "sft", "attn_implementation: flex_attention needs a CUDA GPU (torch's FlexAttention has "
+                                   "no backward pass on the CPU, to train)"),
+    ("flex_attention", CPU, "eval", "attn_implementation: flex_attention needs a CUDA GPU"),
     ("flex_attention", A100, "sft", None),
     ("flash_attn", A100, "sft", "attn_implementation: expected one of eager, sdpa, flash_attention_2, "
                                 "flash_attention_3, flash_attention_4, flex_attention or a Hub kernel (org/name), got "

@@ -125,6 +125,7 @@ def to_pipeline(raw: dict, path: Path | None = None) -> dict:
         "train_on_prompt": lambda v: trainer.update(assistant_only_loss=not v),
         "disable_gradient_checkpointing": lambda v: trainer.update(gradient_checkpointing=not v),
         "flash_attn": lambda v: _flash(v, top, warn),
+        "enable_liger_kernel": lambda v: _liger(v, trainer, warn),
         "report_to": lambda v: _report_to(v, trainer, warn),
         **{key: (lambda v, key=key: _precision(key, v, top, trainer, warn)) for key in PRECISION},
     }
@@ -250,6 +251,16 @@ def _flash(value: str, top: dict, warn) -> None:
         warn("flash_attn", f"{value} needs a CUDA GPU and the {package} package; the default attention is used")
     elif implementation:
         top["attn_implementation"] = implementation
+
+
+def _liger(value, trainer: dict, warn) -> None:
+    """LLaMA-Factory's enable_liger_kernel is TrainingArguments' use_liger_kernel (Triton kernels: CUDA only)."""
+    if not value:
+        return
+    if not (cuda() and has_package("liger_kernel")):
+        warn("enable_liger_kernel", "Liger's kernels need a CUDA GPU and the liger-kernel package; trained without")
+    else:
+        trainer["use_liger_kernel"] = True
 
 
 def _report_to(value, trainer: dict, warn) -> None:

@@ -37,7 +37,7 @@ def apply_common(settings: dict, stage, pipeline, config_class, where: str):
     # auto on a GPU without native bf16: fp32 weights (training_dtype) under fp16 autocast
     settings.setdefault("fp16", dtype == torch.float16 or (pipeline.dtype == "auto" and gpu.cuda()
                                                           and not gpu.bf16_native()))
-    if (settings["bf16"] or settings["fp16"]) and not gpu.cuda():
+    if any(settings.get(k) for k in ("bf16", "fp16", "bf16_full_eval", "fp16_full_eval")) and not gpu.cuda():
         settings.setdefault("use_cpu", True)  # transformers refuses half precision on CPU unless told so
     settings.setdefault("seed", pipeline.seed)
     _distributed(settings, stage)

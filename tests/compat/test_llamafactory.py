@@ -159,11 +159,12 @@ def test_warmup_ratio_zero_sets_nothing():
 
 
 def test_cuda_machine_keeps_precision_deepspeed_flash_attention_and_trackers(monkeypatch, caplog):
-    gpu(monkeypatch, "deepspeed", "flash_attn", trackers=["wandb"])
+    gpu(monkeypatch, "deepspeed", "flash_attn", "liger_kernel", trackers=["wandb"])
     pipeline = to_pipeline({**BASE, "bf16": True, "tf32": True, "deepspeed": "ds_z3_config.json",
-                            "flash_attn": "fa2", "report_to": "wandb"}, None)
+                            "flash_attn": "fa2", "report_to": "wandb", "enable_liger_kernel": True}, None)
     assert pipeline["dtype"] == "bf16" and pipeline["attn_implementation"] == "flash_attention_2"
-    assert contains(stage_of(pipeline)["trainer"], {"bf16": True, "tf32": True, "report_to": "wandb"})
+    assert contains(stage_of(pipeline)["trainer"], {"bf16": True, "tf32": True, "report_to": "wandb",
+                                                    "use_liger_kernel": True})
     assert stage_of(pipeline)["deepspeed"] == "zero3"  # LLaMA-Factory's ZeRO-3 file, as posttrain ships it
     assert not warnings_of(caplog)
 
@@ -181,6 +182,7 @@ WARNINGS = [
     ({"bf16": True}, ["bf16", "CUDA", "fp32"], {}),
     ({"fp16": True}, ["fp16", "CUDA", "fp32"], {}),
     ({"tf32": True}, ["tf32", "CUDA"], {}),
+    ({"enable_liger_kernel": True}, ["enable_liger_kernel", "CUDA", "liger-kernel"], {}),
     ({"deepspeed": "ds_z3_config.json"}, ["deepspeed", "ds_z3_config.json", "deepspeed package", "CUDA",
                                           "plain DDP under --nproc"], {}),
     ({"ddp_backend": "nccl"}, ["ddp_backend", "--nproc", "gloo"], {}),
