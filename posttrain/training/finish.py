@@ -33,6 +33,12 @@ def train_and_save(trainer, ctx, tokenizer, resume=None, evaluate: bool = False)
     checkpoint = resume if _explicit(resume) else latest_checkpoint(ctx.checkpoints_dir, prune=writer)
     if checkpoint and _finished(checkpoint):
         # killed after the last step was saved: training again would run past max_steps
+        if getattr(trainer, "is_deepspeed_enabled", False) or getattr(trainer, "is_fsdp_enabled", False):
+            # the engine loads its sharded state only inside train(); outside it, saving fails deep in transformers
+            raise PosttrainError(f"stage {ctx.stage.name}: it was stopped after its last checkpoint ({checkpoint}) "
+                                 "and before its model was written, and a DeepSpeed or FSDP checkpoint cannot be "
+                                 "saved as the model without training. Fix: --force to train the stage again, or "
+                                 f"use the weights {checkpoint} holds")
         trainer._load_from_checkpoint(str(checkpoint))
         metrics = {"train_loss": _last(checkpoint, "loss"), "resumed_from_final_checkpoint": 1}
     else:
