@@ -180,8 +180,6 @@ def hf_rollouts(model_dir: Path, prompts: list[list[int]], args) -> dict:
 
     generate(4)
     seconds = generate(args.new_tokens)
-    del model
-    _free()
     return {"tokens_per_s": len(batch) * args.new_tokens / seconds, "sequences": len(batch), "seconds": seconds}
 
 
@@ -204,8 +202,6 @@ def vllm_rollouts(model_dir: Path, prompts: list[list[int]], args) -> dict:
     generate(4)
     seconds = generate(args.new_tokens)
     sequences = len(prompts) * args.generations
-    del llm
-    _free()
     return {"tokens_per_s": sequences * args.new_tokens / seconds, "sequences": sequences, "seconds": seconds}
 
 
@@ -221,7 +217,8 @@ def _free() -> None:
 
 
 def measured(kind: str, label: str, why_not: str | None, measure) -> dict:
-    """One row: its figures, why it did not run, or how it failed (the others still run)."""
+    """One row: its figures, why it did not run, or how it failed (the others still run). The model a row loaded
+    is freed when `measure` returns, before the next row starts."""
     row = {"kind": kind, "label": label}
     if why_not:
         return {**row, "status": "not run", "why": why_not}
