@@ -20,9 +20,10 @@ from trl import GRPOConfig, GRPOTrainer
 from posttrain.data.formats import load_records
 from posttrain.data.sources import resolve_sources
 from posttrain.errors import PosttrainError
-from posttrain.gpu import generation_problems, require as require_machine
+from posttrain.gpu import require as require_machine
 from posttrain.models.loading import load_model, load_tokenizer, lora_config, training_dtype
 from posttrain.rewards.adapters import trl_reward
+from posttrain.rollouts import generation_problems
 from posttrain.stages import StageContext
 from posttrain.training.defaults import COMMON, apply_common, build_config
 from posttrain.training.finish import train_and_save
