@@ -100,9 +100,7 @@ def problems(stage) -> list[str]:
         if not cuda():  # accelerate 1.15 turns FSDP on for GPU processes only: CPU ones would train as plain DDP
             found.append(f"{where}: FSDP needs CUDA GPUs, which this machine lacks (on CPU processes accelerate "
                          "would silently train with plain DDP instead); leave `fsdp:` out here")
-        value = getattr(stage, "fsdp", None) or stage.trainer.get("fsdp_config")
-        if isinstance(value, str) and value.endswith(".json"):
-            found += _json_problems(value, where)
+        found += _json_problems(user_file(stage), where)
     return found
 
 
