@@ -20,6 +20,7 @@ COLOCATE_SHARE = 0.5  # above this, colocated vLLM leaves training less memory t
 
 
 def vllm_problems(stage, pipeline, where: str) -> list[str]:
+    """What keeps a GRPO stage's vLLM rollouts from running here or as configured, each with its fix."""
     trainer, found = stage.trainer, []
     if not trainer.get("use_vllm"):
         return found
@@ -32,8 +33,8 @@ def vllm_problems(stage, pipeline, where: str) -> list[str]:
         found.append(f"{where}.vllm_gpu_memory_utilization: {share} is outside (0, 1]; it is the fraction of each "
                      "GPU's memory vLLM reserves. Fix: a value such as TRL's default 0.3")
     found.append(gpu.needs_cuda_and("vllm", f"{where}.use_vllm", "vLLM generates the rollouts on the GPU",
-                                 f"Fix: {gpu.INSTALL} on a CUDA machine, or use_vllm: false here (rollouts then use "
-                                 "transformers' generate)"))
+                                    f"Fix: {gpu.INSTALL} on a CUDA machine, or use_vllm: false here (rollouts then "
+                                    "use transformers' generate)"))
     # a launched worker knows its world; validate knows the pipeline's `launch:` block, when it has one
     world = world_size(pipeline)
     tp = trainer.get("vllm_tensor_parallel_size", 1)
