@@ -169,7 +169,7 @@ def _trend(metrics: dict) -> str:
 @app.command("init-model")
 @user_errors
 def init_model(
-    out_dir: Path = typer.Argument(..., help="Where to write the model directory."),
+    out_dir: Path = typer.Argument(..., help="Where to write the model directory (new, empty, or an earlier model, which is replaced)."),
     corpus: List[Path] = typer.Option(..., "--corpus", help="Text to train the tokenizer on (.txt/.json/.jsonl/.parquet)."),
     size: str = typer.Option("tiny", "--size", help="tiny (~0.1 M parameters), small (~2.5 M), or qwen2.5-0.5b (Qwen2.5-0.5B's shape, ~494 M, for GPU benchmarks)."),
     seed: int = typer.Option(0, "--seed"),

@@ -24,8 +24,8 @@ def export_command(
                                            "message a line) or a data file of prompts or conversations."),
     template: Optional[str] = typer.Option(None, "--template", help="A chat template (chatml, qwen, llama3, "
                                            "mistral) to save with a tokenizer that has none."),
-    force: bool = typer.Option(False, "--force", help="Replace a non-empty --out (the old one is removed only once "
-                               "the new export is complete)."),
+    force: bool = typer.Option(False, "--force", help="Replace a non-empty --out that holds a model, an earlier export "
+                               "(the old one is removed only once the new export is complete)."),
     trust_remote_code: bool = typer.Option(False, "--trust-remote-code", help="Allow the model's own code to run."),
 ):
     """Merge a LoRA adapter into its base, cast to a dtype and save safetensors, tokenizer and a model card."""

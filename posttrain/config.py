@@ -38,6 +38,9 @@ def parse_yaml(text: str) -> Any:
     return yaml.load(text, Loader=_Loader)
 
 
+_STAGE_NAME = re.compile(r"[A-Za-z0-9_-]+")
+
+
 def closest(key: str, known) -> str:
     match = difflib.get_close_matches(key, list(known), n=1, cutoff=0.5)
     return f"; did you mean {match[0]!r}?" if match else ""
@@ -93,10 +96,20 @@ class StageConfig(Strict):
 
     trainer_class: ClassVar[str | None] = None  # "module:Class" of the TRL config the trainer block feeds
 
-    name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
+    name: str
     type: str
     model: str | None = None  # an earlier stage's name, `base`, or a model path; default: the pipeline's model
     trainer: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("name")
+    @classmethod
+    def _identifier(cls, name):
+        # the name is a directory of the run (and a key of dotted overrides): `..` would write, and --force
+        # delete, beside the run directory
+        if not _STAGE_NAME.fullmatch(name):
+            raise ValueError(f"expected an identifier: letters, digits, _ and - (no dots, slashes or spaces), "
+                             f"got {name!r}")
+        return name
 
     @field_validator("trainer")
     @classmethod
@@ -372,10 +385,12 @@ class EvalStage(StageConfig):
     def label(ref: str) -> str:
         """The folder a model's results go to: its name, or a model directory's own name."""
         path = Path(ref.rstrip("/"))
+        if path.name in ("", ".", ".."):  # `.`, `../..`: the directory's own name, never a way up from <stage>/
+            path = Path(ref).resolve()
         if len(path.parts) <= 1:
             return re.sub(r"[^A-Za-z0-9_.-]", "_", ref)
         base = path.parent.name if path.name == "model" and path.parent.name else path.name  # <stage>/model
-        return re.sub(r"[^A-Za-z0-9_.-]", "_", base)
+        return re.sub(r"[^A-Za-z0-9_.-]", "_", base).strip(".") or "model"
 
 
 class ExportStage(StageConfig):
@@ -439,7 +454,7 @@ class LaunchSpec(Strict):
 
 
 class PipelineConfig(Strict):
-    name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
+    name: str
     model: str
     output_dir: str | None = None  # default runs/<name>
     seed: int = 42
@@ -449,6 +464,13 @@ class PipelineConfig(Strict):
     attn_implementation: str | None = None
     launch: LaunchSpec = Field(default_factory=LaunchSpec)
     stages: list[StageConfig]
+
+    @field_validator("name")
+    @classmethod
+    def _a_folder_name(cls, name):
+        if not re.fullmatch(r"[A-Za-z0-9_.-]+", name) or not name.strip("."):  # runs/<name>: `..` is not one
+            raise ValueError(f"expected letters, digits, _, - and . (not only dots), got {name!r}")
+        return name
 
     @field_validator("stages", mode="before")
     @classmethod
@@ -574,6 +596,8 @@ def load_config(source: str | Path | dict, overrides: list[str] | tuple[str, ...
     stages = raw.get("stages")
     for i, stage in enumerate(stages if isinstance(stages, list) else []):
         name = stage.get("name", i) if isinstance(stage, dict) else i
+        if not isinstance(name, str) or not _STAGE_NAME.fullmatch(name):
+            name = i  # a name that is no identifier would make the location itself unreadable
         kind = stage.get("type") if isinstance(stage, dict) else None
         if not isinstance(stage, dict):
             lines.append(f"stages.{i}: expected a mapping with name and type")

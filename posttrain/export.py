@@ -18,7 +18,6 @@ import datetime
 import json
 import logging
 import os
-import shutil
 import tempfile
 import uuid
 from dataclasses import dataclass, field
@@ -26,6 +25,7 @@ from pathlib import Path
 from typing import Callable
 
 from posttrain.errors import PosttrainError
+from posttrain.runs.ownership import remove_tree
 from posttrain.export_verify import TOLERANCE, VerifyError, VerifyResult, read_prompts, run_verify, verify  # noqa: F401
 
 log = logging.getLogger("posttrain")
@@ -200,20 +200,28 @@ def export(model: str, adapter: str | None = None, *, out: str | Path, dtype: st
         (tmp / "README.md").write_text(card, encoding="utf-8")
         _move_into_place(tmp, out)
     except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
+        remove_tree(tmp, out.parent)
         raise
     return summary
 
 
 def _check_out(out: Path, sources, force: bool) -> None:
+    if out.is_symlink():  # the old export is moved aside and deleted: never through a link, to wherever it leads
+        raise PosttrainError(f"{out}: a symbolic link to {os.path.realpath(out)}; name that directory itself")
     if out.exists() and not out.is_dir():
         raise PosttrainError(f"{out}: exists and is not a directory")
     for source in sources:
         # replacing a directory that holds the model (a run directory, say) would delete it once exported
         if Path(source).exists() and out.resolve() in (Path(source).resolve(), *Path(source).resolve().parents):
             raise PosttrainError(f"{out}: holds the model being exported ({source}); write the export elsewhere")
-    if out.is_dir() and any(out.iterdir()) and not force:
-        raise PosttrainError(f"{out}: not empty; pass --force to replace it")
+    if out.is_dir() and any(out.iterdir()):
+        if not force:
+            raise PosttrainError(f"{out}: not empty; pass --force to replace it")
+        from posttrain.models.loading import is_model_dir
+
+        if not is_model_dir(out):  # --out ~ --force must not delete a home directory
+            raise PosttrainError(f"{out}: not a model directory (no config.json or adapter_config.json); --force "
+                                 "replaces only an earlier export or model. Choose an empty or new directory")
 
 
 def _move_into_place(tmp: Path, out: Path) -> None:
@@ -231,7 +239,7 @@ def _move_into_place(tmp: Path, out: Path) -> None:
         out.rmdir()
     os.rename(tmp, out)
     if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
+        remove_tree(old, out.parent)
 
 
 def _stop_at_end_of_turn(model, tokenizer) -> None:

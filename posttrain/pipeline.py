@@ -17,8 +17,6 @@ import hashlib
 import json
 import logging
 import os
-import re
-import shutil
 import subprocess
 import time
 import uuid
@@ -32,6 +30,8 @@ from posttrain.data.sources import content_fingerprint, resolve_sources
 from posttrain.errors import ConfigError, PosttrainError
 from posttrain.launch import TRAINING
 from posttrain.launch.engines import requested, user_file
+from posttrain.runs.ownership import check_inside, check_no_links_out, remove_tree
+from posttrain.runs.secrets import redact
 
 log = logging.getLogger("posttrain")
 _WHOLE_FILE_LIMIT = 64 << 20  # bigger weight files are fingerprinted by size and their first/last 4 MiB
@@ -87,8 +87,9 @@ def run(source, overrides=(), *, only: str | None = None, from_stage: str | None
                     console.print(f"[dim]↷ {stage.name}: unchanged since its last run, skipped[/dim]")
                     outputs[stage.name] = _output_fingerprint(fingerprint, entry)
                 continue
+            _check_stage_dir(stage, stage_dir, run_dir, entry)
             if force or entry.get("fingerprint") not in (None, fingerprint):
-                shutil.rmtree(stage_dir, ignore_errors=True)  # config, model or data changed: start over
+                remove_tree(stage_dir, run_dir)  # config, model or data changed: start over
             elif entry:
                 _check_resume_world(stage, entry, config, stage_dir)
                 console.print(f"[yellow]↻ {stage.name}: resuming an unfinished run[/yellow]")
@@ -97,6 +98,29 @@ def run(source, overrides=(), *, only: str | None = None, from_stage: str | None
     _print_comparisons(config, run_dir, console)
     console.print(f"[bold]run directory:[/bold] {run_dir}")
     return run_dir
+
+
+def _check_stage_dir(stage: StageConfig, stage_dir: Path, run_dir: Path, entry: dict) -> None:
+    """A stage deletes and writes only in a directory of its own: inside the run directory, made by posttrain
+    (the manifest lists the stage, or the config.yaml it writes first names it), with no link out of it."""
+    if not os.path.lexists(stage_dir):
+        return
+    check_inside(stage_dir, run_dir)
+    empty = stage_dir.is_dir() and not any(stage_dir.iterdir())
+    if not entry and not empty and not _made_for(stage, stage_dir):
+        raise PosttrainError(f"{stage_dir}: already exists and is not stage {stage.name}'s (manifest.json does "
+                             "not list it, and it has no config.yaml of the stage); posttrain neither deletes nor "
+                             "writes into it. Move it, or choose another output_dir")
+    check_no_links_out(stage_dir)
+
+
+def _made_for(stage: StageConfig, stage_dir: Path) -> bool:
+    try:
+        written = yaml.safe_load((stage_dir / "config.yaml").read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError, UnicodeDecodeError):
+        return False
+    block = written.get("stage") if isinstance(written, dict) else None
+    return isinstance(block, dict) and block.get("name") == stage.name
 
 
 def _check_resume_world(stage: StageConfig, entry: dict, config: PipelineConfig, stage_dir: Path) -> None:
@@ -253,26 +277,6 @@ def _run_stage(stage, config, model_path, stage_dir, fingerprint, manifest, cons
     if "reward_first_fifth" in metrics:
         console.print(f"  mean reward: first fifth of steps {metrics['reward_first_fifth']:.3f} → last fifth "
                       f"{metrics['reward_last_fifth']:.3f}", highlight=False)
-
-
-# a key that names a secret (hub_token, api_key, wandb_secret), not a count of tokens (max_new_tokens) nor a
-# tokenizer's special token (pad_token)
-_SECRET = re.compile(r"(^|_)(token|secret|password|passwd|api_?key|access_key)($|_)", re.IGNORECASE)
-_NOT_SECRET = re.compile(r"((^|_)(pad|eos|bos|unk|sep|cls|mask)_token|_token_ids?)$", re.IGNORECASE)
-
-
-def redact(value):
-    """Secrets belong in the environment; any that reach a config are not written back out."""
-    if isinstance(value, dict):
-        return {k: "<redacted>" if _is_secret(str(k)) and v else redact(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [redact(v) for v in value]
-    return value
-
-
-def _is_secret(key: str) -> bool:
-    words = re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "_", key).replace("-", "_").lower()  # hubToken, auth-token too
-    return bool(_SECRET.search(words)) and not _NOT_SECRET.search(words)
 
 
 def _output_fingerprint(fingerprint: str, entry: dict) -> str:
@@ -461,7 +465,11 @@ def _alive(pid) -> bool:
 @contextlib.contextmanager
 def _lock(run_dir: Path):
     """One process per run directory; the OS drops the lock when the process dies, even by SIGKILL."""
-    handle = open(run_dir / ".lock", "w")
+    try:  # never through a link: opening one would create or truncate the file it points to
+        handle = os.fdopen(os.open(run_dir / ".lock", os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644), "r+")
+    except OSError as e:
+        raise PosttrainError(f"{run_dir / '.lock'}: cannot be opened as this run's lock file ({e.strerror}); "
+                             "posttrain does not write through a symbolic link there. Remove it") from None
     try:
         fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:

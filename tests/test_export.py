@@ -155,8 +155,15 @@ def test_a_non_empty_out_needs_force(tiny_model, tmp_path):
     with pytest.raises(PosttrainError, match="not empty; pass --force"):
         export(str(tiny_model), out=out)
     assert [p.name for p in out.iterdir()] == ["keep.txt"]
+    # --force replaces an earlier export or model, never a folder of other files (`--out ~ --force`)
+    with pytest.raises(PosttrainError, match="not a model directory .*--force replaces only an earlier export"):
+        export(str(tiny_model), out=out, force=True)
+    assert [p.name for p in out.iterdir()] == ["keep.txt"]
+    (out / "keep.txt").unlink()
+    export(str(tiny_model), out=out)
+    (out / "stale.txt").write_text("from the earlier export")
     export(str(tiny_model), out=out, force=True)
-    assert not (out / "keep.txt").exists() and (out / "model.safetensors").is_file()
+    assert not (out / "stale.txt").exists() and (out / "model.safetensors").is_file()
     assert [p.name for p in tmp_path.iterdir()] == ["out"]  # the replaced export is gone too
     with pytest.raises(PosttrainError, match="holds the model being exported"):
         export(str(out), out=out, force=True)

@@ -170,6 +170,6 @@ def test_retraining_a_stage_reruns_the_stages_after_it(tmp_path, tiny_model):
     ("eos_token_id", False), ("pad_token_id", False), ("decoder_start_token_id", False), ("maxNewTokens", False),
 ])
 def test_keys_that_name_secrets_are_redacted_and_token_counts_are_not(key, secret):
-    from posttrain.pipeline import redact
+    from posttrain.runs.secrets import redact
 
     assert redact({"stage": {key: "value-1"}}) == {"stage": {key: "<redacted>" if secret else "value-1"}}

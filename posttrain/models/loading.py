@@ -158,3 +158,8 @@ def lora_config(lora, task_type: str = "CAUSAL_LM"):
 
 def is_adapter_dir(path: str | Path) -> bool:
     return (Path(path) / "adapter_config.json").exists()
+
+
+def is_model_dir(path: str | Path) -> bool:
+    """A transformers model or a peft adapter: what `--force` and init-model may replace."""
+    return (Path(path) / "config.json").is_file() or is_adapter_dir(path)

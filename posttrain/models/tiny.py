@@ -9,12 +9,13 @@ for assistant-only loss, and saves a random Qwen2-architecture model
 
 from __future__ import annotations
 
-import shutil
+import os
 import tempfile
 from pathlib import Path
 from typing import Iterable, Iterator
 
 from posttrain.errors import PosttrainError
+from posttrain.runs.ownership import remove_tree
 
 SIZES = {
     # ~0.1 M parameters: fast enough for unit tests on one core
@@ -97,6 +98,17 @@ def model_config(size: str, tokenizer):
                        pad_token_id=tokenizer.convert_tokens_to_ids("<|endoftext|>"), **spec)
 
 
+def _check_replaceable(out: Path) -> None:
+    """init-model replaces a model directory (an earlier tiny model) and nothing else: not `.`, not a home."""
+    from posttrain.models.loading import is_model_dir  # torch: only once a model is built
+
+    if out.is_symlink():
+        raise PosttrainError(f"{out}: a symbolic link to {os.path.realpath(out)}; name that directory itself")
+    if out.exists() and not (out.is_dir() and (is_model_dir(out) or not any(out.iterdir()))):
+        raise PosttrainError(f"{out}: exists and is not a model directory (no config.json); init-model replaces "
+                             "only an earlier model. Choose a new or empty directory")
+
+
 def init_model(out: str | Path, corpus: Iterable[str | Path], *, size: str = "tiny", seed: int = 0) -> Path:
     """Write a tokenizer + random Qwen2 model to `out` (atomically) and return the path."""
     import torch
@@ -104,6 +116,8 @@ def init_model(out: str | Path, corpus: Iterable[str | Path], *, size: str = "ti
 
     if size not in SIZES:
         raise PosttrainError(f"size: expected one of {', '.join(SIZES)}, got {size!r}")
+    out = Path(os.path.abspath(out))  # `.` has no name to put a temporary directory beside
+    _check_replaceable(out)
     corpus = [Path(p) for p in corpus]
     for path in corpus:
         if not path.exists():
@@ -118,16 +132,14 @@ def init_model(out: str | Path, corpus: Iterable[str | Path], *, size: str = "ti
     model = Qwen2ForCausalLM(config)
     model.generation_config = GenerationConfig(eos_token_id=eos, pad_token_id=pad, bos_token_id=None)
 
-    out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:
         model.save_pretrained(tmp, safe_serialization=True)
         tokenizer.save_pretrained(tmp)
-        if out.exists():
-            shutil.rmtree(out)
+        remove_tree(out, out.parent)
         tmp.rename(out)
     except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
+        remove_tree(tmp, out.parent)
         raise
     return out

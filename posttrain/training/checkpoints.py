@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 from pathlib import Path
+
+from posttrain.runs.ownership import remove_tree
 
 _CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
 
@@ -36,5 +37,5 @@ def latest_checkpoint(folder: str | Path, *, prune: bool = True) -> Path | None:
         if is_complete(checkpoint):
             return checkpoint
         if prune:
-            shutil.rmtree(checkpoint, ignore_errors=True)
+            remove_tree(checkpoint, folder)
     return None

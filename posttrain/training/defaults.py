@@ -10,6 +10,7 @@ import torch
 from posttrain.errors import PosttrainError
 from posttrain import gpu
 from posttrain.models.loading import resolve_dtype, training_dtype
+from posttrain.runs.secrets import pickled_without_secrets
 from posttrain.training.finish import check_resume
 
 COMMON = {"report_to": "none", "save_total_limit": 2}  # trackers are opt-in; checkpoints are for resume
@@ -56,8 +57,10 @@ def _distributed(settings: dict, stage) -> None:
 
 
 def build_config(config_class, where: str, **kwargs):
-    """The TRL config, with its own checks turned into a posttrain error naming the stage's trainer block."""
+    """The TRL config, with its own checks turned into a posttrain error naming the stage's trainer block; a
+    pickle of it (training_args.bin) leaves the secrets out."""
     try:
-        return config_class(**kwargs)
+        args = config_class(**kwargs)
     except (TypeError, ValueError) as e:
         raise PosttrainError(f"{where}: {e}") from None
+    return pickled_without_secrets(args)  # transformers saves it beside every model and checkpoint

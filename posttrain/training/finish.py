@@ -9,10 +9,10 @@ instead of training past max_steps. The model and tokenizer are written to
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 from posttrain.errors import PosttrainError
+from posttrain.runs.ownership import remove_tree
 from posttrain.training.checkpoints import latest_checkpoint
 from posttrain.training.logs import plot_loss
 
@@ -51,12 +51,12 @@ def train_and_save(trainer, ctx, tokenizer, resume=None, evaluate: bool = False)
 
     tmp = ctx.stage_dir / "model.tmp"
     if writer:
-        shutil.rmtree(tmp, ignore_errors=True)
+        remove_tree(tmp, ctx.stage_dir)
     trainer.save_model(str(tmp))  # on every rank: DeepSpeed and FSDP gather the weights together; rank 0 writes
     if writer:
         tokenizer.save_pretrained(str(tmp))
         _name_input_adapter(tmp, ctx.model_path)
-        shutil.rmtree(ctx.model_dir, ignore_errors=True)
+        remove_tree(ctx.model_dir, ctx.stage_dir)
         tmp.rename(ctx.model_dir)
         if getattr(ctx.stage, "plot_loss", False):
             plot_loss(ctx.log_path, ctx.stage_dir / "training_loss.png")

@@ -87,9 +87,15 @@ def test_same_seed_same_model_other_seed_other_weights(tiny_model, chat_corpus, 
     assert (other / "tokenizer.json").read_bytes() == (tiny_model / "tokenizer.json").read_bytes()
 
 
-def test_overwrites_an_existing_dir(chat_corpus, tmp_path):
+def test_replaces_an_earlier_model_and_nothing_else(chat_corpus, tmp_path):
     out = tmp_path / "m"
     out.mkdir()
+    (out / "notes.txt").write_text("mine")
+    with pytest.raises(PosttrainError, match="is not a model directory"):
+        init_model(out, [chat_corpus], size="tiny")
+    assert [p.name for p in out.iterdir()] == ["notes.txt"]
+    (out / "notes.txt").unlink()
+    init_model(out, [chat_corpus], size="tiny")
     (out / "stale.txt").write_text("old")
     init_model(out, [chat_corpus], size="tiny")
     assert not (out / "stale.txt").exists()
