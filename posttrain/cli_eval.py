@@ -53,8 +53,11 @@ def eval_command(
     table = Table(title=f"{result.metrics['count']} examples, {', '.join(result.metrics['formats'])}")
     table.add_column("metric", no_wrap=True)
     table.add_column("value", justify="right", no_wrap=True)
+    table.add_column("95 % interval", justify="right", no_wrap=True)
+    intervals = result.metrics.get("intervals", {})
     for name, value in figures(result.metrics["metrics"]).items():
-        table.add_row(name, f"{value:.4f}")
+        bounds = intervals.get(name)
+        table.add_row(name, f"{value:.4f}", f"[{bounds[0]:.4f}, {bounds[1]:.4f}]" if bounds else "")
     console.print(table)
     if out:
         console.print(f"wrote {out / 'predictions.jsonl'} and {out / 'metrics.json'}")

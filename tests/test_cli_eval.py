@@ -34,7 +34,9 @@ def test_eval_prints_the_metrics_and_writes_both_files(tiny_model, tmp_path):
     printed = _flat(result.stdout)
     assert "3examples,openai" in printed
     for name in ("rouge1", "rouge2", "rougeL", "reward:medical_dialogue_quality"):
-        assert f"{name}│{metrics['metrics'][name]:.4f}" in printed
+        low, high = metrics["intervals"][name]
+        assert low <= metrics["metrics"][name] <= high
+        assert f"{name}│{metrics['metrics'][name]:.4f}│[{low:.4f},{high:.4f}]" in printed
 
 
 def test_eval_of_a_judge_with_a_named_format(tiny_model, tmp_path):

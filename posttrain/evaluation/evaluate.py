@@ -65,7 +65,21 @@ def evaluate(model: str, sources: list[Source], metrics: str | list[str], out_di
             "data": [str(s.path) for s in sources], "formats": formats, "generation": settings.as_dict(),
             "backend": "vllm" if with_vllm else "hf",
             "generation_seconds": timing["generation_seconds"] if with_vllm else round(time.time() - started, 2)}
-    return score_outputs(examples, outputs, names, out_dir, info)
+    return score_outputs(examples, outputs, names, out_dir, info, seed=settings.seed)
+
+
+def with_intervals(names: list[str], rows: list[dict], seed: int | None) -> dict:
+    """metrics.json's `intervals` (figure -> [low, high], the 95 % bootstrap interval over the examples) and how
+    they were made."""
+    from posttrain.evaluation.uncertainty import LEVEL, interval
+
+    found = {}
+    for name, figure in metric_lib.resampling_figures(names, rows).items():
+        bounds = interval(figure, len(rows), seed=seed, name=name)
+        if bounds is not None:
+            found[name] = list(bounds)
+    return {"intervals": found, "interval_method": {"level": LEVEL, "method": "percentile bootstrap over examples",
+                                                    "seed": seed or 0}}
 
 
 def _generate_hf(network, tokenizer, prompts, settings, name: str, progress: bool) -> list[str]:
@@ -80,8 +94,9 @@ def _generate_hf(network, tokenizer, prompts, settings, name: str, progress: boo
 
 
 def score_outputs(examples: list[Example], outputs: list[str], names: list[str], out_dir=None,
-                  info: dict | None = None) -> EvalResult:
-    """Score given outputs and write predictions.jsonl and metrics.json into `out_dir` (when given)."""
+                  info: dict | None = None, seed: int | None = None) -> EvalResult:
+    """Score given outputs and write predictions.jsonl and metrics.json into `out_dir` (when given); each figure
+    gets its bootstrap interval, seeded by `seed`."""
     per_example, summary = metric_lib.score(names, examples, outputs)
     rows = []
     for example, output, scores in zip(examples, outputs, per_example):
@@ -92,7 +107,8 @@ def score_outputs(examples: list[Example], outputs: list[str], names: list[str],
                        extra_info=example.extra_info)
         rows.append(row)
     counts = {name: len(examples) for name in names}
-    document = {**(info or {}), "count": len(examples), "metric_names": names, "metrics": summary, "counts": counts}
+    document = {**(info or {}), "count": len(examples), "metric_names": names, "metrics": summary, "counts": counts,
+                **with_intervals(names, rows, seed)}
     if out_dir is not None:
         out_dir = Path(out_dir)
         write_records(out_dir / "predictions.jsonl", rows, "jsonl")

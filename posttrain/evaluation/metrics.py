@@ -171,3 +171,31 @@ def _judge(name, examples, outputs):
 
 
 SCORERS: dict[str, Callable] = {"bleu": _bleu, "rouge": _rouge, "exact_match": _exact_match, "judge": _judge}
+
+
+def resampling_figures(names: list[str], rows: list[dict]) -> dict:
+    """Each figure of `score`'s summary (flattened as compare.figures names them) as a function of the examples,
+    for its bootstrap interval and paired comparisons (evaluation/uncertainty.py); `rows` as predictions.jsonl."""
+    from posttrain.evaluation.uncertainty import Figure, figure_of
+
+    found: dict = {}
+    if "bleu" in names:
+        found["bleu"] = Figure(units=[(r["output"], r["reference"]) for r in rows], compute=_corpus_bleu)
+    if "judge" in names:
+        from posttrain.rewards.judges import judge_metrics
+
+        records = [{key: row.get(key) for key in ("data_source", "ground_truth", "extra_info", "output")}
+                   for row in rows]
+        for key, value in judge_metrics(records).items():
+            if key not in ("count", "pairs") and isinstance(value, (int, float)):
+                found[f"judge.{key}"] = Figure(units=records, compute=lambda part, key=key: judge_metrics(part)
+                                               .get(key, float("nan")))
+    # every other figure is the mean of a per-example score of the same name
+    keys = dict.fromkeys(key for row in rows for key in row.get("scores", {}) if key not in ("bleu", "judge"))
+    for key in keys:
+        found[key] = figure_of([row.get("scores", {}).get(key) for row in rows])
+    return found
+
+
+def _corpus_bleu(pairs) -> float:
+    return _sacrebleu().corpus_bleu([o for o, _ in pairs], [[r for _, r in pairs]]).score

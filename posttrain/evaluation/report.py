@@ -113,6 +113,8 @@ def _stage(run_dir: Path, name: str, manifest: dict, current: dict) -> dict:
         combined = current.get(name) or _read_json(stage_dir / "metrics.json") or _partial(stage_dir, declared)
         info["figures"] = {m: f for m, f in (combined.get("figures") or {}).items() if isinstance(f, dict)}
         info["models"] = combined.get("models") or {}
+        info["intervals"] = combined.get("intervals") or {}
+        info["comparisons"] = combined.get("comparisons") or []
     elif info["log_path"].is_file():
         info["log"] = _read_jsonl(info["log_path"])
     return info

@@ -14,8 +14,7 @@ from html import escape
 from pathlib import Path
 
 from posttrain.evaluation import plots
-
-_LOWER_IS_BETTER = ("unparsable", "mean_abs_error", "error", "loss")
+from posttrain.evaluation.uncertainty import lower_is_better
 
 
 def page(title: str, sections: list[str]) -> str:
@@ -32,7 +31,7 @@ def best_models(by_model: dict[str, dict]) -> dict[str, list[str]]:
         values = {m: row[name] for m, row in by_model.items()
                   if isinstance(row.get(name), (int, float)) and math.isfinite(row[name])}
         if values:
-            pick = min if name.endswith(_LOWER_IS_BETTER) else max
+            pick = min if lower_is_better(name) else max
             top = pick(values.values())
             best[name] = [m for m, v in values.items() if v == top]
     return best
@@ -126,12 +125,15 @@ def evaluation(stage: dict, examples: list[dict]) -> str:
     columns = list(best)
     parts.append("<div class=scroll><table class=metrics><tr><th>model</th>"
                  + "".join(f"<th>{escape(c)}</th>" for c in columns) + "</tr>")
+    intervals = stage.get("intervals") or {}
     for model, row in by_model.items():
-        cells = "".join(f"<td class='num{' best' if model in best[c] else ''}'>{_number(row.get(c))}</td>"
-                        for c in columns)
+        cells = "".join(f"<td class='num{' best' if model in best[c] else ''}'>{_number(row.get(c))}"
+                        f"{_interval(intervals.get(model, {}).get(c))}</td>" for c in columns)
         parts.append(f"<tr><th>{escape(model)}</th>{cells}</tr>")
     parts.append("</table></div><p class=note>Best in each column in bold (lowest for errors and unparsable "
-                 "shares, highest otherwise).</p>")
+                 "shares, highest otherwise); in brackets, the 95 % bootstrap interval over the examples.</p>")
+    if stage.get("comparisons"):
+        parts.append(_comparisons(stage["comparisons"], columns))
     models = list(by_model)
     parts.append(_charts([(c, plots.bar_chart(c, models, [by_model[m].get(c) for m in models],
                                               {models.index(m) for m in best[c]})) for c in columns], name))
@@ -139,6 +141,44 @@ def evaluation(stage: dict, examples: list[dict]) -> str:
         parts.append(f"<h3>Side by side: the first {len(examples)} prompts</h3>")
         parts.extend(_example(i + 1, example, models) for i, example in enumerate(examples))
     return "".join(parts) + "</section>"
+
+
+def _interval(bounds) -> str:
+    if not bounds:
+        return ""
+    return f"<br><span class=ci>[{_number(bounds[0])}, {_number(bounds[1])}]</span>"
+
+
+def _comparisons(comparisons: list[dict], columns: list[str]) -> str:
+    """Each model against its input stage and the base; a stage that did not beat its input on the first figure
+    by more than the noise is marked."""
+    shown = [c for c in columns if any(c in comparison["figures"] for comparison in comparisons)]
+    rows = []
+    for comparison in comparisons:
+        cells = []
+        for column in shown:
+            result = comparison["figures"].get(column)
+            if result is None:
+                cells.append("<td></td>")
+                continue
+            verdict = "better" if result["better"] else "worse" if result["worse"] else "within noise"
+            bounds = result["interval"]
+            interval = f" [{bounds[0]:+.3g}, {bounds[1]:+.3g}]" if bounds else ""
+            p = f" p={result['p_value']:.3g}" if result["p_value"] is not None else ""
+            cells.append(f"<td class='num {verdict.replace(' ', '-')}'>{result['difference']:+.4g}{interval}{p}"
+                         f"<br><span class=ci>{verdict}</span></td>")
+        headline = comparison["figures"].get(shown[0]) if shown else None
+        mark = ""
+        if comparison["relation"] == "input" and headline is not None and not headline["better"]:
+            mark = " <span class=flag>did not beat its input</span>"
+        rows.append(f"<tr><th>{escape(comparison['model'])}{mark}</th><td>{escape(comparison['against'])} "
+                    f"({escape(comparison['relation'])})</td>{''.join(cells)}</tr>")
+    return ("<h3>Each model against its input and the base</h3><div class=scroll><table class=metrics><tr>"
+            "<th>model</th><th>against</th>" + "".join(f"<th>Δ {escape(c)}</th>" for c in shown) + "</tr>"
+            + "".join(rows) + "</table></div><p class=note>Δ: the model minus the one it is compared with, on the "
+            "same examples; in brackets the 95 % paired-bootstrap interval, and p from a paired permutation test. "
+            "Better or worse means the interval excludes 0; a stage that is not better than its input on the "
+            "first figure is flagged.</p>")
 
 
 def _text(value) -> str:
@@ -205,6 +245,8 @@ pre{margin:0;white-space:pre-wrap;overflow-wrap:anywhere}
 table{border-collapse:collapse;background:#fff;margin:8px 0}
 th,td{border:1px solid #e2e8f0;padding:5px 10px;text-align:left}tr:first-child th{background:#f1f5f9}
 td.num{text-align:right;font-variant-numeric:tabular-nums}td.best{font-weight:700;color:#15803d}
+.ci{font-size:12px;font-weight:400;color:#64748b}td.better{color:#15803d}td.worse{color:#b91c1c}
+.flag{font-size:12px;font-weight:600;color:#fff;background:#b91c1c;border-radius:4px;padding:1px 6px}
 .scroll{overflow-x:auto}.status.done{color:#15803d}.status.failed{color:#b91c1c}
 .status.running,.status.interrupted{color:#b45309}
 .tag{font-size:12px;font-weight:500;color:#475569;background:#e2e8f0;border-radius:4px;padding:1px 6px;margin-left:6px}

@@ -32,7 +32,7 @@ def evaluate_reward_model(model: str, adapter: str | None, sources, out_dir=None
                           batch_size: int = 8):
     from posttrain.data.formats import load_records
     from posttrain.data.io import write_json, write_records
-    from posttrain.evaluation.evaluate import EvalResult
+    from posttrain.evaluation.evaluate import EvalResult, with_intervals
     from posttrain.evaluation.examples import source_format
     from posttrain.scoring import load_scorer, model_kind
 
@@ -59,7 +59,8 @@ def evaluate_reward_model(model: str, adapter: str | None, sources, out_dir=None
     decided = [row for row in rows if not row.get("tie")]
     margins = [row["chosen_score"] - row["rejected_score"] for row in decided]
     for row in rows:
-        row["scores"] = {METRIC: float(row["chosen_score"] > row["rejected_score"])} if not row.get("tie") else {}
+        margin = row["chosen_score"] - row["rejected_score"]
+        row["scores"] = {METRIC: float(margin > 0), "rm_margin": margin} if not row.get("tie") else {}
         # what a report shows of any evaluation, a reference and an output: here the pair and its two scores
         row["reference"] = f"chosen: {_text(row['chosen'])}\n\nrejected: {_text(row['rejected'])}"
         row["output"] = f"chosen {row['chosen_score']:+.3f}, rejected {row['rejected_score']:+.3f}"
@@ -68,7 +69,7 @@ def evaluate_reward_model(model: str, adapter: str | None, sources, out_dir=None
     document = {"model": str(scored), "adapter": None, "data": [str(s.path) for s in sources], "formats": formats,
                 "count": len(rows), "pairs": len(decided), "ties": len(rows) - len(decided),
                 "metric_names": [METRIC], "metrics": figures, "counts": {METRIC: len(decided)},
-                "scoring_seconds": round(time.time() - started, 2)}
+                "scoring_seconds": round(time.time() - started, 2), **with_intervals([METRIC], rows, 0)}
     if out_dir is not None:
         out_dir = Path(out_dir)
         write_records(out_dir / "predictions.jsonl", rows, "jsonl")

@@ -57,8 +57,9 @@ def unknown_models(stage: EvalStage, pipeline: PipelineConfig) -> list[str]:
 def run(ctx: StageContext) -> dict:
     from posttrain.data.sources import resolve_sources
     from posttrain.evaluation import evaluate
-    from posttrain.evaluation.compare import figures
+    from posttrain.evaluation.compare import compare_models, figures
     from posttrain.evaluation.generation import adapter_base
+    from posttrain.evaluation.metrics import parse as metric_names
     from posttrain.models.loading import is_adapter_dir
 
     stage, pipeline = ctx.stage, ctx.pipeline
@@ -68,7 +69,7 @@ def run(ctx: StageContext) -> dict:
     settings = plan(stage, pipeline)
     _configure_search(ctx)
     sources = resolve_sources(stage.data)
-    results, table = {}, {}
+    results, table, intervals, rows = {}, {}, {}, {}
     for ref in stage.models:
         path = model_path(ref, pipeline)
         model, adapter = (adapter_base(path), path) if is_adapter_dir(path) else (path, None)
@@ -79,12 +80,35 @@ def run(ctx: StageContext) -> dict:
                           attn_implementation=pipeline.attn_implementation, backend=stage.backend)
         results[label] = {"ref": ref, **result.metrics}
         table[label] = figures(result.metrics["metrics"])
+        intervals[label] = result.metrics.get("intervals", {})
+        rows[label] = result.rows
+    names = metric_names(stage.metrics)
     combined = {"metric_names": stage.metrics, "data": [str(s.path) for s in sources], "models": results,
-                "figures": table}
+                "figures": table, "intervals": intervals,
+                "comparisons": compare_models(comparison_pairs(stage, pipeline), rows, names, settings.seed)}
     from posttrain.evaluation.report import write_after_eval
 
     write_after_eval(ctx.stage_dir, combined)  # <stage>/report.html and the run's; a failure only warns
     return combined
+
+
+def comparison_pairs(stage: EvalStage, pipeline: PipelineConfig) -> list[tuple[str, str, str]]:
+    """(model, against, relation) for each evaluated model: against the nearest evaluated stage it was trained
+    from (`input`), and against the base (`base`) when that is another model."""
+    evaluated = {ref: stage.label(ref) for ref in stage.models}
+    names = {s.name for s in pipeline.stages}
+    pairs = []
+    for ref, label in evaluated.items():
+        if ref == "base":
+            continue
+        parent = (pipeline.stage(ref).model or "base") if ref in names else None
+        while parent is not None and parent not in evaluated and parent in names:
+            parent = pipeline.stage(parent).model or "base"
+        if parent in evaluated:
+            pairs.append((label, evaluated[parent], "input"))
+        if "base" in evaluated and parent != "base":
+            pairs.append((label, evaluated["base"], "base"))
+    return pairs
 
 
 def _configure_search(ctx: StageContext) -> None:
@@ -102,10 +126,15 @@ def _configure_search(ctx: StageContext) -> None:
 
 
 def comparison(stage_dir: Path) -> str | None:
-    """The Markdown table of a finished eval stage (rows: models, columns: figures), or None."""
-    from posttrain.evaluation.compare import markdown_table
+    """The Markdown tables of a finished eval stage, or None: the figures with their 95 % intervals (rows:
+    models), then each model against its input stage and the base."""
+    from posttrain.evaluation.compare import comparison_table, markdown_table
 
     path = Path(stage_dir) / "metrics.json"
     if not path.exists():
         return None
-    return markdown_table(json.loads(path.read_text(encoding="utf-8")).get("figures", {}))
+    combined = json.loads(path.read_text(encoding="utf-8"))
+    tables = markdown_table(combined.get("figures", {}), combined.get("intervals"))
+    if combined.get("comparisons"):
+        tables += "\n\n" + comparison_table(combined["comparisons"])
+    return tables

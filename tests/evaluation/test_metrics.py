@@ -154,3 +154,29 @@ def test_empty_outputs_score_zero_not_nan():
     per, summary = metrics.score(["bleu", "rouge"], [_chat("a b")], [""])
     assert summary == {"bleu": 0.0, "rouge1": 0.0, "rouge2": 0.0, "rougeL": 0.0}
     assert not any(math.isnan(v) for v in per[0].values())
+
+
+def _rows(examples, outputs, per):
+    return [{"output": o, "reference": e.reference, "scores": s, "data_source": e.data_source,
+             "ground_truth": e.ground_truth, "extra_info": e.extra_info} for e, o, s in zip(examples, outputs, per)]
+
+
+def test_each_figure_resamples_to_itself_on_all_the_examples():
+    """What intervals and paired comparisons resample is the figure the table prints."""
+    import numpy as np
+
+    from posttrain.evaluation.compare import figures
+
+    chats = [_chat("a b c d e f"), _chat("a b c d"), _chat("x y")]
+    outputs = ["a b c d e x", "a b c d", "x"]
+    names = ["bleu", "rouge", "exact_match", "reward:exact_match"]
+    per, summary = metrics.score(names, chats, outputs)
+    pairs = [_pair("p1", False, "A", 1), _pair("p1", True, "B", 2), _pair("p2", False, "B", 3)]
+    verdicts = ["<preference>A</preference>", "<preference>B</preference>", "nothing"]
+    judge_per, judge_summary = metrics.score(["judge"], pairs, verdicts)
+    for names_, examples, outs, rows_per, flat in ((names, chats, outputs, per, figures(summary)),
+                                                   (["judge"], pairs, verdicts, judge_per, figures(judge_summary))):
+        found = metrics.resampling_figures(names_, _rows(examples, outs, rows_per))
+        assert set(found) == set(flat)
+        for name, value in flat.items():
+            assert found[name].of(np.arange(len(examples))) == pytest.approx(value), name

@@ -228,3 +228,24 @@ def test_not_a_run_directory(tmp_path):
         build_report(tmp_path)
     with pytest.raises(PosttrainError, match="no such directory"):
         build_report(tmp_path / "missing")
+
+
+def test_intervals_and_comparisons_are_shown_and_a_stage_that_did_not_beat_its_input_is_flagged():
+    from posttrain.evaluation import report_html
+
+    def result(difference, low, high, better=False, worse=False):
+        return {"difference": difference, "interval": [low, high], "p_value": 0.5, "better": better, "worse": worse}
+
+    stage = {"name": "ev", "models": {}, "figures": {"base": {"reward:x": -2.0}, "sft2": {"reward:x": 0.1},
+                                                     "grpo": {"reward:x": 0.05}},
+             "intervals": {"sft2": {"reward:x": [0.0, 0.3]}},
+             "comparisons": [
+                 {"model": "sft2", "against": "base", "relation": "input",
+                  "figures": {"reward:x": result(2.1, 1.9, 2.3, better=True)}},
+                 {"model": "grpo", "against": "sft2", "relation": "input",
+                  "figures": {"reward:x": result(-0.05, -0.2, 0.1)}}]}
+    page = report_html.evaluation(stage, [])
+    assert "<span class=ci>[0, 0.3]</span>" in page
+    assert page.count("did not beat its input") == 1
+    assert "<th>grpo <span class=flag>did not beat its input</span></th>" in page
+    assert "+2.1 [+1.9, +2.3] p=0.5<br><span class=ci>better</span>" in page

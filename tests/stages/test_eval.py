@@ -69,12 +69,18 @@ def test_each_model_gets_predictions_and_metrics(evaluated, tiny_model):
 
 def test_the_comparison_is_printed_as_markdown(evaluated):
     _, run_dir, printed = evaluated
-    from posttrain.evaluation.compare import markdown_table
+    from posttrain.evaluation.compare import comparison_table, markdown_table
 
-    table = markdown_table(json.loads((run_dir / "ev" / "metrics.json").read_text())["figures"])
+    combined = json.loads((run_dir / "ev" / "metrics.json").read_text())
+    table = markdown_table(combined["figures"], combined["intervals"])
     assert table in printed
     assert table.splitlines()[0] == "| model | exact_match | rouge1 | rouge2 | rougeL | reward:exact_match |"
     assert [line.split(" |")[0] for line in table.splitlines()[2:]] == ["| base", "| sft"]
+    assert " [0, 0] |" in table.splitlines()[2]  # each figure with its interval: nothing varies here
+    # the LoRA stage against its input, which is the base: one comparison, not two
+    assert [(c["model"], c["against"], c["relation"]) for c in combined["comparisons"]] == [("sft", "base", "input")]
+    assert comparison_table(combined["comparisons"]) in printed
+    assert "| sft | base (input) | +0 [+0, +0] p=1 within noise |" in printed
 
 
 def test_the_stage_and_the_run_get_a_report(evaluated):
@@ -166,3 +172,21 @@ def test_study_search_metrics_query_the_stages_corpus(tiny_model, tmp_path, sear
         monkeypatch.delenv(name, raising=False)
     no_backend = {**config, "stages": [{**config["stages"][0], "search_corpus": None}]}
     assert any("rewards study_search run PubMed queries" in p for p in validate(no_backend).problems)
+
+
+def test_each_model_is_compared_with_its_nearest_evaluated_input_and_with_the_base():
+    from posttrain.config import load_config
+    from posttrain.stages.eval import comparison_pairs
+
+    data = {"path": "d.jsonl", "format": "rl_prompt"}
+    config = load_config({"name": "p", "model": "models/base", "stages": [
+        {"name": "sft1", "type": "sft", "data": "c.jsonl"},
+        {"name": "sft2", "type": "sft", "model": "sft1", "data": "c.jsonl"},
+        {"name": "grpo", "type": "grpo", "model": "sft2", "data": data, "rewards": ["answer_tags"]},
+        {"name": "ev", "type": "eval", "models": ["base", "sft2", "grpo", "models/other"], "data": data,
+         "metrics": ["reward:answer_tags"]}]})
+    assert comparison_pairs(config.stage("ev"), config) == [
+        ("sft2", "base", "input"),  # sft1 is not evaluated: the nearest evaluated model it comes from
+        ("grpo", "sft2", "input"), ("grpo", "base", "base"),
+        ("other", "base", "base"),  # a model directory: against the base only
+    ]
