@@ -32,6 +32,10 @@ def eval_command(
     top_p: Optional[float] = typer.Option(None, "--top-p", help="Nucleus sampling (turns sampling on)."),
     do_sample: Optional[bool] = typer.Option(None, "--do-sample/--greedy", help="Force sampling or greedy decoding."),
     seed: Optional[int] = typer.Option(None, "--seed", help="Seed for sampling."),
+    num_samples: int = typer.Option(1, "--num-samples", min=1, help="Answers sampled per prompt (needs sampling): "
+                                    "each figure becomes the mean over them, and each reward gets pass@1 and pass@k."),
+    pass_threshold: float = typer.Option(0.0, "--pass-threshold", help="With --num-samples: an answer passes "
+                                         "(pass@k) when its reward is above this."),
     template: Optional[str] = typer.Option(None, "--template", help="A chat template (chatml, qwen, llama3, "
                                            "mistral) for a tokenizer without one."),
     dtype: str = typer.Option("auto", "--dtype", help="auto, bf16, fp16 or fp32."),
@@ -45,10 +49,10 @@ def eval_command(
     from posttrain.evaluation.compare import figures
 
     settings = GenerationSettings(max_new_tokens=max_new_tokens, batch_size=batch_size, temperature=temperature,
-                                  top_p=top_p, do_sample=do_sample, seed=seed)
+                                  top_p=top_p, do_sample=do_sample, seed=seed, num_samples=num_samples)
     result = evaluate(str(model), [Source(str(data), fmt)], metrics, out,
                       adapter=None if adapter is None else str(adapter), limit=limit, settings=settings,
-                      template=template, dtype=dtype, backend=backend)
+                      template=template, dtype=dtype, backend=backend, pass_threshold=pass_threshold)
     console = Console(highlight=False, soft_wrap=True)
     table = Table(title=f"{result.metrics['count']} examples, {', '.join(result.metrics['formats'])}")
     table.add_column("metric", no_wrap=True)

@@ -340,6 +340,8 @@ class EvalStage(StageConfig):
     top_p: float | None = Field(default=None, gt=0, le=1)
     do_sample: bool | None = None  # default: sample when a temperature above 0 or a top_p is given
     seed: int | None = None  # default: the pipeline's seed
+    num_samples: int = Field(default=1, ge=1)  # answers sampled per prompt: mean@k and pass@k of each reward
+    pass_threshold: float = 0.0  # an answer passes (pass@k) when its score is above this
     limit: int | None = Field(default=None, ge=1)  # at most this many examples in all (max_samples: per source)
     backend: Literal["auto", "hf", "vllm"] = "auto"  # auto: vLLM when it is installed and a CUDA GPU is present
     template: str | None = None
@@ -374,6 +376,15 @@ class EvalStage(StageConfig):
         if self.trainer:
             raise ValueError("an eval stage trains nothing and has no `trainer:`; its generation settings are "
                              "max_new_tokens, batch_size, temperature, top_p, do_sample and seed")
+        if self.num_samples > 1:
+            sampled = self.do_sample if self.do_sample is not None else bool(self.temperature) or self.top_p is not None
+            if not sampled:
+                raise ValueError(f"num_samples {self.num_samples}: greedy decoding gives the same answer every "
+                                 "time; give a temperature above 0 (or top_p, or do_sample: true) to sample")
+            corpus = [name for name in self.metrics if name in ("bleu", "judge", "rm_accuracy")]
+            if corpus:
+                raise ValueError(f"num_samples {self.num_samples}: {', '.join(corpus)} is a figure over the whole "
+                                 "file, not a score per answer; evaluate it in an eval stage with one sample")
         labels = [self.label(ref) for ref in self.models]
         twice = sorted({label for label in labels if labels.count(label) > 1})
         if twice:

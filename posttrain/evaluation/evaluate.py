@@ -36,10 +36,14 @@ class EvalResult:
 def evaluate(model: str, sources: list[Source], metrics: str | list[str], out_dir=None, *,
              adapter: str | None = None, limit: int | None = None, settings: GenerationSettings | None = None,
              template: str | None = None, dtype: str = "auto", trust_remote_code: bool = False,
-             attn_implementation: str | None = None, progress: bool = True, backend: str = "auto") -> EvalResult:
+             attn_implementation: str | None = None, progress: bool = True, backend: str = "auto",
+             pass_threshold: float = 0.0) -> EvalResult:
     """Generate an answer to every prompt of `sources` with `model` (plus `adapter`) and score the answers.
 
-    `backend`: hf (transformers' generate), vllm (needs vLLM and a CUDA GPU), or auto (vLLM where it can run)."""
+    `backend`: hf (transformers' generate), vllm (needs vLLM and a CUDA GPU), or auto (vLLM where it can run).
+    With `settings.num_samples` k above 1, each prompt is answered k times: each figure is then the mean over
+    the k answers (mean@k), and each reward also gets pass@1 and pass@k (an answer passes above
+    `pass_threshold`)."""
     from posttrain.evaluation import reward_models, vllm_generation
 
     settings = settings or GenerationSettings()
@@ -49,7 +53,7 @@ def evaluate(model: str, sources: list[Source], metrics: str | list[str], out_di
                                                    batch_size=settings.batch_size)
     examples, formats = load_examples(sources, limit)
     metric_lib.check_examples(names, examples)
-    prompts = [example.prompt for example in examples]
+    prompts = [example.prompt for example in examples for _ in range(settings.num_samples)]
     with_vllm = vllm_generation.use_vllm(backend)
     if with_vllm:
         tokenizer = tokenizer_for(model, adapter, template=template, trust_remote_code=trust_remote_code)
@@ -65,7 +69,8 @@ def evaluate(model: str, sources: list[Source], metrics: str | list[str], out_di
             "data": [str(s.path) for s in sources], "formats": formats, "generation": settings.as_dict(),
             "backend": "vllm" if with_vllm else "hf",
             "generation_seconds": timing["generation_seconds"] if with_vllm else round(time.time() - started, 2)}
-    return score_outputs(examples, outputs, names, out_dir, info, seed=settings.seed)
+    return score_outputs(examples, outputs, names, out_dir, info, seed=settings.seed,
+                         num_samples=settings.num_samples, pass_threshold=pass_threshold)
 
 
 def with_intervals(names: list[str], rows: list[dict], seed: int | None) -> dict:
@@ -94,14 +99,26 @@ def _generate_hf(network, tokenizer, prompts, settings, name: str, progress: boo
 
 
 def score_outputs(examples: list[Example], outputs: list[str], names: list[str], out_dir=None,
-                  info: dict | None = None, seed: int | None = None) -> EvalResult:
+                  info: dict | None = None, seed: int | None = None, num_samples: int = 1,
+                  pass_threshold: float = 0.0) -> EvalResult:
     """Score given outputs and write predictions.jsonl and metrics.json into `out_dir` (when given); each figure
-    gets its bootstrap interval, seeded by `seed`."""
-    per_example, summary = metric_lib.score(names, examples, outputs)
+    gets its bootstrap interval, seeded by `seed`. With `num_samples` k, `outputs` holds k answers per example
+    in a row, and each row of predictions.jsonl all k with their scores."""
+    k = num_samples
+    if k == 1:
+        per_example, summary = metric_lib.score(names, examples, outputs)
+        per_sample = [[scores] for scores in per_example]
+    else:
+        scored, _ = metric_lib.score(names, [e for e in examples for _ in range(k)], outputs)
+        per_sample = [scored[i * k:(i + 1) * k] for i in range(len(examples))]
+        per_example = [metric_lib.over_samples(samples, names, pass_threshold) for samples in per_sample]
+        summary = metric_lib.mean_figures(per_example)
     rows = []
-    for example, output, scores in zip(examples, outputs, per_example):
+    for index, (example, scores) in enumerate(zip(examples, per_example)):
         row = {"path": example.path, "line": example.line, "prompt": example.prompt,
-               "reference": example.reference, "output": output, "scores": scores}
+               "reference": example.reference, "output": outputs[index * k], "scores": scores}
+        if k > 1:
+            row.update(outputs=outputs[index * k:(index + 1) * k], sample_scores=per_sample[index])
         if example.data_source is not None:
             row.update(data_source=example.data_source, ground_truth=example.ground_truth,
                        extra_info=example.extra_info)
@@ -109,6 +126,8 @@ def score_outputs(examples: list[Example], outputs: list[str], names: list[str],
     counts = {name: len(examples) for name in names}
     document = {**(info or {}), "count": len(examples), "metric_names": names, "metrics": summary, "counts": counts,
                 **with_intervals(names, rows, seed)}
+    if k > 1:
+        document.update(num_samples=k, pass_threshold=pass_threshold)
     if out_dir is not None:
         out_dir = Path(out_dir)
         write_records(out_dir / "predictions.jsonl", rows, "jsonl")

@@ -30,10 +30,14 @@ class GenerationSettings:
     top_p: float | None = None
     do_sample: bool | None = None  # default: sample when a temperature above 0 or a top_p is given
     seed: int | None = None
+    num_samples: int = 1  # answers sampled per prompt (pass@k, mean@k); more than 1 needs sampling
 
     def __post_init__(self):
-        if self.max_new_tokens < 1 or self.batch_size < 1:
-            raise ConfigError("max_new_tokens and batch_size: expected integers of at least 1")
+        if self.max_new_tokens < 1 or self.batch_size < 1 or self.num_samples < 1:
+            raise ConfigError("max_new_tokens, batch_size and num_samples: expected integers of at least 1")
+        if self.num_samples > 1 and not self.sampling:
+            raise ConfigError(f"num_samples {self.num_samples}: greedy decoding gives the same answer every time; "
+                              "give a temperature above 0 (or top_p, or do_sample) to sample")
         if self.temperature is not None and self.temperature < 0:
             raise ConfigError(f"temperature: expected a number of at least 0, got {self.temperature}")
         if self.top_p is not None and not 0 < self.top_p <= 1:

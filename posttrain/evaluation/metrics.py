@@ -199,3 +199,26 @@ def resampling_figures(names: list[str], rows: list[dict]) -> dict:
 
 def _corpus_bleu(pairs) -> float:
     return _sacrebleu().corpus_bleu([o for o, _ in pairs], [[r for _, r in pairs]]).score
+
+
+def over_samples(samples: list[dict], names: list[str], pass_threshold: float = 0.0) -> dict:
+    """One example's scores over its k sampled answers: each score's mean over them (mean@k), and for each
+    reward and exact_match the unbiased pass@1 and pass@k (an answer passes when it scores above the
+    threshold)."""
+    from posttrain.evaluation.uncertainty import pass_at_k
+
+    k = len(samples)
+    keys = dict.fromkeys(key for sample in samples for key in sample)
+    scores = {key: _mean(s[key] for s in samples if key in s) for key in keys}
+    for name in names:
+        if name.startswith("reward:") or name == "exact_match":
+            passed = sum(s.get(name, float("-inf")) > pass_threshold for s in samples)
+            scores[f"{name}.pass@1"] = pass_at_k(k, passed, 1)
+            scores[f"{name}.pass@{k}"] = pass_at_k(k, passed, k)
+    return scores
+
+
+def mean_figures(per_example: list[dict]) -> dict:
+    """The file's figures when each is the mean of a per-example score: what `score` returns for such metrics."""
+    keys = dict.fromkeys(key for row in per_example for key in row)
+    return {key: _mean(row[key] for row in per_example if key in row) for key in keys}

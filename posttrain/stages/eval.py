@@ -25,7 +25,8 @@ def plan(stage: EvalStage, pipeline: PipelineConfig, output_dir=None) -> Generat
     """The stage's generation settings, checked (the seed defaults to the pipeline's)."""
     return GenerationSettings(max_new_tokens=stage.max_new_tokens, batch_size=stage.batch_size,
                               temperature=stage.temperature, top_p=stage.top_p, do_sample=stage.do_sample,
-                              seed=pipeline.seed if stage.seed is None else stage.seed)
+                              seed=pipeline.seed if stage.seed is None else stage.seed,
+                              num_samples=stage.num_samples)
 
 
 def model_path(ref: str, pipeline: PipelineConfig) -> str:
@@ -77,7 +78,8 @@ def run(ctx: StageContext) -> dict:
         result = evaluate(model, sources, stage.metrics, ctx.stage_dir / label, adapter=adapter, limit=stage.limit,
                           settings=settings, template=stage.template or pipeline.template, dtype=pipeline.dtype,
                           trust_remote_code=pipeline.trust_remote_code,
-                          attn_implementation=pipeline.attn_implementation, backend=stage.backend)
+                          attn_implementation=pipeline.attn_implementation, backend=stage.backend,
+                          pass_threshold=stage.pass_threshold)
         results[label] = {"ref": ref, **result.metrics}
         table[label] = figures(result.metrics["metrics"])
         intervals[label] = result.metrics.get("intervals", {})

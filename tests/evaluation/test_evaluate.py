@@ -36,7 +36,7 @@ def test_evaluate_writes_predictions_and_metrics(talkative_model, tmp_path):
     assert written["count"] == 6 and written["formats"] == ["openai"] and written["adapter"] is None
     assert written["counts"] == {"rouge": 6, "exact_match": 6, "reward:medical_dialogue_quality": 6}
     assert written["generation"] == {"max_new_tokens": 6, "batch_size": 4, "temperature": None, "top_p": None,
-                                     "do_sample": False, "seed": None}
+                                     "do_sample": False, "seed": None, "num_samples": 1}
     for key in ("rouge1", "exact_match", "reward:medical_dialogue_quality"):
         assert written["metrics"][key] == pytest.approx(sum(r["scores"][key] for r in rows) / 6)
 
@@ -53,6 +53,50 @@ def test_score_outputs_with_given_outputs(tmp_path):
                      "reference": "yes", "output": "yes", "scores": {"exact_match": 1.0, "reward:exact_match": 1.0},
                      "data_source": "exact_match", "ground_truth": "yes", "extra_info": {"i": 1}}
     assert json.loads((tmp_path / "out" / "metrics.json").read_text())["model"] == "m"
+
+
+def test_k_samples_per_prompt_give_mean_at_k_and_unbiased_pass_at_k(tmp_path):
+    rows = [{"prompt": "q", "data_source": "exact_match", "ground_truth": truth} for truth in ("yes", "no", "maybe")]
+    examples, _ = load_examples([Source(str(write_jsonl(tmp_path / "rl.jsonl", rows)))])
+    outputs = ["yes", "no", "yes", "yes",  # 3 of 4 right
+               "no", "x", "x", "x",  # 1 of 4
+               "x", "x", "x", "x"]  # none
+    result = score_outputs(examples, outputs, ["reward:exact_match"], tmp_path / "out", seed=0, num_samples=4)
+    figures = result.metrics["metrics"]
+    assert figures["reward:exact_match"] == pytest.approx((0.75 + 0.25 + 0) / 3)  # mean@4
+    assert figures["reward:exact_match.pass@1"] == pytest.approx((0.75 + 0.25 + 0) / 3)
+    assert figures["reward:exact_match.pass@4"] == pytest.approx(2 / 3)
+    assert result.metrics["num_samples"] == 4 and set(result.metrics["intervals"]) == set(figures)
+    [first, *_] = _read(tmp_path / "out" / "predictions.jsonl")
+    assert first["outputs"] == ["yes", "no", "yes", "yes"] and first["output"] == "yes"
+    assert [s["reward:exact_match"] for s in first["sample_scores"]] == [1.0, 0.0, 1.0, 1.0]
+
+
+def test_k_samples_need_sampling_and_per_answer_metrics():
+    from posttrain.config import load_config
+
+    def eval_stage(**fields):
+        return load_config({"name": "p", "model": "m", "stages": [
+            {"name": "ev", "type": "eval", "data": "d.jsonl", "metrics": ["reward:exact_match"], **fields}]})
+
+    with pytest.raises(ConfigError, match="num_samples 4: greedy decoding gives the same answer every time"):
+        eval_stage(num_samples=4)
+    with pytest.raises(ConfigError, match="num_samples 4: bleu is a figure over the whole file"):
+        eval_stage(num_samples=4, temperature=1.0, metrics=["bleu", "reward:exact_match"])
+    assert eval_stage(num_samples=4, temperature=1.0).stages[0].num_samples == 4
+    with pytest.raises(ConfigError, match="num_samples 2: greedy decoding"):
+        GenerationSettings(num_samples=2)
+
+
+def test_k_samples_are_generated_for_each_prompt(tmp_path, talkative_model):
+    rows = [{"prompt": f"question {i}", "data_source": "exact_match", "ground_truth": "yes"} for i in range(3)]
+    data = write_jsonl(tmp_path / "rl.jsonl", rows)
+    settings = GenerationSettings(max_new_tokens=4, batch_size=4, temperature=1.0, seed=0, num_samples=3)
+    result = evaluate(str(talkative_model), [Source(str(data))], "reward:exact_match", tmp_path / "out",
+                      settings=settings, progress=False)
+    assert [len(row["outputs"]) for row in result.rows] == [3, 3, 3]
+    assert len({output for row in result.rows for output in row["outputs"]}) > 3  # sampled, not one answer copied
+    assert "reward:exact_match.pass@3" in result.metrics["metrics"]
 
 
 @pytest.mark.parametrize("rows, metrics, error, message", [

@@ -70,7 +70,7 @@ def test_an_adapter_must_be_an_adapter_directory(talkative_model):
 
 
 @pytest.mark.parametrize("settings, message", [
-    (dict(max_new_tokens=0), "max_new_tokens and batch_size"),
+    (dict(max_new_tokens=0), "max_new_tokens, batch_size and num_samples"),
     (dict(top_p=1.5), r"top_p: expected a number in \(0, 1\]"),
     (dict(temperature=0, do_sample=True), "temperature 0 is greedy decoding"),
 ])
