@@ -70,8 +70,16 @@ def _signed(value) -> str:
     return "" if value is None else f"{value:+.4g}"
 
 
-def _verdict(result: dict) -> str:
+def verdict(result: dict) -> str:
     return "better" if result["better"] else "worse" if result["worse"] else "within noise"
+
+
+def difference_text(result: dict) -> str:
+    """One comparison as `+0.09 [-0.09, +0.26] p=0.4`: the difference, its 95 % interval, the p-value."""
+    bounds = result["interval"]
+    interval = f" [{_signed(bounds[0])}, {_signed(bounds[1])}]" if bounds else ""
+    p = f" p={result['p_value']:.3g}" if result["p_value"] is not None else ""
+    return f"{_signed(result['difference'])}{interval}{p}"
 
 
 def comparison_table(comparisons: list[dict]) -> str:
@@ -84,13 +92,7 @@ def comparison_table(comparisons: list[dict]) -> str:
         cells = []
         for column in columns:
             result = comparison["figures"].get(column)
-            if result is None:
-                cells.append("")
-                continue
-            bounds = result["interval"]
-            interval = f" [{_signed(bounds[0])}, {_signed(bounds[1])}]" if bounds else ""
-            p = f" p={result['p_value']:.3g}" if result["p_value"] is not None else ""
-            cells.append(f"{_signed(result['difference'])}{interval}{p} {_verdict(result)}")
+            cells.append(f"{difference_text(result)} {verdict(result)}" if result else "")
         lines.append(f"| {comparison['model']} | {comparison['against']} ({comparison['relation']}) | "
                      + " | ".join(cells) + " |")
     return "\n".join(lines)

@@ -14,6 +14,7 @@ from html import escape
 from pathlib import Path
 
 from posttrain.evaluation import plots
+from posttrain.evaluation.compare import difference_text, verdict
 from posttrain.evaluation.uncertainty import lower_is_better
 
 
@@ -161,12 +162,9 @@ def _comparisons(comparisons: list[dict], columns: list[str]) -> str:
             if result is None:
                 cells.append("<td></td>")
                 continue
-            verdict = "better" if result["better"] else "worse" if result["worse"] else "within noise"
-            bounds = result["interval"]
-            interval = f" [{bounds[0]:+.3g}, {bounds[1]:+.3g}]" if bounds else ""
-            p = f" p={result['p_value']:.3g}" if result["p_value"] is not None else ""
-            cells.append(f"<td class='num {verdict.replace(' ', '-')}'>{result['difference']:+.4g}{interval}{p}"
-                         f"<br><span class=ci>{verdict}</span></td>")
+            said = verdict(result)
+            cells.append(f"<td class='num {said.replace(' ', '-')}'>{escape(difference_text(result))}"
+                         f"<br><span class=ci>{said}</span></td>")
         headline = comparison["figures"].get(shown[0]) if shown else None
         mark = ""
         if comparison["relation"] == "input" and headline is not None and not headline["better"]:
