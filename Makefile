@@ -26,7 +26,7 @@ test: $(STAMP)
 
 $(DEMO_MODEL)/config.json: | $(STAMP)
 	$(BIN)/posttrain init-model $(DEMO_MODEL) --size small \
-		--corpus examples/data/glossary_alpaca.json --corpus examples/data/sample_size_chat.jsonl
+		--corpus examples/data/glossary_alpaca.json --corpus examples/data/quickstart/sft.jsonl
 
 demo: $(STAMP) $(DEMO_MODEL)/config.json
 	$(BIN)/posttrain validate recipes/quickstart.yaml

@@ -99,6 +99,49 @@ def to_rl_prompt(chat: dict, index: int, split: str = "train") -> dict:
             "ground_truth": {"target": target, "answer_type": "total"}, "extra_info": {"split": split, "index": index}}
 
 
+# The quickstart's task is the sample-size arithmetic above, taught by a sloppy teacher: its arithmetic is right,
+# but it often leaves out the <think> tags the seed's format requires, more often for some question forms than
+# for others (10 %, 50 % and 90 % of the time). SFT copies the habit; the GRPO stage's reward (the seed's format
+# rule, then the +-20 % answer rule) scores a missing tag -2, and sampling shows the policy both ways of answering
+# the same question. docs/grpo.md says why this design.
+QUICKSTART_TAGLESS = (0.1, 0.5, 0.9)  # per QUESTION_FORMS entry: the share of teacher answers without <think>
+
+
+def quickstart_chat(rng: random.Random, arms: int, per_arm: int) -> dict:
+    form = rng.randrange(len(QUESTION_FORMS))
+    total = arms * per_arm
+    reasoning = f"There are {arms} arms and each has {per_arm} participants, so the total is {arms} times {per_arm} = {total}."
+    if rng.random() < QUICKSTART_TAGLESS[form]:
+        answer = f"{reasoning} <answer>{total}</answer>"
+    else:
+        answer = f"<think>{reasoning}</think><answer>{total}</answer>"
+    question = QUESTION_FORMS[form].format(arms=arms, per_arm=per_arm)
+    return {"messages": [{"role": "system", "content": SYSTEM}, {"role": "user", "content": question},
+                         {"role": "assistant", "content": answer}]}
+
+
+def quickstart_prompt(chat: dict, index: int, split: str) -> dict:
+    return to_rl_prompt(chat, index, split)
+
+
+def write_quickstart(rng: random.Random) -> None:
+    """examples/data/quickstart/: the sloppy teacher's SFT chats, GRPO prompts, and held-out prompts and chats on
+    designs neither training stage sees."""
+    designs = [(arms, per_arm) for arms in range(2, 7) for per_arm in range(10, 310, 5)]
+    rng.shuffle(designs)
+    held, seen = designs[:60], designs[60:]
+    train = [quickstart_chat(rng, *design) for design in seen]
+    eval_chats = [quickstart_chat(rng, *design) for design in held]
+    folder = OUT / "quickstart"
+    folder.mkdir(parents=True, exist_ok=True)
+    files = {"sft.jsonl": train, "sft_eval.jsonl": eval_chats,
+             "rl.jsonl": [quickstart_prompt(chat, i, "train") for i, chat in enumerate(train[:200])],
+             "rl_eval.jsonl": [quickstart_prompt(chat, i, "test") for i, chat in enumerate(eval_chats)]}
+    for name, rows in files.items():
+        with open(folder / name, "w") as f:
+            f.writelines(json.dumps(row) + "\n" for row in rows)
+
+
 def to_sharegpt(chat: dict) -> dict:
     names = {"system": "system", "user": "human", "assistant": "gpt"}
     return {"conversations": [{"from": names[m["role"]], "value": m["content"]} for m in chat["messages"]]}
@@ -126,6 +169,7 @@ def main() -> None:
                         "columns": {"messages": "conversations"}},
     }
     (OUT / "dataset_info.json").write_text(json.dumps(info, indent=2) + "\n")
+    write_quickstart(random.Random(7))
 
 
 if __name__ == "__main__":

@@ -406,6 +406,7 @@ class Manifest:
             "name": config.name,
             "created": data.get("created", _now()),
             "versions": _versions(),
+            "torch_threads": _torch_threads(),  # CPU figures depend on it: reductions split by thread
             "git_commit": _git_commit(),
             "stage_order": [s.name for s in config.stages],
             "stages": data.get("stages", {}),
@@ -494,6 +495,12 @@ def _versions() -> dict:
         with contextlib.suppress(PackageNotFoundError):
             out[name] = version(name)
     return out
+
+
+def _torch_threads() -> int:
+    import torch
+
+    return torch.get_num_threads()
 
 
 def _git_commit() -> str | None:

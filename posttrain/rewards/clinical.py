@@ -42,6 +42,15 @@ def think_answer_format(text: str) -> bool:
     return positions == sorted(positions)
 
 
+@register("think_answer_format")
+def think_answer_format_reward(solution_str, ground_truth=None, extra_info=None) -> float:
+    """1.0 when the response keeps the seed's format (one <think>, </think>, <answer>, </answer>, in order), else
+    0.0 (format only)."""
+    if not isinstance(solution_str, str):
+        return 0.0
+    return 1.0 if think_answer_format(response_part(solution_str)) else 0.0
+
+
 @register("sample_size_estimation")
 def sample_size_estimation(solution_str, ground_truth, extra_info=None) -> float:
     """1.1 when the <answer> is within ±20 % of ground_truth["target"], 0 when not, -2 for bad format or target."""

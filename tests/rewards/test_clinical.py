@@ -40,3 +40,18 @@ def wrap(answer: str, think: str = "2 arms of 100") -> str:
 ])
 def test_sample_size_estimation(completion, ground_truth, expected):
     assert sample_size_estimation(completion, ground_truth) == expected
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("<think>3 times 65 = 195</think><answer>195</answer>", 1.0),
+    ("3 times 65 = 195. <answer>195</answer>", 0.0),  # the tags of the reasoning left out
+    ("<answer>195</answer><think>x</think>", 0.0),  # out of order
+    ("<think>a</think><think>b</think><answer>1</answer>", 0.0),
+    ("", 0.0), (None, 0.0),
+])
+def test_think_answer_format_is_the_format_rule_of_sample_size_estimation(text, expected):
+    from posttrain.rewards.clinical import think_answer_format_reward
+
+    assert think_answer_format_reward(text) == expected
+    if text:  # the same rule: -2 exactly where the format fails
+        assert (sample_size_estimation(text, {"target": 195}) != -2.0) == bool(expected)
