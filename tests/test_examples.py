@@ -33,8 +33,9 @@ def test_the_shipped_data_is_what_its_generator_writes(name, folder, tmp_path, m
     monkeypatch.setattr(generator, "OUT", tmp_path)
     generator.main()
     shipped = ROOT / "examples" / folder
-    for made in sorted(tmp_path.iterdir()):
-        assert made.read_bytes() == (shipped / made.name).read_bytes(), made.name
+    for made in sorted(p for p in tmp_path.rglob("*") if p.is_file()):
+        name = made.relative_to(tmp_path)
+        assert made.read_bytes() == (shipped / name).read_bytes(), name
 
 
 def test_sample_size_records_convert_and_their_answer_is_the_explanations_result():
