@@ -375,12 +375,15 @@ class EvalStage(StageConfig):
                              "model directories), not `model:`")
         if self.trainer:
             raise ValueError("an eval stage trains nothing and has no `trainer:`; its generation settings are "
-                             "max_new_tokens, batch_size, temperature, top_p, do_sample and seed")
+                             "max_new_tokens, batch_size, temperature, top_p, do_sample, seed and num_samples")
         if self.num_samples > 1:
-            sampled = self.do_sample if self.do_sample is not None else bool(self.temperature) or self.top_p is not None
-            if not sampled:
-                raise ValueError(f"num_samples {self.num_samples}: greedy decoding gives the same answer every "
-                                 "time; give a temperature above 0 (or top_p, or do_sample: true) to sample")
+            from posttrain.evaluation.generation import GenerationSettings
+
+            try:  # the generation settings' own rule: k samples of greedy decoding are one answer k times
+                GenerationSettings(temperature=self.temperature, top_p=self.top_p, do_sample=self.do_sample,
+                                   num_samples=self.num_samples)
+            except ConfigError as e:
+                raise ValueError(str(e)) from None
             corpus = [name for name in self.metrics if name in ("bleu", "judge", "rm_accuracy")]
             if corpus:
                 raise ValueError(f"num_samples {self.num_samples}: {', '.join(corpus)} is a figure over the whole "

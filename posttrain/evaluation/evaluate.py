@@ -107,7 +107,6 @@ def score_outputs(examples: list[Example], outputs: list[str], names: list[str],
     k = num_samples
     if k == 1:
         per_example, summary = metric_lib.score(names, examples, outputs)
-        per_sample = [[scores] for scores in per_example]
     else:
         scored, _ = metric_lib.score(names, [e for e in examples for _ in range(k)], outputs)
         per_sample = [scored[i * k:(i + 1) * k] for i in range(len(examples))]

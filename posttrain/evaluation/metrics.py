@@ -147,8 +147,7 @@ def _reward(name, examples, outputs):
             row.update({f"{name}.{key}": float(value) for key, value in result.items()
                         if key != "score" and isinstance(value, (int, float)) and not isinstance(value, bool)})
         per.append(row)
-    keys = list(dict.fromkeys(key for row in per for key in row))
-    return per, {key: _mean(row[key] for row in per if key in row) for key in keys}
+    return per, mean_figures(per)
 
 
 def _judge(name, examples, outputs):
@@ -208,8 +207,7 @@ def over_samples(samples: list[dict], names: list[str], pass_threshold: float = 
     from posttrain.evaluation.uncertainty import pass_at_k
 
     k = len(samples)
-    keys = dict.fromkeys(key for sample in samples for key in sample)
-    scores = {key: _mean(s[key] for s in samples if key in s) for key in keys}
+    scores = mean_figures(samples)
     for name in names:
         if name.startswith("reward:") or name == "exact_match":
             passed = sum(s.get(name, float("-inf")) > pass_threshold for s in samples)
@@ -219,6 +217,7 @@ def over_samples(samples: list[dict], names: list[str], pass_threshold: float = 
 
 
 def mean_figures(per_example: list[dict]) -> dict:
-    """The file's figures when each is the mean of a per-example score: what `score` returns for such metrics."""
+    """Each score's mean over the rows that have it: a file's figures from its examples' scores, or one
+    example's mean@k from its samples'."""
     keys = dict.fromkeys(key for row in per_example for key in row)
     return {key: _mean(row[key] for row in per_example if key in row) for key in keys}
