@@ -122,7 +122,9 @@ def score_outputs(examples: list[Example], outputs: list[str], names: list[str],
             row.update(data_source=example.data_source, ground_truth=example.ground_truth,
                        extra_info=example.extra_info)
         rows.append(row)
-    counts = {name: len(examples) for name in names}
+    # a reward scores only its own task's records when the data mixes tasks (metrics.py)
+    counts = {name: sum(name in scores for scores in per_example) if name.startswith("reward:") else len(examples)
+              for name in names}
     document = {**(info or {}), "count": len(examples), "metric_names": names, "metrics": summary, "counts": counts,
                 **with_intervals(names, rows, seed)}
     if k > 1:

@@ -8,6 +8,10 @@
 - `reward:NAME`: a reward of the library or a custom `module:function`, called exactly as GRPO
   calls it in training (the same function, on the generated text, with the record's
   ground_truth and extra_info), so the evaluation metric is the training reward; its mean.
+  When the data mixes tasks (each record's `data_source` names its reward, as VERL
+  dispatches it), a reward that is some records' task scores those records only: one
+  eval stage scores sample-size answers with `sample_size_estimation` and PubMed queries
+  with `study_search`. A reward that is no record's task (a format check) scores them all.
 - `judge`: `posttrain.rewards.judges.judge_metrics` over the outputs: accuracy, the share of
   unparsable outputs and, for pairwise prompts, position consistency over swapped pairs.
 
@@ -136,9 +140,15 @@ def _reward(name, examples, outputs):
     """The reward as GRPO calls it; a dict result also keeps its other numeric keys as `reward:NAME.key`."""
     from posttrain import rewards
 
-    function = rewards.get(name.removeprefix("reward:"))
+    reward = name.removeprefix("reward:")
+    function = rewards.get(reward)
+    tasks = [_task(example) for example in examples]
+    own_task = reward in tasks
     per = []
-    for example, output in zip(examples, outputs):
+    for example, output, task in zip(examples, outputs, tasks):
+        if own_task and task != reward:
+            per.append({})  # another task's record: its own reward scores it
+            continue
         # a conversation has no ground truth but its reference answer, which is what a reward scores against
         truth = example.ground_truth if example.data_source is not None else example.reference
         result = function(output, truth, example.extra_info)
@@ -148,6 +158,18 @@ def _reward(name, examples, outputs):
                         if key != "score" and isinstance(value, (int, float)) and not isinstance(value, bool)})
         per.append(row)
     return per, mean_figures(per)
+
+
+def _task(example: Example) -> str | None:
+    """The reward a record's data_source names (`study_search_test` -> `study_search`), or None."""
+    from posttrain.rewards.adapters import reward_for_source
+
+    if example.data_source is None:
+        return None
+    try:
+        return reward_for_source(example.data_source)
+    except ValueError:
+        return None
 
 
 def _judge(name, examples, outputs):
@@ -209,7 +231,7 @@ def over_samples(samples: list[dict], names: list[str], pass_threshold: float = 
     k = len(samples)
     scores = mean_figures(samples)
     for name in names:
-        if name.startswith("reward:") or name == "exact_match":
+        if (name.startswith("reward:") or name == "exact_match") and name in samples[0]:
             passed = sum(s.get(name, float("-inf")) > pass_threshold for s in samples)
             scores[f"{name}.pass@1"] = pass_at_k(k, passed, 1)
             scores[f"{name}.pass@{k}"] = pass_at_k(k, passed, k)

@@ -72,6 +72,26 @@ def test_k_samples_per_prompt_give_mean_at_k_and_unbiased_pass_at_k(tmp_path):
     assert [s["reward:exact_match"] for s in first["sample_scores"]] == [1.0, 0.0, 1.0, 1.0]
 
 
+def test_two_tasks_count_intervals_and_pass_at_k_over_each_rewards_own_records(tmp_path):
+    rows = [{"prompt": "q", "data_source": "exact_match", "ground_truth": "yes"},
+            {"prompt": "q", "data_source": "sample_size_estimation", "ground_truth": {"target": 100}},
+            {"prompt": "q", "data_source": "sample_size_estimation", "ground_truth": {"target": 200}}]
+    examples, _ = load_examples([Source(str(write_jsonl(tmp_path / "rl.jsonl", rows)))])
+    good, bad = "<think>t</think><answer>100</answer>", "x"
+    outputs = ["yes", bad, good, good, bad, bad]
+    names = ["reward:exact_match", "reward:sample_size_estimation"]
+    result = score_outputs(examples, outputs, names, seed=0, num_samples=2)
+    assert result.metrics["counts"] == {"reward:exact_match": 1, "reward:sample_size_estimation": 2}
+    figures = result.metrics["metrics"]
+    assert figures["reward:exact_match"] == 0.5 and figures["reward:exact_match.pass@2"] == 1.0
+    # the first answers 100 twice (1.1 each), the second has no format (-2 each)
+    assert figures["reward:sample_size_estimation"] == pytest.approx((1.1 - 2) / 2)
+    assert figures["reward:sample_size_estimation.pass@2"] == 0.5
+    assert "reward:exact_match.pass@1" not in result.rows[1]["scores"]
+    low, high = result.metrics["intervals"]["reward:sample_size_estimation"]
+    assert low <= figures["reward:sample_size_estimation"] <= high
+
+
 def test_k_samples_need_sampling_and_per_answer_metrics():
     from posttrain.config import load_config
 

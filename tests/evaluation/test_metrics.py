@@ -74,6 +74,20 @@ def test_a_custom_reward_gets_ground_truth_and_extra_info_and_a_conversation_its
     assert summary == {name: 2.5, f"{name}.bonus": 0.5}
 
 
+def test_with_two_tasks_in_the_data_each_reward_scores_its_own_task_and_a_format_check_scores_all():
+    size = _rl({"target": 120}, "sample_size_estimation", line=1)
+    search = _rl({"relevant_pmids": ["1"]}, "study_search_test", line=2)  # a split suffix still names the task
+    names = ["reward:sample_size_estimation", "reward:study_search", "reward:think_answer_format"]
+    answer = "<think>t</think><answer>118</answer>"
+    per, summary = metrics.score(names, [size, search], [answer, "no query"])
+    assert per == [{"reward:sample_size_estimation": 1.1, "reward:think_answer_format": 1.0},
+                   {"reward:study_search": -2.0, "reward:think_answer_format": 0.0}]
+    assert summary["reward:sample_size_estimation"] == 1.1  # the mean over its own task's record only
+    # data of one task: any reward scores every record, as before
+    per, _ = metrics.score(["reward:study_search"], [size], ["no query"])
+    assert per == [{"reward:study_search": -2.0}]
+
+
 def _pair(pair_id, swapped, preferred, line):
     return _rl({"preferred": preferred}, "pairwise_preference", {"pair_id": pair_id, "swapped": swapped}, line)
 
