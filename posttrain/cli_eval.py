@@ -46,7 +46,7 @@ def eval_command(
     and judge metrics."""
     from posttrain.data.sources import Source
     from posttrain.evaluation import GenerationSettings, evaluate
-    from posttrain.evaluation.compare import figures
+    from posttrain.evaluation.compare import baseline_text, baselines, figures, not_above
 
     settings = GenerationSettings(max_new_tokens=max_new_tokens, batch_size=batch_size, temperature=temperature,
                                   top_p=top_p, do_sample=do_sample, seed=seed, num_samples=num_samples)
@@ -58,10 +58,13 @@ def eval_command(
     table.add_column("metric", no_wrap=True)
     table.add_column("value", justify="right", no_wrap=True)
     table.add_column("95 % interval", justify="right", no_wrap=True)
-    intervals = result.metrics.get("intervals", {})
-    for name, value in figures(result.metrics["metrics"]).items():
+    intervals, shown = result.metrics.get("intervals", {}), figures(result.metrics["metrics"])
+    for name, value in shown.items():
         bounds = intervals.get(name)
         table.add_row(name, f"{value:.4f}", f"[{bounds[0]:.4f}, {bounds[1]:.4f}]" if bounds else "")
     console.print(table)
+    for name, baseline in baselines(result.metrics["metrics"]).items():  # what a model ignoring its input scores
+        below = not_above(shown.get(name), intervals.get(name), baseline)
+        console.print(baseline_text(name, baseline) + ("; the 95 % interval does not lie above it" if below else ""))
     if out:
         console.print(f"wrote {out / 'predictions.jsonl'} and {out / 'metrics.json'}")

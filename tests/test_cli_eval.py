@@ -46,6 +46,8 @@ def test_eval_of_a_judge_with_a_named_format(tiny_model, tmp_path):
     printed = _flat(result.stdout)
     for name in ("judge.accuracy", "judge.unparsable", "judge.position_consistency"):
         assert name in printed
+    assert "judge.majority_baseline" not in printed  # the data's, not the model's: a line under the table
+    assert _flat("majority-class baseline (always the most common label): judge.accuracy") in printed
     assert not (tmp_path / "out").exists()
 
 

@@ -5,12 +5,24 @@ A file's figures are nested (`judge` is a dict of accuracy, unparsable share,
 position consistency, ...); `figures` flattens them to `judge.accuracy` and so
 on, which is what the CLI's table, the eval stage's Markdown table and its
 combined metrics.json show.
+
+Beside the table stand the baselines: what a model that ignores its input
+scores on a figure (judge accuracy: always the most common label;
+reward-model accuracy: a coin flip, 0.5). They are figures of the data, the
+same for every model, so they are a line under the table, not a column, and
+it names each model whose 95 % interval does not lie above them.
 """
 
 from __future__ import annotations
 
-# judge_metrics' counts: a column of them says how much data there was, not how good a model is
-_COUNTS = ("count", "pairs")
+# judge_metrics' figures of the data (counts, the majority baseline) are no column: they say what the data is,
+# not how good a model is
+from posttrain.rewards.judges import DATA_FIGURES
+
+BASELINES = {"judge.accuracy": "majority-class baseline (always the most common label)",
+             "rm_accuracy": "chance baseline (a coin flip on each non-tie pair)"}
+NOT_ABOVE = "not above it (95 % interval's low end at or below it)"
+ALL_ABOVE = "every model's 95 % interval lies above it"
 
 
 def figures(metrics: dict) -> dict[str, float]:
@@ -19,10 +31,54 @@ def figures(metrics: dict) -> dict[str, float]:
     for name, value in metrics.items():
         if isinstance(value, dict):
             flat.update({f"{name}.{key}": v for key, v in value.items()
-                         if key not in _COUNTS and isinstance(v, (int, float))})
+                         if key not in DATA_FIGURES and isinstance(v, (int, float))})
         elif isinstance(value, (int, float)):
             flat[name] = value
     return flat
+
+
+def baselines(metrics: dict) -> dict[str, float]:
+    """A metrics.json's `metrics` as figure -> its baseline: judge.accuracy's majority-class baseline
+    (judge_metrics' `majority_baseline`), rm_accuracy's 0.5."""
+    found = {}
+    judge = metrics.get("judge")
+    if isinstance(judge, dict) and isinstance(judge.get("majority_baseline"), (int, float)):
+        found["judge.accuracy"] = judge["majority_baseline"]
+    if isinstance(metrics.get("rm_accuracy"), (int, float)):
+        found["rm_accuracy"] = 0.5
+    return found
+
+
+def stage_baselines(models: dict) -> dict[str, float]:
+    """The baselines of an eval stage's models (its metrics.json's `models`); they answer the same examples, so
+    they share them."""
+    found: dict[str, float] = {}
+    for result in models.values() if isinstance(models, dict) else ():
+        if isinstance(result, dict) and isinstance(result.get("metrics"), dict):
+            for name, value in baselines(result["metrics"]).items():
+                found.setdefault(name, value)
+    return found
+
+
+def not_above(value, bounds, baseline) -> bool:
+    """Whether a figure's 95 % interval does not lie above its baseline: its low end (the value itself where it has
+    no interval) at or below it, or not a number."""
+    low = bounds[0] if bounds else value
+    return not (isinstance(low, (int, float)) and low > baseline)
+
+
+def not_above_baselines(by_model: dict[str, dict], intervals: dict[str, dict] | None,
+                        found: dict[str, float]) -> dict[str, list[str]]:
+    """Per baseline of a figure the table shows, the models whose interval does not lie above it."""
+    intervals = intervals or {}
+    return {name: [m for m, row in by_model.items() if name in row
+                   and not_above(row[name], intervals.get(m, {}).get(name), baseline)]
+            for name, baseline in found.items() if any(name in row for row in by_model.values())}
+
+
+def baseline_text(name: str, baseline: float) -> str:
+    """`majority-class baseline (always the most common label): judge.accuracy 0.55`."""
+    return f"{BASELINES.get(name, 'baseline')}: {name} {_number(baseline)}"
 
 
 def _number(value) -> str:
@@ -35,15 +91,20 @@ def _with_interval(value, bounds) -> str:
     return _number(value) + (f" [{_number(bounds[0])}, {_number(bounds[1])}]" if bounds else "")
 
 
-def markdown_table(by_model: dict[str, dict[str, float]], intervals: dict[str, dict] | None = None) -> str:
+def markdown_table(by_model: dict[str, dict[str, float]], intervals: dict[str, dict] | None = None,
+                   baselines: dict[str, float] | None = None) -> str:
     """Rows: models; columns: the union of their figures, in first-seen order; each figure followed by its 95 %
-    interval where `intervals` (model -> figure -> [low, high]) has one."""
+    interval where `intervals` (model -> figure -> [low, high]) has one. Under it, a line per figure with a
+    baseline (figure -> value) naming the models whose interval does not lie above it."""
     intervals = intervals or {}
     columns = list(dict.fromkeys(key for row in by_model.values() for key in row))
     lines = ["| model | " + " | ".join(columns) + " |", "| --- |" + " ---: |" * len(columns)]
     for model, row in by_model.items():
         bounds = intervals.get(model, {})
         lines.append(f"| {model} | " + " | ".join(_with_interval(row.get(c), bounds.get(c)) for c in columns) + " |")
+    for name, models in not_above_baselines(by_model, intervals, baselines or {}).items():
+        lines += ["", f"{baseline_text(name, baselines[name])}; "
+                      + (f"{NOT_ABOVE}: {', '.join(models)}" if models else ALL_ABOVE)]
     return "\n".join(lines)
 
 

@@ -13,7 +13,8 @@
   eval stage scores sample-size answers with `sample_size_estimation` and PubMed queries
   with `study_search`. A reward that is no record's task (a format check) scores them all.
 - `judge`: `posttrain.rewards.judges.judge_metrics` over the outputs: accuracy, the share of
-  unparsable outputs and, for pairwise prompts, position consistency over swapped pairs.
+  unparsable outputs and, for pairwise prompts, position consistency over swapped pairs; and the
+  majority-class baseline accuracy has to beat (a figure of the data, shown beside the table).
 
 Every name is checked, and every example against what its metrics need, before a model loads.
 """
@@ -203,12 +204,13 @@ def resampling_figures(names: list[str], rows: list[dict]) -> dict:
     if "bleu" in names:
         found["bleu"] = Figure(units=[(r["output"], r["reference"]) for r in rows], compute=_corpus_bleu)
     if "judge" in names:
-        from posttrain.rewards.judges import judge_metrics
+        from posttrain.rewards.judges import DATA_FIGURES, judge_metrics
 
         records = [{key: row.get(key) for key in ("data_source", "ground_truth", "extra_info", "output")}
                    for row in rows]
         for key, value in judge_metrics(records).items():
-            if key not in ("count", "pairs") and isinstance(value, (int, float)):
+            # counts and the majority baseline are of the data, the same for every model: nothing to resample
+            if key not in DATA_FIGURES and isinstance(value, (int, float)):
                 found[f"judge.{key}"] = Figure(units=records, compute=lambda part, key=key: judge_metrics(part)
                                                .get(key, float("nan")))
     # every other figure is the mean of a per-example score of the same name

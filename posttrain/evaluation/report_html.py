@@ -14,7 +14,8 @@ from html import escape
 from pathlib import Path
 
 from posttrain.evaluation import plots
-from posttrain.evaluation.compare import difference_text, verdict
+from posttrain.evaluation.compare import (ALL_ABOVE, NOT_ABOVE, baseline_text, difference_text, not_above_baselines,
+                                          stage_baselines, verdict)
 from posttrain.evaluation.uncertainty import lower_is_better
 
 
@@ -127,11 +128,20 @@ def evaluation(stage: dict, examples: list[dict]) -> str:
     parts.append("<div class=scroll><table class=metrics><tr><th>model</th>"
                  + "".join(f"<th>{escape(c)}</th>" for c in columns) + "</tr>")
     intervals = stage.get("intervals") or {}
+    baselines = stage_baselines(stage.get("models") or {})
+    flagged = not_above_baselines(by_model, intervals, baselines)
     for model, row in by_model.items():
         cells = "".join(f"<td class='num{' best' if model in best[c] else ''}'>{_number(row.get(c))}"
-                        f"{_interval(intervals.get(model, {}).get(c))}</td>" for c in columns)
+                        f"{_interval(intervals.get(model, {}).get(c))}"
+                        f"{'<br><span class=flag>not above baseline</span>' if model in flagged.get(c, ()) else ''}"
+                        f"</td>" for c in columns)
         parts.append(f"<tr><th>{escape(model)}</th>{cells}</tr>")
-    parts.append("</table></div><p class=note>Best in each column in bold (lowest for errors and unparsable "
+    parts.append("</table></div>")
+    for figure, models in flagged.items():
+        named = "".join(f" <span class=flag>{escape(m)}</span>" for m in models)
+        parts.append(f"<p class=baseline>{escape(baseline_text(figure, baselines[figure]))}; "
+                     f"{escape(NOT_ABOVE) + ':' + named if models else escape(ALL_ABOVE)}</p>")
+    parts.append("<p class=note>Best in each column in bold (lowest for errors and unparsable "
                  "shares, highest otherwise); in brackets, the 95 % bootstrap interval over the examples.</p>")
     if stage.get("comparisons"):
         parts.append(_comparisons(stage["comparisons"], columns))

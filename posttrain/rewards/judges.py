@@ -20,7 +20,9 @@
   The ground truth is `{"evaluation_type": ..., "reference": <the reference JSON object or text>}`.
 
 `judge_metrics` turns scored judge outputs into the evaluation figures: accuracy, the share of
-unparsable outputs and, for pairwise records, position consistency over original/swapped pairs.
+unparsable outputs and, for pairwise records, position consistency over original/swapped pairs; beside
+them the majority-class baseline, the accuracy of always answering the most common true label, which
+held-out accuracy has to beat to show the judge read the responses at all.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from __future__ import annotations
 import json
 import math
 import re
+from collections import Counter
 
 from posttrain.rewards import register
 
@@ -186,6 +189,11 @@ def json_judge(solution_str, ground_truth, extra_info=None) -> float:
     return 1.0 - sum(abs(scores[k] - wanted[k]) for k in scores) / len(scores)
 
 
+# judge_metrics' figures of the data rather than of the judge: how much there was, and what always answering
+# its most common label scores. They are no column of a model and get no interval or paired comparison.
+DATA_FIGURES = ("count", "pairs", "majority_baseline")
+
+
 def judge_metrics(records) -> dict:
     """Evaluation figures for a judge from records carrying the judge's `output` beside their
     `data_source`, `ground_truth` and `extra_info` (as the rl_prompt records the converters write).
@@ -195,40 +203,53 @@ def judge_metrics(records) -> dict:
     verdicts name the same response (A on one order is B on the other; tie stays tie). For
     pointwise records, accuracy counts exact scores and `mean_reward` is the mean of the reward;
     for json_judge records, `mean_abs_error` is the mean score error of the valid answers.
+
+    `majority_baseline` is the accuracy of a judge that always gives the most common true label: of each
+    source (A/B/tie; a score 0..4; for json_judge, of each evaluation type, whose answers have other keys,
+    a reference score set), counted as accuracy counts it (a record without a readable truth is never
+    right) and over all records, so mixed sources weigh as they do in accuracy.
     """
     count = correct = unparsable = 0
     rewards, errors = [], []
+    labels: dict = {}  # source (for json_judge, with its evaluation type) -> how often each true label occurs
     verdicts: dict[str, dict[bool, str]] = {}
     for record in records:
         source, output = record.get("data_source"), record.get("output")
         truth, extra = record.get("ground_truth"), record.get("extra_info") or {}
         count += 1
         if source == "pairwise_preference":
-            verdict = parse_preference(output)
+            verdict, group, true = parse_preference(output), source, _truth_preference(truth)
             unparsable += verdict == "unknown"
-            correct += verdict != "unknown" and verdict == _truth_preference(truth)
+            correct += verdict != "unknown" and verdict == true
             if "pair_id" in extra:
                 verdicts.setdefault(str(extra["pair_id"]), {})[bool(extra.get("swapped"))] = verdict
         elif source == "pointwise_score":
             predicted = parse_score(output)
             unparsable += predicted is None
-            true = _score_value(truth.get("score") if isinstance(truth, dict) else truth)
+            group, true = source, _score_value(truth.get("score") if isinstance(truth, dict) else truth)
             correct += predicted is not None and predicted == true
             rewards.append(pointwise_score(output, truth))
         elif source == "json_judge":
             kind, reference = _json_truth(truth)
-            scores = json_scores(output, kind)
+            scores, wanted = json_scores(output, kind), json_scores(reference, kind)
             unparsable += scores is None
             reward = json_judge(output, truth)
             rewards.append(reward)
-            if scores is not None and json_scores(reference, kind) is not None:
+            if scores is not None and wanted is not None:
                 errors.append(1.0 - reward)
                 correct += reward == 1.0
+            # each evaluation type is its own set of labels (its answers have other keys); only a readable
+            # reference can be matched exactly, and answering it scores 1.0, which is what `correct` counts
+            group, true = (source, kind), None if wanted is None else tuple(sorted(wanted.items()))
         else:
             raise ValueError(f"judge_metrics: data_source {source!r}; expected pairwise_preference, "
                              "pointwise_score or json_judge")
+        if true is not None:
+            labels.setdefault(group, Counter())[true] += 1
     result = {"count": count, "accuracy": correct / count if count else 0.0,
               "unparsable": unparsable / count if count else 0.0}
+    majority = sum(max(counter.values()) for counter in labels.values())
+    result["majority_baseline"] = majority / count if count else 0.0
     pairs = [v for v in verdicts.values() if len(v) == 2]
     if verdicts:
         from posttrain.data.formats.judges import SWAP

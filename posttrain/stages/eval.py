@@ -129,14 +129,15 @@ def _configure_search(ctx: StageContext) -> None:
 
 def comparison(stage_dir: Path) -> str | None:
     """The Markdown tables of a finished eval stage, or None: the figures with their 95 % intervals (rows:
-    models), then each model against its input stage and the base."""
-    from posttrain.evaluation.compare import comparison_table, markdown_table
+    models) and the baselines under them, then each model against its input stage and the base."""
+    from posttrain.evaluation.compare import comparison_table, markdown_table, stage_baselines
 
     path = Path(stage_dir) / "metrics.json"
     if not path.exists():
         return None
     combined = json.loads(path.read_text(encoding="utf-8"))
-    tables = markdown_table(combined.get("figures", {}), combined.get("intervals"))
+    tables = markdown_table(combined.get("figures", {}), combined.get("intervals"),
+                            stage_baselines(combined.get("models", {})))
     if combined.get("comparisons"):
         tables += "\n\n" + comparison_table(combined["comparisons"])
     return tables

@@ -2,14 +2,52 @@
 
 from __future__ import annotations
 
-from posttrain.evaluation.compare import figures, markdown_table
+from posttrain.evaluation.compare import baselines, figures, markdown_table, stage_baselines
 
 
-def test_judge_figures_are_flattened_without_their_counts():
+def test_judge_figures_are_flattened_without_their_counts_and_baseline():
     metrics = {"bleu": 12.5, "judge": {"count": 4, "accuracy": 0.5, "unparsable": 0.25, "pairs": 2,
-                                       "position_consistency": 1.0}}
+                                       "position_consistency": 1.0, "majority_baseline": 0.75}}
     assert figures(metrics) == {"bleu": 12.5, "judge.accuracy": 0.5, "judge.unparsable": 0.25,
                                 "judge.position_consistency": 1.0}
+    assert baselines(metrics) == {"judge.accuracy": 0.75}
+
+
+def test_reward_model_accuracy_has_the_chance_baseline():
+    assert baselines({"rm_accuracy": 0.8, "rm_margin": 1.2}) == {"rm_accuracy": 0.5}
+    assert baselines({"bleu": 3.0}) == {}
+    models = {"base": {"ref": "base", "metrics": {"judge": {"accuracy": 0.5, "majority_baseline": 0.625}}},
+              "broken": {"ref": "x"}}
+    assert stage_baselines(models) == {"judge.accuracy": 0.625}
+
+
+def test_the_baseline_is_a_line_under_the_table_naming_the_models_not_above_it():
+    by_model = {"base": {"judge.accuracy": 0.5}, "sft": {"judge.accuracy": 0.7}, "judge": {"judge.accuracy": 0.9},
+                "tiny": {"judge.accuracy": 0.55}}
+    # base's interval reaches below 0.6 and sft's low end is 0.6 itself: neither lies above; judge's does; tiny has
+    # no interval, and its value is below
+    intervals = {"base": {"judge.accuracy": [0.3, 0.7]}, "sft": {"judge.accuracy": [0.6, 0.8]},
+                 "judge": {"judge.accuracy": [0.8, 1.0]}}
+    table = markdown_table(by_model, intervals, {"judge.accuracy": 0.6})
+    assert table.splitlines() == [
+        "| model | judge.accuracy |",
+        "| --- | ---: |",
+        "| base | 0.5 [0.3, 0.7] |",
+        "| sft | 0.7 [0.6, 0.8] |",
+        "| judge | 0.9 [0.8, 1] |",
+        "| tiny | 0.55 |",
+        "",
+        "majority-class baseline (always the most common label): judge.accuracy 0.6; not above it (95 % interval's "
+        "low end at or below it): base, sft, tiny",
+    ]
+    above = markdown_table({"judge": by_model["judge"]}, intervals, {"judge.accuracy": 0.6})
+    assert above.splitlines()[-1] == ("majority-class baseline (always the most common label): judge.accuracy 0.6; "
+                                      "every model's 95 % interval lies above it")
+    rm = markdown_table({"rm": {"rm_accuracy": 0.75}}, {"rm": {"rm_accuracy": [0.55, 0.9]}}, {"rm_accuracy": 0.5})
+    assert rm.splitlines()[-1] == ("chance baseline (a coin flip on each non-tie pair): rm_accuracy 0.5; "
+                                   "every model's 95 % interval lies above it")
+    # a baseline of a figure the table does not show is left out
+    assert markdown_table({"a": {"bleu": 1.0}}, {}, {"rm_accuracy": 0.5}) == markdown_table({"a": {"bleu": 1.0}})
 
 
 def test_markdown_table_rows_are_models_columns_the_union_of_figures():

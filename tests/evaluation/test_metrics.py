@@ -102,8 +102,9 @@ def test_judge_metrics_on_swapped_pairs_by_hand():
     per, summary = metrics.score(["judge"], examples, outputs)
     assert [row["judge"] for row in per] == ["A", "B", "A", "unknown"]
     # right on p1 both ways; p2 wrong, then unparsable; p1 names the same response in both orders, p2 does not
+    # truths A, B, B, A: always answering either is right on 2 of 4
     assert summary["judge"] == {"count": 4, "accuracy": 0.5, "unparsable": 0.25, "pairs": 2,
-                                "position_consistency": 0.5}
+                                "position_consistency": 0.5, "majority_baseline": 0.5}
     records = [{"data_source": e.data_source, "ground_truth": e.ground_truth, "extra_info": e.extra_info,
                 "output": o} for e, o in zip(examples, outputs)]
     assert summary["judge"] == judge_metrics(records)
@@ -194,3 +195,6 @@ def test_each_figure_resamples_to_itself_on_all_the_examples():
         assert set(found) == set(flat)
         for name, value in flat.items():
             assert found[name].of(np.arange(len(examples))) == pytest.approx(value), name
+    # the majority baseline is the data's, the same for every model: no interval, no paired comparison
+    assert "majority_baseline" in judge_summary["judge"]
+    assert "judge.majority_baseline" not in metrics.resampling_figures(["judge"], _rows(pairs, verdicts, judge_per))

@@ -249,3 +249,21 @@ def test_intervals_and_comparisons_are_shown_and_a_stage_that_did_not_beat_its_i
     assert page.count("did not beat its input") == 1
     assert "<th>grpo <span class=flag>did not beat its input</span></th>" in page
     assert "+2.1 [+1.9, +2.3] p=0.5<br><span class=ci>better</span>" in page
+
+
+def test_the_majority_baseline_is_shown_and_a_judge_not_above_it_is_flagged():
+    from posttrain.evaluation import report_html
+
+    judge = {"count": 8, "accuracy": 0.5, "majority_baseline": 0.625}
+    stage = {"name": "ev", "models": {m: {"metrics": {"judge": judge}} for m in ("base", "judge")},
+             "figures": {"base": {"judge.accuracy": 0.5}, "judge": {"judge.accuracy": 0.875}},
+             "intervals": {"base": {"judge.accuracy": [0.25, 0.75]}, "judge": {"judge.accuracy": [0.75, 1.0]}}}
+    page = report_html.evaluation(stage, [])
+    assert ("<p class=baseline>majority-class baseline (always the most common label): judge.accuracy 0.625; "
+            "not above it (95 % interval&#x27;s low end at or below it): <span class=flag>base</span></p>") in page
+    # base's cell carries the flag, the judge's (its interval lies above 0.625) does not
+    assert "<span class=ci>[0.25, 0.75]</span><br><span class=flag>not above baseline</span></td>" in page
+    assert page.count("not above baseline") == 1
+    # without a baseline in the models' metrics (an older run), nothing is said
+    older = report_html.evaluation({**stage, "models": {}}, [])
+    assert "baseline" not in older

@@ -54,6 +54,7 @@ def test_pairwise_metrics():
     assert metrics["unparsable"] == pytest.approx(1 / 8)
     assert metrics["pairs"] == 4
     assert metrics["position_consistency"] == pytest.approx(2 / 4)
+    assert metrics["majority_baseline"] == pytest.approx(4 / 8)  # each pair is A one way, B the other
 
 
 def test_pointwise_and_json_metrics():
@@ -76,6 +77,53 @@ def test_pointwise_and_json_metrics():
     assert metrics["unparsable"] == pytest.approx(1 / 3)
     assert metrics["mean_abs_error"] == pytest.approx(0.125)
     assert metrics["mean_reward"] == pytest.approx(1.75 / 3)
+
+
+def _pairwise(truth, output="no idea"):
+    return {"data_source": "pairwise_preference", "ground_truth": {"preferred": truth}, "output": output}
+
+
+def _pointwise(truth, output="no idea"):
+    return {"data_source": "pointwise_score", "ground_truth": {"score": truth}, "output": output}
+
+
+def _clip(reference, output="no idea", kind="clip"):
+    return {"data_source": "json_judge", "ground_truth": {"evaluation_type": kind, "reference": reference},
+            "output": output}
+
+
+CLIP_1 = {"reasonableness_score": 0.5, "summary": "s"}
+CLIP_2 = {"reasonableness_score": 0.75, "summary": "t"}
+CATEGORY = {"scores": {"tool_use_quality": 1, "information_relevance": 0.5, "content_extraction": 0,
+                       "goal_achievement": 1}, "summary": "s", "reasoning": "r"}
+
+
+def test_majority_baseline_by_hand():
+    # A A A B tie and one unreadable truth, which no judge gets right: 3 of 6
+    pairwise = [_pairwise(t) for t in ("A", "a", "A", "B", "tie", "maybe")]
+    assert judge_metrics(pairwise)["majority_baseline"] == pytest.approx(3 / 6)
+    # scores 3 3 1 and one outside 0..4: 2 of 4
+    pointwise = [_pointwise(t) for t in (3, 3, 1, 7)]
+    assert judge_metrics(pointwise)["majority_baseline"] == pytest.approx(2 / 4)
+    # clip references 1 1 2 (the score counts, the summary text does not: CLIP_1 with another summary is CLIP_1),
+    # one unreadable; a category reference is its own type's most common label: (2 + 1) of 5
+    json_judged = [_clip(CLIP_1), _clip({**CLIP_1, "summary": "other"}), _clip(CLIP_2), _clip("not json"),
+                   _clip(CATEGORY, kind="category")]
+    assert judge_metrics(json_judged)["majority_baseline"] == pytest.approx(3 / 5)
+    # mixed sources weigh by their records, as accuracy does: (3 + 2 + 3) of 15
+    assert judge_metrics(pairwise + pointwise + json_judged)["majority_baseline"] == pytest.approx(8 / 15)
+    assert judge_metrics([])["majority_baseline"] == 0.0
+
+
+def test_a_judge_that_always_answers_the_most_common_label_scores_the_majority_baseline():
+    """The baseline counts as accuracy counts: the constant judge's accuracy is the baseline exactly."""
+    records = ([_pairwise(t, "<preference>A</preference>") for t in ("A", "A", "B", "tie", None)]
+               + [_pointwise(t, "<score>3</score>") for t in (3, 3, 1, "x")]
+               + [_clip(r, json.dumps(CLIP_1)) for r in (CLIP_1, {**CLIP_1, "summary": "u"}, CLIP_2, "not json")]
+               + [_clip(CATEGORY, json.dumps(CATEGORY), kind="category")])
+    metrics = judge_metrics(records)
+    assert metrics["majority_baseline"] == pytest.approx((2 + 2 + 2 + 1) / 14)
+    assert metrics["accuracy"] == metrics["majority_baseline"]
 
 
 def test_unknown_source_is_refused():

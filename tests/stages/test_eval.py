@@ -190,3 +190,18 @@ def test_each_model_is_compared_with_its_nearest_evaluated_input_and_with_the_ba
         ("grpo", "sft2", "input"), ("grpo", "base", "base"),
         ("other", "base", "base"),  # a model directory: against the base only
     ]
+
+
+def test_the_printed_comparison_says_the_majority_baseline(tmp_path):
+    """What the pipeline prints of an eval stage of judges: the table, then the baseline, naming a judge whose
+    interval does not lie above it."""
+    from posttrain.stages.eval import comparison
+
+    judge = {"count": 4, "accuracy": 0.5, "unparsable": 0.0, "majority_baseline": 0.75}
+    combined = {"models": {"base": {"metrics": {"judge": judge}}, "judge": {"metrics": {"judge": judge}}},
+                "figures": {"base": {"judge.accuracy": 0.5}, "judge": {"judge.accuracy": 1.0}},
+                "intervals": {"base": {"judge.accuracy": [0.25, 0.75]}, "judge": {"judge.accuracy": [1.0, 1.0]}}}
+    (tmp_path / "metrics.json").write_text(json.dumps(combined))
+    assert comparison(tmp_path).splitlines()[-2:] == [
+        "", "majority-class baseline (always the most common label): judge.accuracy 0.75; not above it "
+            "(95 % interval's low end at or below it): base"]
