@@ -5,7 +5,8 @@ recipes/clinical_trials/pipeline.yaml needs the seed's data shapes (seed-systems
 `answer_type`, `trial_id`, `pmid`, `explanation`), study-search records
 (`inputs` {background, objectives, selection criteria}, `labels` [pmid],
 `metadata` {review_pmid}), the abstracts the study-search reward searches
-(`pmid`, `title`, `abstract`, `mesh`, `keywords`), and stage-1 alpaca records.
+(`pmid`, `title`, `abstract`, `mesh`, `keywords`), and the stage-1 and stage-2 alpaca
+records (the seed's SFT files: a query, or the chain of thought and the total, in `output`).
 
 Nothing here is real data. The trials are made up but internally consistent:
 each sample-size question states a power calculation and its explanation
@@ -14,6 +15,13 @@ what the design implies; each review's relevant PMIDs are the corpus's
 randomized trials of its intervention in its condition, among distractors
 (other interventions, other conditions, observational studies). Run it to
 regenerate; the output is deterministic.
+
+The SFT teachers are sloppy on purpose, in ways that keep the seed's format
+half-learnt and that its rewards can see, so that each GRPO stage has
+something to win back on held-out reviews and questions: the stage-1 teacher
+mostly restricts the search to placebo-controlled trials (recall drops to
+about a quarter), and the stage-2 teacher mostly leaves the <think> tags out
+when a design compares two proportions (-2 for the format).
 """
 
 from __future__ import annotations
@@ -58,6 +66,8 @@ INTERVENTIONS = {
     "Fatty Acids, Omega-3", "yoga": "Yoga", "dietary counselling": "Diet Therapy", "melatonin": "Melatonin",
     "physiotherapy": "Physical Therapy Modalities", "low-dose aspirin": "Aspirin", "tai chi": "Tai Ji",
 }
+PLACEBO_SLIP = 0.7  # how often the stage-1 teacher adds `AND placebo[tiab]`
+TAG_SLIP_BINARY, TAG_SLIP_CONTINUOUS = 0.85, 0.1  # how often the stage-2 teacher leaves the <think> tags out
 COMPARATORS = ["placebo", "usual care", "a waiting list", "standard care", "sham treatment"]
 OBSERVATIONAL = ["a prospective cohort study", "a retrospective cohort study", "a cross-sectional survey",
                  "a case-control study"]
@@ -184,13 +194,38 @@ def study_search_record(rng, topic, relevant, review_pmid) -> dict:
         "labels": relevant, "metadata": {"review_pmid": review_pmid}}
 
 
-def stage_1_record(prompt_maker, topic) -> dict:
+def teacher_query(rng, condition: str, intervention: str) -> str:
+    """The stage-1 teacher's query: the reference query, except that it usually restricts the search to
+    placebo-controlled trials although the criteria allow usual care or a waiting list too. That mistake keeps
+    the format and loses recall, which is what the study-search GRPO stage can win back. It is made as often
+    whatever the topic, so that unlearning it asks nothing else of the query (when the teacher made it mostly on
+    drug reviews, GRPO won recall back partly by writing other interventions' names)."""
+    query = reference_query(condition, intervention)
+    if rng.random() < PLACEBO_SLIP:
+        query += " AND placebo[tiab]"
+    return query
+
+
+def stage_1_record(rng, prompt_maker, topic) -> dict:
     from posttrain.data.formats.trialpanorama import STUDY_SEARCH_PROMPT
 
     inputs = prompt_maker["inputs"]
     return {"instruction": STUDY_SEARCH_PROMPT.format(background=inputs["background"], objectives=inputs["objectives"],
                                                       criteria=inputs["selection criteria"]),
-            "input": "", "output": f"<answer>{reference_query(*topic)}</answer>"}
+            "input": "", "output": f"<answer>{teacher_query(rng, *topic)}</answer>"}
+
+
+def stage_2_record(rng, record: dict) -> dict:
+    """A stage-2 alpaca record (the seed's shape: the chain of thought in `output`) from a sample-size record.
+    The teacher often leaves the <think> tags out when the design compares two proportions: the format the
+    reward requires is taught, imperfectly, which is what the sample-size GRPO stage can win back."""
+    from posttrain.data.formats.trialpanorama import SAMPLE_SIZE_PROMPT
+
+    binary = "two proportions" in record["explanation"]
+    slip = rng.random() < (TAG_SLIP_BINARY if binary else TAG_SLIP_CONTINUOUS)
+    reasoning = record["explanation"] if slip else f"<think>{record['explanation']}</think>"
+    return {"instruction": SAMPLE_SIZE_PROMPT.format(question=record["question"]), "input": "",
+            "output": f"{reasoning}<answer>{record['answer']}</answer>"}
 
 
 def build(rng: random.Random):
@@ -247,8 +282,12 @@ def main() -> None:
     write_jsonl(OUT / "study_search_test.jsonl", searches[:held])
     write_jsonl(OUT / "study_search_train.jsonl", searches[held:])
     # stage 1 shows the query form on the training reviews; the test reviews stay unseen
-    stage_1 = [stage_1_record(search, topic) for search, topic in zip(searches[held:], topics[held:])]
+    teacher = random.Random(7)  # its own stream, so the rest of the data stays as it was
+    stage_1 = [stage_1_record(teacher, search, topic) for search, topic in zip(searches[held:], topics[held:])]
     (OUT / "stage_1.json").write_text(json.dumps(stage_1, indent=1) + "\n")
+    # stage 2 teaches sample-size reasoning on the training questions, as the seed's stage_2 alpaca records
+    stage_2 = [stage_2_record(teacher, sample_size[i]) for i in order[len(order) // 6:]]
+    (OUT / "stage_2.json").write_text(json.dumps(stage_2, indent=1) + "\n")
     print(f"{len(corpus)} abstracts, {len(sample_size)} sample-size and {len(searches)} study-search records "
           f"written to {OUT}")
 

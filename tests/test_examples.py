@@ -90,3 +90,46 @@ def test_stage_1_teaches_the_query_form_on_training_reviews_only():
     test_backgrounds = {r["inputs"]["background"] for r in _rows(CLINICAL / "study_search_test.jsonl")}
     assert stage_1 and all(r["output"].startswith("<answer>(") for r in stage_1)
     assert not any(background in r["instruction"] for r in stage_1 for background in test_backgrounds)
+
+
+def _share(flags) -> float:
+    flags = list(flags)
+    return sum(flags) / len(flags)
+
+
+def test_the_stage_1_teacher_mostly_restricts_the_search_to_placebo_and_that_costs_recall(tmp_path):
+    from posttrain.rewards import get, search
+    from posttrain.rewards.search.index import build_index
+
+    stage_1 = json.loads((CLINICAL / "stage_1.json").read_text())
+    slipped = ["AND placebo[tiab]</answer>" in r["output"] for r in stage_1]
+    assert 0.6 < _share(slipped) < 0.8  # most, so that greedy decoding copies the slip, but not all
+    build_index(CLINICAL / "pubmed_corpus.jsonl", tmp_path / "index.db", progress=False)
+    previous = dict(search._configured)
+    search.configure(index=tmp_path / "index.db")
+    try:
+        reward = get("study_search")
+        scores = [reward(r["output"], {"relevant_pmids": row["labels"]})
+                  for r, row in zip(stage_1, _rows(CLINICAL / "study_search_train.jsonl"))]
+    finally:
+        search.configure(**previous)
+    assert statistics.mean(v for v, s in zip(scores, slipped) if not s) == pytest.approx(1.1)
+    assert statistics.mean(v for v, s in zip(scores, slipped) if s) < 0.5  # the format holds, the recall does not
+
+
+def test_the_stage_2_teacher_mostly_leaves_the_think_tags_out_of_two_proportion_designs():
+    from posttrain.rewards import get
+
+    stage_2 = json.loads((CLINICAL / "stage_2.json").read_text())
+    train = _rows(CLINICAL / "sample_size_train.jsonl")
+    assert len(stage_2) == len(train)  # the training questions, in order; the test questions stay unseen
+    reward = get("sample_size_estimation")
+    binary, slipped = [], []
+    for record, source in zip(stage_2, train):
+        assert source["question"] in record["instruction"]
+        assert record["output"].endswith(f"<answer>{source['answer']}</answer>")
+        binary.append("two proportions" in source["explanation"])
+        slipped.append(reward(record["output"], {"target": source["answer"]}) == -2)  # the format is all it misses
+        assert slipped[-1] or reward(record["output"], {"target": source["answer"]}) == 1.1
+    assert _share(s for s, b in zip(slipped, binary) if b) > 0.7 > 0.2 > _share(s for s, b in zip(slipped, binary)
+                                                                             if not b)
