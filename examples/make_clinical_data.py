@@ -277,7 +277,8 @@ def main() -> None:
     order = order[:SAMPLE_SIZE_RECORDS]  # every trial has a design; a few hundred are enough for a CPU run
     held = len(order) // 6
     write_jsonl(OUT / "sample_size_test.jsonl", [sample_size[i] for i in order[:held]])
-    write_jsonl(OUT / "sample_size_train.jsonl", [sample_size[i] for i in order[held:]])
+    sample_size_train = [sample_size[i] for i in order[held:]]
+    write_jsonl(OUT / "sample_size_train.jsonl", sample_size_train)
     held = len(searches) // 6
     write_jsonl(OUT / "study_search_test.jsonl", searches[:held])
     write_jsonl(OUT / "study_search_train.jsonl", searches[held:])
@@ -286,7 +287,7 @@ def main() -> None:
     stage_1 = [stage_1_record(teacher, search, topic) for search, topic in zip(searches[held:], topics[held:])]
     (OUT / "stage_1.json").write_text(json.dumps(stage_1, indent=1) + "\n")
     # stage 2 teaches sample-size reasoning on the training questions, as the seed's stage_2 alpaca records
-    stage_2 = [stage_2_record(teacher, sample_size[i]) for i in order[len(order) // 6:]]
+    stage_2 = [stage_2_record(teacher, record) for record in sample_size_train]
     (OUT / "stage_2.json").write_text(json.dumps(stage_2, indent=1) + "\n")
     print(f"{len(corpus)} abstracts, {len(sample_size)} sample-size and {len(searches)} study-search records "
           f"written to {OUT}")

@@ -60,27 +60,30 @@ def test_the_splits_are_disjoint():
         assert train and test and not train & test
 
 
-def test_a_reviewers_query_finds_the_relevant_trials_and_a_vague_one_loses_recall(tmp_path):
+@pytest.fixture
+def study_search(tmp_path):
+    """The study_search reward, searching the shipped corpus (indexed here); the previous backend afterwards."""
     from posttrain.rewards import get, search
     from posttrain.rewards.search.index import build_index
 
-    generator = _generator("make_clinical_data")
     build_index(CLINICAL / "pubmed_corpus.jsonl", tmp_path / "index.db", progress=False)
     previous = dict(search._configured)
     search.configure(index=tmp_path / "index.db")
-    try:
-        reward = get("study_search")
-        precise, vague = [], []
-        for row in _rows(CLINICAL / "study_search_test.jsonl"):
-            criteria = row["inputs"]["selection criteria"]
-            condition = next(c for c in generator.CONDITIONS if f"adults with {c}." in criteria)
-            intervention = next(i for i in generator.INTERVENTIONS if criteria.startswith(f"Randomized controlled "
-                                                                                          f"trials comparing {i} with"))
-            truth = {"relevant_pmids": row["labels"]}
-            precise.append(reward(f"<answer>{generator.reference_query(condition, intervention)}</answer>", truth))
-            vague.append(reward(f"<answer>{condition}</answer>", truth))
-    finally:
-        search.configure(**previous)
+    yield get("study_search")
+    search.configure(**previous)
+
+
+def test_a_reviewers_query_finds_the_relevant_trials_and_a_vague_one_loses_recall(study_search):
+    generator = _generator("make_clinical_data")
+    precise, vague = [], []
+    for row in _rows(CLINICAL / "study_search_test.jsonl"):
+        criteria = row["inputs"]["selection criteria"]
+        condition = next(c for c in generator.CONDITIONS if f"adults with {c}." in criteria)
+        intervention = next(i for i in generator.INTERVENTIONS if criteria.startswith(f"Randomized controlled "
+                                                                                      f"trials comparing {i} with"))
+        truth = {"relevant_pmids": row["labels"]}
+        precise.append(study_search(f"<answer>{generator.reference_query(condition, intervention)}</answer>", truth))
+        vague.append(study_search(f"<answer>{condition}</answer>", truth))
     assert statistics.mean(precise) == pytest.approx(1.1)  # recall@100 of 1, plus the 0.1 for a hit
     assert statistics.mean(vague) < 0.9  # the condition alone returns more than 100 studies
 
@@ -97,22 +100,12 @@ def _share(flags) -> float:
     return sum(flags) / len(flags)
 
 
-def test_the_stage_1_teacher_mostly_restricts_the_search_to_placebo_and_that_costs_recall(tmp_path):
-    from posttrain.rewards import get, search
-    from posttrain.rewards.search.index import build_index
-
+def test_the_stage_1_teacher_mostly_restricts_the_search_to_placebo_and_that_costs_recall(study_search):
     stage_1 = json.loads((CLINICAL / "stage_1.json").read_text())
     slipped = ["AND placebo[tiab]</answer>" in r["output"] for r in stage_1]
     assert 0.6 < _share(slipped) < 0.8  # most, so that greedy decoding copies the slip, but not all
-    build_index(CLINICAL / "pubmed_corpus.jsonl", tmp_path / "index.db", progress=False)
-    previous = dict(search._configured)
-    search.configure(index=tmp_path / "index.db")
-    try:
-        reward = get("study_search")
-        scores = [reward(r["output"], {"relevant_pmids": row["labels"]})
-                  for r, row in zip(stage_1, _rows(CLINICAL / "study_search_train.jsonl"))]
-    finally:
-        search.configure(**previous)
+    scores = [study_search(r["output"], {"relevant_pmids": row["labels"]})
+              for r, row in zip(stage_1, _rows(CLINICAL / "study_search_train.jsonl"))]
     assert statistics.mean(v for v, s in zip(scores, slipped) if not s) == pytest.approx(1.1)
     assert statistics.mean(v for v, s in zip(scores, slipped) if s) < 0.5  # the format holds, the recall does not
 
@@ -129,7 +122,8 @@ def test_the_stage_2_teacher_mostly_leaves_the_think_tags_out_of_two_proportion_
         assert source["question"] in record["instruction"]
         assert record["output"].endswith(f"<answer>{source['answer']}</answer>")
         binary.append("two proportions" in source["explanation"])
-        slipped.append(reward(record["output"], {"target": source["answer"]}) == -2)  # the format is all it misses
-        assert slipped[-1] or reward(record["output"], {"target": source["answer"]}) == 1.1
+        score = reward(record["output"], {"target": source["answer"]})
+        assert score in (-2, 1.1)  # the format is all a slipped answer misses
+        slipped.append(score == -2)
     assert _share(s for s, b in zip(slipped, binary) if b) > 0.7 > 0.2 > _share(s for s, b in zip(slipped, binary)
                                                                              if not b)

@@ -234,7 +234,7 @@ def over_samples(samples: list[dict], names: list[str], pass_threshold: float = 
     scores = mean_figures(samples)
     for name in names:
         if (name.startswith("reward:") or name == "exact_match") and name in samples[0]:
-            passed = sum(s.get(name, float("-inf")) > pass_threshold for s in samples)
+            passed = sum(s[name] > pass_threshold for s in samples)  # one example's samples share its metrics
             scores[f"{name}.pass@1"] = pass_at_k(k, passed, 1)
             scores[f"{name}.pass@{k}"] = pass_at_k(k, passed, k)
     return scores
