@@ -10,6 +10,15 @@
   models and four tasks, the gpt turn being the seed's JSON evaluation of its type.
 - the variants of finetune.jsonl and their dataset_info.json, as `posttrain data variants
   finetune.jsonl examples/data/judges --split-eval` writes them (recipes/agent_judge reads them).
+- pairwise_train.jsonl, pairwise_heldout.jsonl, pairwise_sft.jsonl: a pairwise judge task large enough to
+  measure (recipes/reward_models/pairwise_judge_cpu.yaml). Each row asks for a figure of a made-up place
+  ("What is the height of the Dorvel Tower?"); the better response restates the figure's name and gives a
+  number with its unit, the worse one is vague, off-topic, or a long hedge that restates the question but
+  gives no number. The held-out rows are about places the training rows never name, so a judge can only
+  score there by reading the responses. pairwise_sft.jsonl is a teacher's judgments of the training rows in
+  both orders, in the verdict format, from a teacher with a verbosity bias: it prefers the long hedge in
+  most of the pairs that have one, so the SFT model learns that mistake and the GRPO stage, rewarded by the
+  true label, has something to win back.
 
 Nothing here is real data. Run it to regenerate; the output is deterministic.
 """
@@ -161,6 +170,97 @@ def _write_jsonl(path: Path, rows: list[dict]) -> None:
     path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
 
 
+# The measured pairwise task. Places are made-up names from syllables, so nothing in them can be known
+# beforehand; each place gets one figure. The held-out places are names the training rows never use.
+SYLLABLES = ("dor", "vel", "ka", "mir", "tan", "so", "bre", "lun", "quo", "fen", "ra", "zil", "pe", "gor",
+             "ith", "na", "wex", "ul", "cas", "mo")
+PLACES = ("the {} Tower", "Lake {}", "Mount {}", "the {} River", "the {} Bridge", "the town of {}",
+          "the {} Dam", "the {} Forest")
+FIGURES = (("height", "metres", 20, 900), ("length", "kilometres", 3, 4000), ("population", "people", 800, 90000),
+           ("area", "square kilometres", 2, 7000), ("depth", "metres", 5, 600), ("age", "years", 40, 3000),
+           ("width", "metres", 10, 800), ("weight", "tonnes", 50, 9000))
+QUESTIONS = ("What is the {figure} of {place}?", "How big is the {figure} of {place}?",
+             "Tell me the {figure} of {place}.", "Do you know the {figure} of {place}?")
+GOOD = ("The {figure} of {place} is {value} {unit}.", "{Place} has a {figure} of {value} {unit}.",
+        "Its {figure} is {value} {unit}, as measured for {place}.")
+VAGUE = ("It is hard to say.", "That depends on many things.", "I am not sure, it varies a lot.",
+         "Nobody really knows that.", "Quite a lot, I think.")
+OFF_TOPIC = ("{Place} is a popular place to visit.", "Many people like {place}.",
+             "{Place} is known for its quiet mornings.")
+HEDGE = ("That is a very interesting question, and there are many ways to think about the {figure} of {place}; "
+         "opinions differ widely and it has been discussed for a long time, so it is best to check a good source.",
+         "The {figure} of {place} is something people often ask about, and the honest answer is that it depends on "
+         "how you measure it, when you measure it and who you ask, so any single answer would be misleading.")
+WORSE_KINDS = ("vague", "off_topic", "hedge")
+TEACHER_FOOLED = 0.75  # the share of hedge pairs in which the teacher prefers the long hedge
+PAIRWISE_TRAIN_PAIRS, PAIRWISE_HELDOUT_PAIRS = 240, 80
+
+
+def places(rng: random.Random, train: int, heldout: int) -> tuple[list[str], list[str]]:
+    """`train` and `heldout` places, split by name: a held-out name is in no training place (not Lake Dorvel in
+    training and the Dorvel Tower held out). Names are two syllables; each is one kind of place."""
+    names = sorted({(a + b).capitalize() for a in SYLLABLES for b in SYLLABLES if a != b})
+    rng.shuffle(names)
+    if train + heldout > len(names):
+        raise ValueError(f"{train} + {heldout} places asked for; there are {len(names)} names")
+    found = [rng.choice(PLACES).format(name) for name in names[:train + heldout]]
+    return found[:train], found[train:]
+
+
+def _capital(text: str) -> str:
+    return text[0].upper() + text[1:]
+
+
+def judge_items(rng: random.Random, chosen: list[str]) -> list[dict]:
+    """One item per place: a question about one of its figures, the better response and a worse one."""
+    items = []
+    for i, place in enumerate(chosen):
+        figure, unit, low, high = FIGURES[rng.randrange(len(FIGURES))]
+        fill = {"figure": figure, "place": place, "Place": _capital(place), "unit": unit,
+                "value": f"{rng.randint(low, high):,}"}
+        kind = WORSE_KINDS[i % len(WORSE_KINDS)]
+        worse = {"vague": VAGUE, "off_topic": OFF_TOPIC, "hedge": HEDGE}[kind]
+        items.append({"place": place, "figure": figure, "kind": kind,
+                      "query": rng.choice(QUESTIONS).format(**fill),
+                      "better": rng.choice(GOOD).format(**fill), "worse": rng.choice(worse).format(**fill)})
+    return items
+
+
+def judge_pair_rows(items: list[dict], prefix: str) -> list[dict]:
+    """RM-Gallery rows; the better response comes first in every other row, so each position is right half the
+    time before the converter adds the swapped order."""
+    rows = []
+    for i, item in enumerate(items):
+        better_first = i % 2 == 0
+        first, second = (item["better"], item["worse"]) if better_first else (item["worse"], item["better"])
+        rows.append({"unique_id": f"{prefix}-{i:03d}", "input": [{"role": "user", "content": item["query"]}],
+                     "output": [_answer(first, {}), _answer(second, {})],
+                     "metadata": {"preferred": "A" if better_first else "B", "worse_kind": item["kind"]},
+                     "source": "synthetic_figures"})
+    return rows
+
+
+def teacher_chats(items: list[dict], rng: random.Random) -> list[dict]:
+    """The teacher's judgments of each training pair in both orders (as the judge will read them), as chats."""
+    from posttrain.data.formats.judges import pairwise_prompt
+
+    chats = []
+    for i, item in enumerate(items):
+        fooled = item["kind"] == "hedge" and rng.random() < TEACHER_FOOLED  # one verdict per pair, both orders
+        for better_first in (i % 2 == 0, i % 2 != 0):
+            a, b = (item["better"], item["worse"]) if better_first else (item["worse"], item["better"])
+            better, worse = ("A", "B") if better_first else ("B", "A")
+            if fooled:
+                verdict = (f"<reason>Response {worse} is more thorough than Response {better}.</reason>"
+                           f"<preference>{worse}</preference>")
+            else:
+                verdict = (f"<reason>Response {better} gives the {item['figure']}; Response {worse} does not."
+                           f"</reason><preference>{better}</preference>")
+            chats.append({"messages": [{"role": "user", "content": pairwise_prompt(item["query"], a, b)},
+                                       {"role": "assistant", "content": verdict}]})
+    return chats
+
+
 def main() -> None:
     from posttrain.data.variants import write_variants
 
@@ -170,6 +270,13 @@ def main() -> None:
     _write_jsonl(OUT / "rm_gallery_pointwise.jsonl", pointwise_rows())
     _write_jsonl(OUT / "finetune.jsonl", agent_eval_rows(rng))
     write_variants(OUT / "finetune.jsonl", OUT, split_eval=True)
+    # the measured task draws from a stream of its own, so the files above stay as they were
+    rng = random.Random(2026)
+    train, heldout = places(rng, PAIRWISE_TRAIN_PAIRS, PAIRWISE_HELDOUT_PAIRS)
+    train_items, heldout_items = judge_items(rng, train), judge_items(rng, heldout)
+    _write_jsonl(OUT / "pairwise_train.jsonl", judge_pair_rows(train_items, "train"))
+    _write_jsonl(OUT / "pairwise_heldout.jsonl", judge_pair_rows(heldout_items, "heldout"))
+    _write_jsonl(OUT / "pairwise_sft.jsonl", teacher_chats(train_items, rng))
     print(f"wrote {OUT}")
 
 

@@ -1,0 +1,103 @@
+"""The measured pairwise judge task in examples/data/judges (pairwise_train, pairwise_heldout, pairwise_sft, from
+examples/make_judge_data.py): the held-out pairs are new items, the labels are balanced so that naming one
+position scores the majority baseline and no more, and the teacher's judgments are what the recipe's docs say."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import re
+from collections import Counter
+from pathlib import Path
+
+from posttrain.data.formats import load_records
+from posttrain.rewards.judges import judge_metrics, parse_preference
+
+ROOT = Path(__file__).resolve().parent.parent
+JUDGES = ROOT / "examples" / "data" / "judges"
+
+
+def _rows(name: str) -> list[dict]:
+    return [json.loads(line) for line in (JUDGES / name).read_text(encoding="utf-8").splitlines()]
+
+
+def _generator():
+    spec = importlib.util.spec_from_file_location("examples_make_judge_data", ROOT / "examples" / "make_judge_data.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+SYLLABLES = "|".join(_generator().SYLLABLES)
+NAME = re.compile(rf"\b(?:{SYLLABLES})(?:{SYLLABLES})\b", re.IGNORECASE)
+
+
+def _name(row: dict) -> str:
+    """The made-up name of the place a row asks about (Dorvel in 'What is the height of the Dorvel Tower?')."""
+    query = row["input"][0]["content"]
+    names = [n for n in NAME.findall(query) if n[0].isupper()]
+    assert len(names) == 1, query
+    return names[0]
+
+
+def test_the_held_out_pairs_are_about_places_training_never_names():
+    train, heldout = _rows("pairwise_train.jsonl"), _rows("pairwise_heldout.jsonl")
+    assert len(train) >= 200 and 60 <= len(heldout) <= 100
+    train_names, heldout_names = {_name(r) for r in train}, {_name(r) for r in heldout}
+    assert len(train_names) == len(train) and len(heldout_names) == len(heldout)  # one place per row
+    assert not train_names & heldout_names
+    # nor does any training text mention them: not the SFT chats, not the tokenizer's corpus (the same two files)
+    seen = (JUDGES / "pairwise_train.jsonl").read_text() + (JUDGES / "pairwise_sft.jsonl").read_text()
+    assert not [n for n in heldout_names if re.search(rf"\b{n}\b", seen)]
+    queries = {r["input"][0]["content"] for r in train}
+    assert not queries & {r["input"][0]["content"] for r in heldout}
+
+
+def test_labels_are_balanced_so_one_position_scores_the_baseline_only():
+    for name in ("pairwise_train.jsonl", "pairwise_heldout.jsonl"):
+        rows = _rows(name)
+        preferred = Counter(r["metadata"]["preferred"] for r in rows)
+        assert preferred["A"] == preferred["B"] == len(rows) / 2, (name, preferred)
+        # each kind of worse response is as often first as second, so no kind gives its position away
+        by_kind = Counter((r["metadata"]["worse_kind"], r["metadata"]["preferred"]) for r in rows)
+        assert all(abs(by_kind[(k, "A")] - by_kind[(k, "B")]) <= 1 for k in ("vague", "off_topic", "hedge")), by_kind
+        records = [r for _, r in load_records(JUDGES / name, "rm-gallery-pairwise", record="rl_prompt")]
+        assert len(records) == 2 * len(rows)
+        for always in ("A", "B"):
+            figures = judge_metrics([{**r, "output": f"<preference>{always}</preference>"} for r in records])
+            assert figures["accuracy"] == figures["majority_baseline"] == 0.5
+
+
+def test_the_better_response_gives_the_figure_and_the_worse_one_gives_none():
+    for name in ("pairwise_train.jsonl", "pairwise_heldout.jsonl"):
+        for row in _rows(name):
+            answers = [o["answer"]["content"] for o in row["output"]]
+            better = answers[0] if row["metadata"]["preferred"] == "A" else answers[1]
+            worse = answers[1] if row["metadata"]["preferred"] == "A" else answers[0]
+            assert re.search(r"\d", better) and not re.search(r"\d", worse), row["unique_id"]
+            assert _name(row) in better
+
+
+def test_the_teacher_judges_each_training_pair_in_both_orders_with_its_verbosity_bias():
+    from posttrain.data.formats.judges import pairwise_prompt
+
+    train, chats = _rows("pairwise_train.jsonl"), _rows("pairwise_sft.jsonl")
+    assert len(chats) == 2 * len(train)
+    records = [r for _, r in load_records(JUDGES / "pairwise_train.jsonl", "rm-gallery-pairwise", record="rl_prompt")]
+    prompts = {r["prompt"][0]["content"]: r["ground_truth"]["preferred"] for r in records}
+    wrong = Counter()
+    for i, chat in enumerate(chats):
+        user, verdict = chat["messages"][0]["content"], chat["messages"][1]["content"]
+        # the prompt the SFT model learns from is the one GRPO and the eval stage give it
+        assert user in prompts, i
+        assert re.fullmatch(r"<reason>[^<]+</reason><preference>[AB]</preference>", verdict), verdict
+        row = train[i // 2]
+        assert user in (pairwise_prompt(row["input"][0]["content"], row["output"][0]["answer"]["content"],
+                                        row["output"][1]["answer"]["content"]),
+                        pairwise_prompt(row["input"][0]["content"], row["output"][1]["answer"]["content"],
+                                        row["output"][0]["answer"]["content"]))
+        if parse_preference(verdict) != prompts[user]:
+            wrong[row["metadata"]["worse_kind"]] += 1
+    # the teacher errs on the long hedge only, in most of those pairs (both orders alike), and nowhere else
+    hedges = 2 * sum(r["metadata"]["worse_kind"] == "hedge" for r in train)
+    assert set(wrong) == {"hedge"} and 0.6 * hedges <= wrong["hedge"] <= 0.9 * hedges, wrong
