@@ -122,8 +122,9 @@ def compare_models(pairs: list[tuple[str, str, str]], rows: dict[str, list[dict]
             continue  # not the same examples (a limit, a failed model): no paired comparison
         shared = [f for f in figures_of[model] if f in figures_of[against]]
         found.append({"model": model, "against": against, "relation": relation, "figures": {
+            # the figure's own name decides which way is better (a lower unparsable share is); the stream is the pair's
             name: compare(figures_of[against][name], figures_of[model][name], len(rows[model]), seed=seed,
-                          name=f"{name}:{against}:{model}").as_dict() for name in shared}})
+                          name=name, stream=f"{name}:{against}:{model}").as_dict() for name in shared}})
     return found
 
 

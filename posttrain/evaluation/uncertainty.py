@@ -111,14 +111,16 @@ class Comparison:
                 "p_value": self.p_value, "better": self.better, "worse": self.worse}
 
 
-def compare(a: Figure, b: Figure, n: int, *, seed: int | None = 0, name: str = "", level: float = LEVEL
-            ) -> Comparison:
-    """Model B against model A, both evaluated on the same `n` examples in the same order."""
+def compare(a: Figure, b: Figure, n: int, *, seed: int | None = 0, name: str = "", level: float = LEVEL,
+            stream: str | None = None) -> Comparison:
+    """Model B against model A, both evaluated on the same `n` examples in the same order. `name` is the figure's
+    (it says whether lower is better); `stream` names the resampling stream, `name` by default (an eval stage
+    gives each pair of models its own)."""
     everything = np.arange(n)
     difference = b.of(everything) - a.of(everything)
     if n < 2 or math.isnan(difference):
         return Comparison(difference, None, None, None, False, False)
-    rng = _rng(seed, "compare", name)
+    rng = _rng(seed, "compare", name if stream is None else stream)
     if a.values is not None and b.values is not None:
         differences = b.values - a.values
         indices = rng.integers(0, n, size=(RESAMPLES, n))

@@ -58,3 +58,27 @@ def test_markdown_table_rows_are_models_columns_the_union_of_figures():
         "| base | 1.235 | 0.5 |  |",
         "| sft | 20 |  | -2 |",
     ]
+
+
+def test_an_eval_stage_rates_a_lower_unparsable_share_better_and_keeps_each_pairs_stream():
+    from posttrain.evaluation.compare import compare_models
+    from posttrain.evaluation.uncertainty import compare, figure_of
+
+    # the base writes no verdict; the judge writes one every time and gets 40 of 60 right
+    def rows(outputs):
+        return [{"data_source": "pairwise_preference", "ground_truth": {"preferred": "A"},
+                 "extra_info": {"pair_id": str(i), "swapped": False}, "output": out,
+                 "scores": {"reward:pairwise_preference": float(out == "<preference>A</preference>")}}
+                for i, out in enumerate(outputs)]
+
+    table = {"base": rows(["no idea"] * 60),
+             "judge": rows(["<preference>A</preference>"] * 40 + ["<preference>B</preference>"] * 20)}
+    (found,) = compare_models([("judge", "base", "base")], table, ["judge", "reward:pairwise_preference"], 0)
+    unparsable, accuracy = found["figures"]["judge.unparsable"], found["figures"]["judge.accuracy"]
+    assert unparsable["difference"] == -1.0 and unparsable["better"] and not unparsable["worse"]
+    assert accuracy["better"] and not accuracy["worse"]
+    # the resamples still come from the pair's own stream, as before: the same interval as compare() gives it
+    reward = [float(r["output"] == "<preference>A</preference>") for r in table["judge"]]
+    alone = compare(figure_of([0.0] * 60), figure_of(reward), 60, seed=0,
+                    name="reward:pairwise_preference:base:judge").as_dict()
+    assert found["figures"]["reward:pairwise_preference"]["interval"] == alone["interval"]
