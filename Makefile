@@ -11,7 +11,7 @@ TORCH_CONSTRAINTS ?= -c constraints-cpu.txt
 PYTEST_WORKERS ?= 2
 DEMO_MODEL := models/quickstart-base
 
-.PHONY: install test demo clinical medical bench bench-gpu clean
+.PHONY: install test demo clinical medical judge bench bench-gpu clean
 
 $(STAMP): pyproject.toml constraints-cpu.txt
 	$(PYTHON) -m venv $(VENV)
@@ -57,6 +57,19 @@ medical: $(STAMP) $(MEDICAL_MODEL)/config.json
 	$(BIN)/posttrain run recipes/medical_dialogue/pipeline.yaml
 	$(BIN)/posttrain status runs/medical-dialogue
 
+JUDGE_DATA := examples/data/judges
+JUDGE_MODEL := models/judge-base
+
+# the tokenizer learns the judge's training text only, never the held-out pairs
+$(JUDGE_MODEL)/config.json: | $(STAMP)
+	$(BIN)/posttrain init-model $(JUDGE_MODEL) --size small --corpus $(JUDGE_DATA)/pairwise_sft.jsonl \
+		--corpus $(JUDGE_DATA)/pairwise_train.jsonl
+
+judge: $(STAMP) $(JUDGE_MODEL)/config.json
+	$(BIN)/posttrain validate recipes/reward_models/pairwise_judge_cpu.yaml
+	$(BIN)/posttrain run recipes/reward_models/pairwise_judge_cpu.yaml
+	$(BIN)/posttrain status runs/pairwise-judge-cpu
+
 bench: $(STAMP)
 	$(BIN)/python bench/sft_throughput.py
 	$(BIN)/python bench/rewards_throughput.py
@@ -68,4 +81,5 @@ bench-gpu: $(STAMP)
 	$(BIN)/python bench/gpu_figures.py
 
 clean:
-	rm -rf runs/quickstart $(DEMO_MODEL) runs/clinical-trials $(CLINICAL_MODEL) runs/medical-dialogue $(MEDICAL_MODEL)
+	rm -rf runs/quickstart $(DEMO_MODEL) runs/clinical-trials $(CLINICAL_MODEL) runs/medical-dialogue $(MEDICAL_MODEL) \
+		runs/pairwise-judge-cpu $(JUDGE_MODEL)
