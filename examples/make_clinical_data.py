@@ -282,12 +282,18 @@ def main() -> None:
     held = len(searches) // 6
     write_jsonl(OUT / "study_search_test.jsonl", searches[:held])
     write_jsonl(OUT / "study_search_train.jsonl", searches[held:])
-    # stage 1 shows the query form on the training reviews; the test reviews stay unseen
     teacher = random.Random(7)  # its own stream, so the rest of the data stays as it was
+    # stage 1 shows the query form on the training reviews; the test reviews stay unseen
     stage_1 = [stage_1_record(teacher, search, topic) for search, topic in zip(searches[held:], topics[held:])]
-    (OUT / "stage_1.json").write_text(json.dumps(stage_1, indent=1) + "\n")
     # stage 2 teaches sample-size reasoning on the training questions, as the seed's stage_2 alpaca records
     stage_2 = [stage_2_record(teacher, record) for record in sample_size_train]
+    # stage 1 also shows reviews of every pairing that no review in the corpus asks about: taught on the 150
+    # training pairs alone, a small model learnt which intervention goes with a condition instead of copying
+    # both from the review, and wrote a training pair's terms for a held-out review (recall 0, placebo or not)
+    unasked = [(c, i) for c in CONDITIONS for i in INTERVENTIONS if (c, i) not in set(topics)]
+    stage_1 += [stage_1_record(teacher, study_search_record(None, topic, [], None), topic) for topic in unasked]
+    teacher.shuffle(stage_1)
+    (OUT / "stage_1.json").write_text(json.dumps(stage_1, indent=1) + "\n")
     (OUT / "stage_2.json").write_text(json.dumps(stage_2, indent=1) + "\n")
     print(f"{len(corpus)} abstracts, {len(sample_size)} sample-size and {len(searches)} study-search records "
           f"written to {OUT}")

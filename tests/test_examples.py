@@ -73,14 +73,18 @@ def study_search(tmp_path):
     search.configure(**previous)
 
 
+def _topic(generator, text: str) -> tuple[str, str]:
+    """The (condition, intervention) a review's text is about."""
+    condition = next(c for c in generator.CONDITIONS if f"adults with {c}." in text)
+    intervention = next(i for i in generator.INTERVENTIONS if f"trials comparing {i} with" in text)
+    return condition, intervention
+
+
 def test_a_reviewers_query_finds_the_relevant_trials_and_a_vague_one_loses_recall(study_search):
     generator = _generator("make_clinical_data")
     precise, vague = [], []
     for row in _rows(CLINICAL / "study_search_test.jsonl"):
-        criteria = row["inputs"]["selection criteria"]
-        condition = next(c for c in generator.CONDITIONS if f"adults with {c}." in criteria)
-        intervention = next(i for i in generator.INTERVENTIONS if criteria.startswith(f"Randomized controlled "
-                                                                                      f"trials comparing {i} with"))
+        condition, intervention = _topic(generator, row["inputs"]["selection criteria"])
         truth = {"relevant_pmids": row["labels"]}
         precise.append(study_search(f"<answer>{generator.reference_query(condition, intervention)}</answer>", truth))
         vague.append(study_search(f"<answer>{condition}</answer>", truth))
@@ -88,11 +92,17 @@ def test_a_reviewers_query_finds_the_relevant_trials_and_a_vague_one_loses_recal
     assert statistics.mean(vague) < 0.9  # the condition alone returns more than 100 studies
 
 
-def test_stage_1_teaches_the_query_form_on_training_reviews_only():
+def test_stage_1_teaches_the_query_form_on_every_pairing_but_the_test_reviews():
+    generator = _generator("make_clinical_data")
     stage_1 = json.loads((CLINICAL / "stage_1.json").read_text())
-    test_backgrounds = {r["inputs"]["background"] for r in _rows(CLINICAL / "study_search_test.jsonl")}
     assert stage_1 and all(r["output"].startswith("<answer>(") for r in stage_1)
-    assert not any(background in r["instruction"] for r in stage_1 for background in test_backgrounds)
+    taught = [_topic(generator, r["instruction"]) for r in stage_1]
+    tested = {_topic(generator, r["inputs"]["selection criteria"]) for r in _rows(CLINICAL / "study_search_test.jsonl")}
+    trained = {_topic(generator, r["inputs"]["selection criteria"])
+               for r in _rows(CLINICAL / "study_search_train.jsonl")}
+    # each pairing once: the training reviews' and those no review asks about, never a test review's
+    assert len(taught) == len(set(taught)) == len(generator.CONDITIONS) * len(generator.INTERVENTIONS) - len(tested)
+    assert trained < set(taught) and not tested & set(taught)
 
 
 def _share(flags) -> float:
@@ -104,8 +114,13 @@ def test_the_stage_1_teacher_mostly_restricts_the_search_to_placebo_and_that_cos
     stage_1 = json.loads((CLINICAL / "stage_1.json").read_text())
     slipped = ["AND placebo[tiab]</answer>" in r["output"] for r in stage_1]
     assert 0.6 < _share(slipped) < 0.8  # most, so that greedy decoding copies the slip, but not all
-    scores = [study_search(r["output"], {"relevant_pmids": row["labels"]})
-              for r, row in zip(stage_1, _rows(CLINICAL / "study_search_train.jsonl"))]
+    generator = _generator("make_clinical_data")
+    labels = {_topic(generator, row["inputs"]["selection criteria"]): row["labels"]
+              for row in _rows(CLINICAL / "study_search_train.jsonl")}
+    # the training reviews' records (the others' pairings have no studies in the corpus to find)
+    scored = [(r, labels[topic]) for r in stage_1 if (topic := _topic(generator, r["instruction"])) in labels]
+    slipped = ["AND placebo[tiab]</answer>" in r["output"] for r, _ in scored]
+    scores = [study_search(r["output"], {"relevant_pmids": relevant}) for r, relevant in scored]
     assert statistics.mean(v for v, s in zip(scores, slipped) if not s) == pytest.approx(1.1)
     assert statistics.mean(v for v, s in zip(scores, slipped) if s) < 0.5  # the format holds, the recall does not
 

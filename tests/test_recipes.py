@@ -9,6 +9,7 @@ import pytest
 
 from posttrain.config import load_config
 from posttrain.validate import validate
+from tests.conftest import readme_lines_missing, run_recipe_as_make_does
 
 ROOT = Path(__file__).resolve().parent.parent
 RECIPES = sorted((ROOT / "recipes").rglob("*.yaml")) + sorted((ROOT / "recipes").rglob("*.yml"))
@@ -76,20 +77,11 @@ def test_llamafactory_examples_train_unchanged(recipe, tiny_model, tmp_path, mon
 def test_each_quickstart_stage_beats_its_input_and_the_readme_quotes_its_tables(tmp_path):
     """What `make demo` claims, run as it runs: the model it builds, the recipe unchanged, in a process of its own
     (pytest's workers run torch on one thread, and the thread count changes the figures). About 3 minutes."""
-    import subprocess
-    import sys
-
     from posttrain.pipeline import read_manifest
     from posttrain.stages.eval import comparison
 
-    posttrain = [sys.executable, "-c", "from posttrain.cli import main; main()"]
-    model = tmp_path / "base"
-    for command in (["init-model", model, "--size", "small", "--corpus", "examples/data/glossary_alpaca.json",
-                     "--corpus", "examples/data/quickstart/sft.jsonl"],
-                    ["run", "recipes/quickstart.yaml", f"model={model}", f"output_dir={tmp_path / 'run'}"]):
-        done = subprocess.run([*posttrain, *map(str, command)], cwd=ROOT, capture_output=True, text=True)
-        assert done.returncode == 0, done.stderr[-3000:]
-    run_dir = tmp_path / "run"
+    corpora = ["examples/data/glossary_alpaca.json", "examples/data/quickstart/sft.jsonl"]  # as the Makefile's
+    run_dir = run_recipe_as_make_does(tmp_path, corpora, "recipes/quickstart.yaml")
     metrics = read_manifest(run_dir)["stages"]["grpo"]["metrics"]
     assert metrics["reward_steps_logged"] == 60
     assert metrics["reward_last_fifth"] > metrics["reward_first_fifth"] + 0.3, metrics
@@ -103,8 +95,7 @@ def test_each_quickstart_stage_beats_its_input_and_the_readme_quotes_its_tables(
     for pair in (("sft2", "sft1"), ("sft2", "base"), ("grpo", "sft2")):
         assert verdicts[pair]["better"], (pair, verdicts[pair])
     # the README quotes this run: its tables and the GRPO stage's reward line must be what the recipe gives now
-    readme = (ROOT / "README.md").read_text(encoding="utf-8")
     quoted = [f"grpo: mean reward: first fifth of steps {metrics['reward_first_fifth']:.3f} → last fifth "
               f"{metrics['reward_last_fifth']:.3f}", *comparison(run_dir / "eval").splitlines()]
-    for line in quoted:
-        assert line in readme, f"README.md does not quote the quickstart as it runs now: {line}"
+    missing = readme_lines_missing(quoted)
+    assert not missing, f"README.md does not quote the quickstart as it runs now: {missing}"
