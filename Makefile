@@ -11,7 +11,7 @@ TORCH_CONSTRAINTS ?= -c constraints-cpu.txt
 PYTEST_WORKERS ?= 2
 DEMO_MODEL := models/quickstart-base
 
-.PHONY: install test demo clinical medical judge bench bench-gpu clean
+.PHONY: install test demo clinical medical judge pointwise-judge bench bench-gpu clean
 
 $(STAMP): pyproject.toml constraints-cpu.txt
 	$(PYTHON) -m venv $(VENV)
@@ -70,6 +70,17 @@ judge: $(STAMP) $(JUDGE_MODEL)/config.json
 	$(BIN)/posttrain run recipes/reward_models/pairwise_judge_cpu.yaml
 	$(BIN)/posttrain status runs/pairwise-judge-cpu
 
+POINTWISE_MODEL := models/pointwise-judge-base
+
+$(POINTWISE_MODEL)/config.json: | $(STAMP)
+	$(BIN)/posttrain init-model $(POINTWISE_MODEL) --size small --corpus $(JUDGE_DATA)/pointwise_sft.jsonl \
+		--corpus $(JUDGE_DATA)/pointwise_train.jsonl
+
+pointwise-judge: $(STAMP) $(POINTWISE_MODEL)/config.json
+	$(BIN)/posttrain validate recipes/reward_models/pointwise_judge_cpu.yaml
+	$(BIN)/posttrain run recipes/reward_models/pointwise_judge_cpu.yaml
+	$(BIN)/posttrain status runs/pointwise-judge-cpu
+
 bench: $(STAMP)
 	$(BIN)/python bench/sft_throughput.py
 	$(BIN)/python bench/rewards_throughput.py
@@ -82,4 +93,4 @@ bench-gpu: $(STAMP)
 
 clean:
 	rm -rf runs/quickstart $(DEMO_MODEL) runs/clinical-trials $(CLINICAL_MODEL) runs/medical-dialogue $(MEDICAL_MODEL) \
-		runs/pairwise-judge-cpu $(JUDGE_MODEL)
+		runs/pairwise-judge-cpu $(JUDGE_MODEL) runs/pointwise-judge-cpu $(POINTWISE_MODEL)

@@ -19,6 +19,10 @@
   both orders, in the verdict format, from a teacher with a verbosity bias: it prefers the long hedge in
   most of the pairs that have one, so the SFT model learns that mistake and the GRPO stage, rewarded by the
   true label, has something to win back.
+- pointwise_train.jsonl, pointwise_heldout.jsonl, pointwise_sft.jsonl: the same for a pointwise judge
+  (recipes/reward_models/pointwise_judge_cpu.yaml): one answer rated 0..4 by what it gives (4 the figure named
+  and its number, 3 the number alone, 2 the long hedge, 1 off-topic, 0 vague), each score equally common; the
+  teacher rates most long hedges 3.
 
 Nothing here is real data. Run it to regenerate; the output is deterministic.
 """
@@ -261,6 +265,57 @@ def teacher_chats(items: list[dict], rng: random.Random) -> list[dict]:
     return chats
 
 
+# The measured pointwise task: the same kind of question, one answer rated 0..4 by what it gives. 4 restates
+# the figure's name and gives the number, 3 gives the number alone, 2 is the long hedge (the question restated,
+# no number), 1 talks about the place but not the figure, 0 says nothing.
+NUMBER_ONLY = ("About {value} {unit}.", "Roughly {value} {unit}, I believe.", "{value} {unit}.")
+LEVELS = {4: GOOD, 3: NUMBER_ONLY, 2: HEDGE, 1: OFF_TOPIC, 0: VAGUE}
+LEVEL_REASONS = {4: "The answer names the {figure} and gives it as a number.",
+                 3: "The answer gives a number but does not say what it is.",
+                 2: "The answer restates the question but gives no number.",
+                 1: "The answer does not talk about the {figure}.", 0: "The answer says nothing."}
+POINTWISE_TRAIN_ROWS, POINTWISE_HELDOUT_ROWS = 240, 80
+ANSWERS_PER_ROW = 2
+
+
+def pointwise_items(rng: random.Random, chosen: list[str]) -> list[dict]:
+    """One row per place with ANSWERS_PER_ROW answers of different levels; level i of the file's answers is
+    i mod 5, so every level is as common as the others and the majority baseline is 1/5."""
+    items = []
+    for i, place in enumerate(chosen):
+        figure, unit, low, high = FIGURES[rng.randrange(len(FIGURES))]
+        fill = {"figure": figure, "place": place, "Place": _capital(place), "unit": unit,
+                "value": f"{rng.randint(low, high):,}"}
+        levels = [(i * ANSWERS_PER_ROW + j) % 5 for j in range(ANSWERS_PER_ROW)]
+        items.append({"place": place, "figure": figure, "query": rng.choice(QUESTIONS).format(**fill),
+                      "answers": [(level, rng.choice(LEVELS[level]).format(**fill)) for level in levels]})
+    return items
+
+
+def pointwise_judge_rows(items: list[dict], prefix: str) -> list[dict]:
+    return [{"unique_id": f"{prefix}-{i:03d}", "input": [{"role": "user", "content": item["query"]}],
+             "output": [_answer(text, {"helpfulness": level}) for level, text in item["answers"]],
+             "metadata": {}, "source": "synthetic_figures"} for i, item in enumerate(items)]
+
+
+def pointwise_teacher_chats(items: list[dict], rng: random.Random) -> list[dict]:
+    """The teacher's ratings of each training answer, with the same verbosity bias: it rates the long hedge 3,
+    not 2, in TEACHER_FOOLED of them."""
+    from posttrain.data.formats.judges import pointwise_prompt
+
+    chats = []
+    for item in items:
+        for level, text in item["answers"]:
+            if level == 2 and rng.random() < TEACHER_FOOLED:
+                verdict = "<reason>The answer is thorough.</reason><score>3</score>"
+            else:
+                reason = LEVEL_REASONS[level].format(figure=item["figure"])
+                verdict = f"<reason>{reason}</reason><score>{level}</score>"
+            chats.append({"messages": [{"role": "user", "content": pointwise_prompt(item["query"], text)},
+                                       {"role": "assistant", "content": verdict}]})
+    return chats
+
+
 def main() -> None:
     from posttrain.data.variants import write_variants
 
@@ -277,6 +332,12 @@ def main() -> None:
     _write_jsonl(OUT / "pairwise_train.jsonl", judge_pair_rows(train_items, "train"))
     _write_jsonl(OUT / "pairwise_heldout.jsonl", judge_pair_rows(heldout_items, "heldout"))
     _write_jsonl(OUT / "pairwise_sft.jsonl", teacher_chats(train_items, rng))
+    rng = random.Random(2027)  # the pointwise task's own stream and places
+    train, heldout = places(rng, POINTWISE_TRAIN_ROWS, POINTWISE_HELDOUT_ROWS)
+    train_items, heldout_items = pointwise_items(rng, train), pointwise_items(rng, heldout)
+    _write_jsonl(OUT / "pointwise_train.jsonl", pointwise_judge_rows(train_items, "train"))
+    _write_jsonl(OUT / "pointwise_heldout.jsonl", pointwise_judge_rows(heldout_items, "heldout"))
+    _write_jsonl(OUT / "pointwise_sft.jsonl", pointwise_teacher_chats(train_items, rng))
     print(f"wrote {OUT}")
 
 

@@ -101,3 +101,42 @@ def test_the_teacher_judges_each_training_pair_in_both_orders_with_its_verbosity
     # the teacher errs on the long hedge only, in most of those pairs (both orders alike), and nowhere else
     hedges = 2 * sum(r["metadata"]["worse_kind"] == "hedge" for r in train)
     assert set(wrong) == {"hedge"} and 0.6 * hedges <= wrong["hedge"] <= 0.9 * hedges, wrong
+
+
+def test_the_pointwise_held_out_answers_are_new_and_every_score_is_as_common():
+    train, heldout = _rows("pointwise_train.jsonl"), _rows("pointwise_heldout.jsonl")
+    train_names, heldout_names = {_name(r) for r in train}, {_name(r) for r in heldout}
+    assert len(train_names) == len(train) and len(heldout_names) == len(heldout) and not train_names & heldout_names
+    seen = (JUDGES / "pointwise_train.jsonl").read_text() + (JUDGES / "pointwise_sft.jsonl").read_text()
+    assert not [n for n in heldout_names if re.search(rf"\b{n}\b", seen)]
+    for name in ("pointwise_train.jsonl", "pointwise_heldout.jsonl"):
+        records = [r for _, r in load_records(JUDGES / name, "rm-gallery-pointwise", record="rl_prompt")]
+        scores = Counter(r["ground_truth"]["score"] for r in records)
+        assert sorted(scores) == [0, 1, 2, 3, 4] and len(set(scores.values())) == 1, (name, scores)
+        # so any one score, always given, gets the majority baseline of 1/5 and no more
+        for always in range(5):
+            figures = judge_metrics([{**r, "output": f"<score>{always}</score>"} for r in records])
+            assert figures["accuracy"] == figures["majority_baseline"] == 0.2
+        # what sets the score is in the answer's text: only 3 and 4 give a number
+        for row in _rows(name):
+            for out in row["output"]:
+                text, level = out["answer"]["content"], out["answer"]["label"]["helpfulness"]
+                assert bool(re.search(r"\d", text)) == (level >= 3), (text, level)
+
+
+def test_the_pointwise_teacher_rates_most_long_hedges_3_and_every_other_answer_right():
+    from posttrain.rewards.judges import parse_score
+
+    records = [r for _, r in load_records(JUDGES / "pointwise_train.jsonl", "rm-gallery-pointwise", record="rl_prompt")]
+    chats = _rows("pointwise_sft.jsonl")
+    assert len(chats) == len(records)
+    wrong = Counter()
+    for record, chat in zip(records, chats):
+        assert chat["messages"][0]["content"] == record["prompt"][0]["content"]
+        verdict = chat["messages"][1]["content"]
+        assert re.fullmatch(r"<reason>[^<]+</reason><score>[0-4]</score>", verdict), verdict
+        true, given = record["ground_truth"]["score"], parse_score(verdict)
+        if given != true:
+            wrong[(true, given)] += 1
+    hedges = sum(r["ground_truth"]["score"] == 2 for r in records)
+    assert set(wrong) == {(2, 3)} and 0.6 * hedges <= wrong[(2, 3)] <= 0.9 * hedges, wrong

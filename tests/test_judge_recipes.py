@@ -74,41 +74,47 @@ def test_agent_judge_recipe_runs(tiny_model, tmp_path, monkeypatch):
     assert judge["formats"] == ["agent-eval-judge"]
 
 
-def test_the_cpu_pairwise_judge_recipe_runs_sft_then_grpo_then_evaluates_on_held_out_pairs(tiny_model, tmp_path,
-                                                                                          monkeypatch):
-    """recipes/reward_models/pairwise_judge_cpu.yaml, a few steps of each stage on the tiny model: the judge starts
-    from the SFT stage, and the eval stage reads the held-out file, not the training one, for all three models."""
+@pytest.mark.parametrize("task, baseline", [("pairwise", 0.5), ("pointwise", 0.2)])
+def test_the_cpu_judge_recipe_runs_sft_then_grpo_then_evaluates_on_held_out_data(task, baseline, tiny_model, tmp_path,
+                                                                                monkeypatch):
+    """recipes/reward_models/{pairwise,pointwise}_judge_cpu.yaml, a few steps of each stage on the tiny model: the
+    judge starts from the SFT stage, and the eval stage reads the held-out file, not the training one, for all
+    three models."""
     from posttrain.config import load_config
+    from posttrain.data.formats import load_records
     from posttrain.pipeline import read_manifest, run
 
     monkeypatch.chdir(ROOT)
-    recipe = "recipes/reward_models/pairwise_judge_cpu.yaml"
+    recipe, held_out = f"recipes/reward_models/{task}_judge_cpu.yaml", f"examples/data/judges/{task}_heldout.jsonl"
     config = load_config(recipe, [f"model={tiny_model}"])
     assert [(s.name, s.type) for s in config.stages] == [("sft", "sft"), ("judge", "grpo"), ("eval", "eval")]
     assert config.stage("eval").models == ["base", "sft", "judge"]
-    assert [d.path for d in config.stage("eval").data] == ["examples/data/judges/pairwise_heldout.jsonl"]
+    assert [d.path for d in config.stage("eval").data] == [held_out]
     run_dir = run(recipe, [f"model={tiny_model}", f"output_dir={tmp_path / 'run'}", "stages.sft.trainer.max_steps=2",
                            "stages.judge.trainer.max_steps=2", "stages.judge.trainer.max_completion_length=16",
-                           "stages.eval.max_new_tokens=8", "stages.eval.limit=4"])
+                           "stages.eval.max_new_tokens=8", "stages.eval.limit=10"])
     stages = read_manifest(run_dir)["stages"]
     assert [stages[s]["status"] for s in ("sft", "judge", "eval")] == ["done"] * 3
     assert stages["judge"]["input_model"].endswith("sft/model")
     combined = json.loads((Path(run_dir) / "eval" / "metrics.json").read_text())
     assert list(combined["models"]) == ["base", "sft", "judge"]
-    held_out = {json.loads(line)["unique_id"] for line in
-                (ROOT / "examples" / "data" / "judges" / "pairwise_heldout.jsonl").read_text().splitlines()}
+    prompts = [json.dumps(r["prompt"]) for _, r in load_records(ROOT / held_out, f"rm-gallery-{task}",
+                                                                record="rl_prompt")][:10]
     for name in combined["models"]:
         rows = [json.loads(line) for line in (Path(run_dir) / "eval" / name / "predictions.jsonl").read_text()
                 .splitlines()]
-        assert {r["extra_info"]["pair_id"] for r in rows} <= held_out and len(rows) == 4
-        # two held-out pairs in both orders: always naming one position scores 0.5, the baseline the table prints
-        assert combined["models"][name]["metrics"]["judge"]["majority_baseline"] == 0.5
+        assert [json.dumps(r["prompt"]) for r in rows] == prompts
+        # the first ten held-out records: five pairs in both orders, or two of each score; always giving one
+        # label scores the baseline the table prints
+        assert combined["models"][name]["metrics"]["judge"]["majority_baseline"] == baseline
 
 
 @pytest.mark.slow
-def test_the_cpu_pairwise_judge_beats_the_majority_baseline_on_held_out_pairs_as_docs_judges_quotes(tmp_path):
-    """What `make judge` claims, run as docs/judges.md says it ran: the model it builds, the recipe unchanged, one
-    torch thread, in a process of its own (pytest's workers set their own thread count). About 4 minutes."""
+@pytest.mark.parametrize("task, baseline", [("pairwise", 0.5), ("pointwise", 0.2)])
+def test_the_cpu_judge_beats_the_majority_baseline_on_held_out_data_as_docs_judges_quotes(task, baseline, tmp_path):
+    """What `make judge` and `make pointwise-judge` claim, run as docs/judges.md says they ran: the model the
+    Makefile builds, the recipe unchanged, one torch thread, in a process of its own (pytest's workers set their
+    own thread count). About 4 minutes each."""
     import os
     import subprocess
     import sys
@@ -118,19 +124,19 @@ def test_the_cpu_pairwise_judge_beats_the_majority_baseline_on_held_out_pairs_as
     posttrain = [sys.executable, "-c", "from posttrain.cli import main; main()"]
     model, run_dir = tmp_path / "judge-base", tmp_path / "run"
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-    for command in (["init-model", model, "--size", "small", "--corpus", "examples/data/judges/pairwise_sft.jsonl",
-                     "--corpus", "examples/data/judges/pairwise_train.jsonl"],
-                    ["run", "recipes/reward_models/pairwise_judge_cpu.yaml", f"model={model}", f"output_dir={run_dir}"]):
+    for command in (["init-model", model, "--size", "small", "--corpus", f"examples/data/judges/{task}_sft.jsonl",
+                     "--corpus", f"examples/data/judges/{task}_train.jsonl"],
+                    ["run", f"recipes/reward_models/{task}_judge_cpu.yaml", f"model={model}", f"output_dir={run_dir}"]):
         done = subprocess.run([*posttrain, *map(str, command)], cwd=ROOT, env=env, capture_output=True, text=True)
         assert done.returncode == 0, done.stderr[-3000:]
     combined = json.loads((run_dir / "eval" / "metrics.json").read_text())
     judge = combined["models"]["judge"]["metrics"]["judge"]
     low, _ = combined["intervals"]["judge"]["judge.accuracy"]
-    assert judge["majority_baseline"] == 0.5 and low > judge["majority_baseline"], (judge, low)
-    # the judge beats the SFT stage it started from and the base model on the same held-out pairs
+    assert judge["majority_baseline"] == baseline and low > baseline, (judge, low)
+    # the judge beats the SFT stage it started from and the base model on the same held-out data
     verdicts = {(c["model"], c["against"]): c["figures"]["judge.accuracy"] for c in combined["comparisons"]}
     assert verdicts[("judge", "sft")]["better"] and verdicts[("judge", "base")]["better"], verdicts
     # docs/judges.md quotes this run's tables
     docs = (ROOT / "docs" / "judges.md").read_text(encoding="utf-8")
     for line in comparison(run_dir / "eval").splitlines():
-        assert line in docs, f"docs/judges.md does not quote the CPU pairwise judge as it runs now: {line}"
+        assert line in docs, f"docs/judges.md does not quote the CPU {task} judge as it runs now: {line}"
