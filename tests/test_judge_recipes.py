@@ -114,7 +114,7 @@ def test_the_cpu_judge_recipe_runs_sft_then_grpo_then_evaluates_on_held_out_data
 def test_the_cpu_judge_beats_the_majority_baseline_on_held_out_data_as_docs_judges_quotes(task, baseline, tmp_path):
     """What `make judge` and `make pointwise-judge` claim, run as docs/judges.md says they ran: the model the
     Makefile builds, the recipe unchanged, one torch thread, in a process of its own (pytest's workers set their
-    own thread count). About 4 minutes each."""
+    own thread count). About 4 minutes each; 8 in all."""
     import os
     import subprocess
     import sys
