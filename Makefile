@@ -67,7 +67,7 @@ $(JUDGE_MODEL)/config.json: | $(STAMP)
 
 judge: $(STAMP) $(JUDGE_MODEL)/config.json
 	$(BIN)/posttrain validate recipes/reward_models/pairwise_judge_cpu.yaml
-	$(BIN)/posttrain run recipes/reward_models/pairwise_judge_cpu.yaml
+	OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 $(BIN)/posttrain run recipes/reward_models/pairwise_judge_cpu.yaml
 	$(BIN)/posttrain status runs/pairwise-judge-cpu
 
 POINTWISE_MODEL := models/pointwise-judge-base
@@ -78,7 +78,7 @@ $(POINTWISE_MODEL)/config.json: | $(STAMP)
 
 pointwise-judge: $(STAMP) $(POINTWISE_MODEL)/config.json
 	$(BIN)/posttrain validate recipes/reward_models/pointwise_judge_cpu.yaml
-	$(BIN)/posttrain run recipes/reward_models/pointwise_judge_cpu.yaml
+	OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 $(BIN)/posttrain run recipes/reward_models/pointwise_judge_cpu.yaml
 	$(BIN)/posttrain status runs/pointwise-judge-cpu
 
 bench: $(STAMP)

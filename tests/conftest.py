@@ -127,19 +127,21 @@ def reward_model(tmp_path_factory, tiny_model):
     return out
 
 
-def run_recipe_as_make_does(tmp_path: Path, corpora: list[str], recipe: str, *overrides: str) -> Path:
+def run_recipe_as_make_does(tmp_path: Path, corpora: list[str], recipe: str, *overrides: str,
+                            threads: int | None = None) -> Path:
     """Build the recipe's model from `corpora` (`init-model --size small`) and run the recipe unchanged, as the
     Makefile's target does, each in a process of its own: pytest's workers run torch on one thread, and the thread
-    count changes the figures. The run directory."""
+    count changes the figures (`threads`: that many, else torch's default, one per core). The run directory."""
     import subprocess
     import sys
 
     root = Path(__file__).resolve().parent.parent
     posttrain = [sys.executable, "-c", "from posttrain.cli import main; main()"]
     model, run_dir = tmp_path / "base", tmp_path / "run"
+    env = {**os.environ, **({"OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)} if threads else {})}
     init = ["init-model", model, "--size", "small", *(arg for corpus in corpora for arg in ("--corpus", corpus))]
     for command in (init, ["run", recipe, f"model={model}", f"output_dir={run_dir}", *overrides]):
-        done = subprocess.run([*posttrain, *map(str, command)], cwd=root, capture_output=True, text=True)
+        done = subprocess.run([*posttrain, *map(str, command)], cwd=root, env=env, capture_output=True, text=True)
         assert done.returncode == 0, done.stderr[-3000:]
     return run_dir
 
@@ -148,3 +150,10 @@ def readme_lines_missing(lines) -> list[str]:
     """The lines the README does not quote (each must appear in it verbatim)."""
     readme = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
     return [line for line in lines if line not in readme]
+
+
+def full_recipe_run(what: str):
+    """Skip a check that runs a recipe as its make target does (many minutes) unless POSTTRAIN_FULL_RECIPES is set:
+    the slower checks of quoted figures that docs/reproducibility.md lists."""
+    return pytest.mark.skipif(not os.environ.get("POSTTRAIN_FULL_RECIPES"),
+                              reason=f"{what}; POSTTRAIN_FULL_RECIPES=1 runs it")

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from posttrain.rewards import get
+from tests.conftest import full_recipe_run, run_recipe_as_make_does
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -109,26 +110,16 @@ def test_the_cpu_judge_recipe_runs_sft_then_grpo_then_evaluates_on_held_out_data
         assert combined["models"][name]["metrics"]["judge"]["majority_baseline"] == baseline
 
 
-@pytest.mark.slow
+@full_recipe_run("`make judge` / `make pointwise-judge` as docs/judges.md ran them, about 4 min each")
 @pytest.mark.parametrize("task, baseline", [("pairwise", 0.5), ("pointwise", 0.2)])
 def test_the_cpu_judge_beats_the_majority_baseline_on_held_out_data_as_docs_judges_quotes(task, baseline, tmp_path):
     """What `make judge` and `make pointwise-judge` claim, run as docs/judges.md says they ran: the model the
     Makefile builds, the recipe unchanged, one torch thread, in a process of its own (pytest's workers set their
     own thread count). About 4 minutes each; 8 in all."""
-    import os
-    import subprocess
-    import sys
-
     from posttrain.stages.eval import comparison
 
-    posttrain = [sys.executable, "-c", "from posttrain.cli import main; main()"]
-    model, run_dir = tmp_path / "judge-base", tmp_path / "run"
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-    for command in (["init-model", model, "--size", "small", "--corpus", f"examples/data/judges/{task}_sft.jsonl",
-                     "--corpus", f"examples/data/judges/{task}_train.jsonl"],
-                    ["run", f"recipes/reward_models/{task}_judge_cpu.yaml", f"model={model}", f"output_dir={run_dir}"]):
-        done = subprocess.run([*posttrain, *map(str, command)], cwd=ROOT, env=env, capture_output=True, text=True)
-        assert done.returncode == 0, done.stderr[-3000:]
+    corpora = [f"examples/data/judges/{task}_sft.jsonl", f"examples/data/judges/{task}_train.jsonl"]  # as make's
+    run_dir = run_recipe_as_make_does(tmp_path, corpora, f"recipes/reward_models/{task}_judge_cpu.yaml", threads=1)
     combined = json.loads((run_dir / "eval" / "metrics.json").read_text())
     judge = combined["models"]["judge"]["metrics"]["judge"]
     low, _ = combined["intervals"]["judge"]["judge.accuracy"]

@@ -5,13 +5,10 @@ the README quotes, with each GRPO stage better than its input on its own task.""
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
-import pytest
-
 from posttrain.pipeline import read_manifest, run
-from tests.conftest import readme_lines_missing, run_recipe_as_make_does
+from tests.conftest import full_recipe_run, readme_lines_missing, run_recipe_as_make_does
 
 ROOT = Path(__file__).resolve().parent.parent
 RECIPE = "recipes/clinical_trials/pipeline.yaml"
@@ -46,8 +43,7 @@ def test_the_clinical_pipeline_chains_its_stages_and_scores_each_task_with_its_r
         assert [name for name in prediction["scores"] if name.startswith("reward:")] == [own]
 
 
-@pytest.mark.skipif(not os.environ.get("POSTTRAIN_CHECK_CLINICAL"),
-                    reason="`make clinical` as it runs (about 10 min on 2 cores); POSTTRAIN_CHECK_CLINICAL=1 runs it")
+@full_recipe_run("`make clinical` as it runs, about 15 min on 2 cores")
 def test_make_clinical_shows_each_grpo_stage_better_on_its_task_and_the_readme_quotes_its_table(tmp_path):
     from posttrain.stages.eval import comparison
 

@@ -1,13 +1,13 @@
 """recipes/medical_dialogue/pipeline.yaml runs end to end: SFT with LoRA, GRPO on it, base vs SFT vs GRPO, report,
-export."""
+export; and, as a documented slower check, `make medical` gives the tables the README quotes."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
-
 from posttrain.pipeline import read_manifest, run
+from tests.conftest import full_recipe_run, readme_lines_missing, run_recipe_as_make_does
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -52,3 +52,18 @@ def test_the_medical_dialogue_pipeline_runs_and_evaluates_each_stage_on_its_own_
     assert not (exported / "adapter_config.json").exists() and (exported / "README.md").exists()
     assert type(AutoModelForCausalLM.from_pretrained(exported)).__name__ == "Qwen2ForCausalLM"
     assert (run_dir / "report.html").exists() and (run_dir / "eval" / "report.html").exists()
+
+
+@full_recipe_run("`make medical` as it runs, about 2 min on 2 cores")
+def test_make_medical_shows_sft_better_than_base_and_the_readme_quotes_its_tables(tmp_path):
+    from posttrain.stages.eval import comparison
+
+    data = "examples/data/medical_dialogue"
+    run_dir = run_recipe_as_make_does(tmp_path, [f"{data}/flashcards.jsonl", f"{data}/chatdoctor.jsonl"],
+                                      "recipes/medical_dialogue/pipeline.yaml")
+    combined = json.loads((run_dir / "eval" / "metrics.json").read_text())
+    verdicts = {(c["model"], c["against"]): c["figures"] for c in combined["comparisons"]}
+    for metric in ("rougeL", "reward:medical_dialogue_quality"):
+        assert verdicts[("sft", "base")][metric]["better"], verdicts
+    missing = readme_lines_missing(comparison(run_dir / "eval").splitlines())
+    assert not missing, f"README.md does not quote the medical eval as `make medical` gives it now: {missing}"
