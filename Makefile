@@ -11,7 +11,7 @@ TORCH_CONSTRAINTS ?= -c constraints-cpu.txt
 PYTEST_WORKERS ?= 2
 DEMO_MODEL := models/quickstart-base
 
-.PHONY: install test demo clinical medical judge pointwise-judge bench bench-gpu clean
+.PHONY: install test demo clinical medical judge pointwise-judge agent-judge bench bench-gpu clean
 
 $(STAMP): pyproject.toml constraints-cpu.txt
 	$(PYTHON) -m venv $(VENV)
@@ -81,6 +81,17 @@ pointwise-judge: $(STAMP) $(POINTWISE_MODEL)/config.json
 	OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 $(BIN)/posttrain run recipes/reward_models/pointwise_judge_cpu.yaml
 	$(BIN)/posttrain status runs/pointwise-judge-cpu
 
+AGENT_JUDGE_MODEL := models/agent-judge-base
+
+# the tokenizer learns the training steps only, never the held-out ones
+$(AGENT_JUDGE_MODEL)/config.json: | $(STAMP)
+	$(BIN)/posttrain init-model $(AGENT_JUDGE_MODEL) --size small --corpus $(JUDGE_DATA)/agent_judge_train.jsonl
+
+agent-judge: $(STAMP) $(AGENT_JUDGE_MODEL)/config.json
+	$(BIN)/posttrain validate recipes/agent_judge/agent_judge_cpu.yaml
+	OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 $(BIN)/posttrain run recipes/agent_judge/agent_judge_cpu.yaml
+	$(BIN)/posttrain status runs/agent-judge-cpu
+
 bench: $(STAMP)
 	$(BIN)/python bench/sft_throughput.py
 	$(BIN)/python bench/rewards_throughput.py
@@ -93,4 +104,5 @@ bench-gpu: $(STAMP)
 
 clean:
 	rm -rf runs/quickstart $(DEMO_MODEL) runs/clinical-trials $(CLINICAL_MODEL) runs/medical-dialogue $(MEDICAL_MODEL) \
-		runs/pairwise-judge-cpu $(JUDGE_MODEL) runs/pointwise-judge-cpu $(POINTWISE_MODEL)
+		runs/pairwise-judge-cpu $(JUDGE_MODEL) runs/pointwise-judge-cpu $(POINTWISE_MODEL) \
+		runs/agent-judge-cpu $(AGENT_JUDGE_MODEL)

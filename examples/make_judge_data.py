@@ -316,6 +316,84 @@ def pointwise_teacher_chats(items: list[dict], rng: random.Random) -> list[dict]
     return chats
 
 
+# The measured agent-judge task (seed 002's clip evaluations): one step of an agent that looks up a figure of a
+# made-up place, rated by what the step's observation shows. The score is one of four values, each as common as
+# the others, so an exact score is a class and always giving one of them gets the majority baseline, 1/4.
+AGENT_SCORES = {"relevant": 0.9, "partial": 0.6, "off_topic": 0.3, "error": 0.1}
+AGENT_KINDS = tuple(AGENT_SCORES)
+AGENT_TASKS = ("Find the {figure} of {place}.", "Look up the {figure} of {place}.",
+               "What is the {figure} of {place}? Search for it.", "Report the {figure} of {place} with its unit.")
+AGENT_ACTIONS = {"web_search": "web_search(query='{figure} of {place}')",
+                 "browser": "browser(url='https://{slug}.example.org/{slug_figure}')",
+                 "python_execution": "python_execution(code=\"lookup('{place}', '{figure}')\")"}
+AGENT_OBSERVATIONS = {
+    # the figure the task asks for, with its number
+    "relevant": ("The {figure} of {place} is {value} {unit}, according to the page.",
+                 "Result 1: {Place}. {Figure}: {value} {unit}.",
+                 "{Place} has a {figure} of {value} {unit}."),
+    # the place, but not the figure: no figure, or another figure written as the relevant ones are, so that
+    # telling these from a relevant step takes comparing the figure the task names with the observation's
+    "partial": ("A page about {place} that describes its history but gives no {figure}.",
+                "Result 1: {Place}, a travel guide; the {figure} is not given.",
+                "Result 1: {Place}. {Other}: {value_other} {unit_other}.",
+                "The {other} of {place} is {value_other} {unit_other}, according to the page."),
+    # nothing about the place
+    "off_topic": ("Results about cheap flights and hotel offers.", "A recipe for lemon cake and a list of garden tools.",
+                  "News about a football match and the weather tomorrow."),
+    # the tool failed
+    "error": ("Error 404: page not found.", "Error: the request timed out after 30 seconds.",
+              "Traceback (most recent call last): NameError: name 'lookup' is not defined."),
+}
+AGENT_SUMMARIES = {"relevant": "The step found the {figure} the task asks for.",
+                   "partial": "The step found the place but not its {figure}.",
+                   "off_topic": "The step returned nothing about the task.",
+                   "error": "The step failed with an error."}
+PLACE_WORDS = {word for pattern in PLACES for word in pattern.split() if word != "{}"}
+AGENT_TRAIN_PLACES, AGENT_STEPS_PER_TRAIN_PLACE, AGENT_HELDOUT_PLACES = 260, 2, 120
+
+
+def agent_judge_items(rng: random.Random, chosen: list[str], steps_per_place: int, first: int) -> list[dict]:
+    """`steps_per_place` steps per place, each looking up another of its figures; step i of the file is of kind
+    i mod 4, so every score is as common as the others. Task ids count from `first`, one per step."""
+    items = []
+    for p, place in enumerate(chosen):
+        figures = rng.sample(range(len(FIGURES)), steps_per_place + 1)
+        for s in range(steps_per_place):
+            i = p * steps_per_place + s
+            figure, unit, low, high = FIGURES[figures[s]]
+            other, unit_other, low_other, high_other = FIGURES[figures[-1]]
+            name = next(w for w in place.split() if w not in PLACE_WORDS)  # Gorfen in the Gorfen Tower
+            fill = {"figure": figure, "Figure": _capital(figure), "place": place, "Place": _capital(place),
+                    "unit": unit, "value": f"{rng.randint(low, high):,}", "other": other,
+                    "Other": _capital(other), "unit_other": unit_other,
+                    "value_other": f"{rng.randint(low_other, high_other):,}",
+                    "slug": name.lower(), "slug_figure": figure}
+            category = CATEGORIES[rng.randrange(len(CATEGORIES))]
+            kind = AGENT_KINDS[i % len(AGENT_KINDS)]
+            items.append({"task_id": f"task_{first + i:03d}", "place": place, "kind": kind, "category": category,
+                          "clip": rng.randint(1, 3), "model": MODELS[rng.randrange(len(MODELS))],
+                          "task": rng.choice(AGENT_TASKS).format(**fill),
+                          "action": AGENT_ACTIONS[category].format(**fill),
+                          "observation": rng.choice(AGENT_OBSERVATIONS[kind]).format(**fill),
+                          "summary": AGENT_SUMMARIES[kind].format(**fill)})
+    return items
+
+
+def agent_judge_rows(items: list[dict]) -> list[dict]:
+    """DataEva rows (finetune.jsonl's shape), the gpt turn the clip evaluation of the step."""
+    rows = []
+    stamp = 1_767_225_600  # 2026-01-01, advanced per row
+    for item in items:
+        model, provider = item["model"]
+        human = CLIP_PROMPT.format(task=item["task"], clip=item["clip"], category=item["category"],
+                                   action=item["action"], observation=item["observation"])
+        answer = {"reasonableness_score": AGENT_SCORES[item["kind"]], "summary": item["summary"]}
+        rows.append(_row(human, answer, {"model_name": model, "provider": provider, "task_id": item["task_id"],
+                                         "evaluation_type": "clip", "clip_number": item["clip"],
+                                         "category": item["category"]}, stamp := stamp + 60))
+    return rows
+
+
 def main() -> None:
     from posttrain.data.variants import write_variants
 
@@ -338,6 +416,12 @@ def main() -> None:
     _write_jsonl(OUT / "pointwise_train.jsonl", pointwise_judge_rows(train_items, "train"))
     _write_jsonl(OUT / "pointwise_heldout.jsonl", pointwise_judge_rows(heldout_items, "heldout"))
     _write_jsonl(OUT / "pointwise_sft.jsonl", pointwise_teacher_chats(train_items, rng))
+    rng = random.Random(2028)  # the agent judge's own stream and places
+    train, heldout = places(rng, AGENT_TRAIN_PLACES, AGENT_HELDOUT_PLACES)
+    train_items = agent_judge_items(rng, train, AGENT_STEPS_PER_TRAIN_PLACE, first=1)
+    heldout_items = agent_judge_items(rng, heldout, 1, first=1 + len(train_items))
+    _write_jsonl(OUT / "agent_judge_train.jsonl", agent_judge_rows(train_items))
+    _write_jsonl(OUT / "agent_judge_heldout.jsonl", agent_judge_rows(heldout_items))
     print(f"wrote {OUT}")
 
 

@@ -140,3 +140,65 @@ def test_the_pointwise_teacher_rates_most_long_hedges_3_and_every_other_answer_r
             wrong[(true, given)] += 1
     hedges = sum(r["ground_truth"]["score"] == 2 for r in records)
     assert set(wrong) == {(2, 3)} and 0.6 * hedges <= wrong[(2, 3)] <= 0.9 * hedges, wrong
+
+
+def _step(row: dict) -> dict:
+    """The parts of an agent-judge row's clip prompt, by their labels (Task, Action, Observation), and its score."""
+    human, answer = row["conversations"][0]["value"], json.loads(row["conversations"][1]["value"])
+    parts = dict(line.split(": ", 1) for line in human.splitlines() if line.split(": ", 1)[0] in
+                 ("Task", "Action", "Observation"))
+    names = [n for n in NAME.findall(parts["Task"]) if n[0].isupper()]
+    assert len(names) == 1, parts["Task"]
+    return {**parts, "name": names[0], "score": answer["reasonableness_score"], "answer": answer}
+
+
+def test_the_agent_judge_held_out_steps_are_about_tasks_and_places_training_never_names():
+    train, heldout = _rows("agent_judge_train.jsonl"), _rows("agent_judge_heldout.jsonl")
+    assert len(train) >= 400 and 100 <= len(heldout) <= 150
+    train_ids, heldout_ids = ({r["metadata"]["task_id"] for r in rows} for rows in (train, heldout))
+    assert len(train_ids) == len(train) and len(heldout_ids) == len(heldout) and not train_ids & heldout_ids
+    train_names, heldout_names = {_step(r)["name"] for r in train}, {_step(r)["name"] for r in heldout}
+    assert len(heldout_names) == len(heldout) and not train_names & heldout_names
+    # nor does the training file (the tokenizer's corpus too) mention a held-out place anywhere
+    seen = (JUDGES / "agent_judge_train.jsonl").read_text(encoding="utf-8")
+    assert not [n for n in heldout_names if re.search(rf"\b{n}\b", seen, re.IGNORECASE)]
+    assert not {r["conversations"][0]["value"] for r in train} & {r["conversations"][0]["value"] for r in heldout}
+
+
+def test_the_agent_judge_scores_are_equally_common_and_set_by_the_observation():
+    generator = _generator()
+    for name in ("agent_judge_train.jsonl", "agent_judge_heldout.jsonl"):
+        rows = _rows(name)
+        assert {r["metadata"]["evaluation_type"] for r in rows} == {"clip"}
+        scores = Counter(_step(r)["score"] for r in rows)
+        assert sorted(scores) == sorted(generator.AGENT_SCORES.values()) and len(set(scores.values())) == 1, scores
+        records = [r for _, r in load_records(JUDGES / name, "agent-eval-judge", record="rl_prompt")]
+        assert len(records) == len(rows)
+        # the reference answers score 1.0 and count as right; always giving one score gets the baseline, 1/4
+        assert judge_metrics([{**r, "output": r["ground_truth"]["reference"]} for r in records])["accuracy"] == 1.0
+        for score in scores:
+            output = json.dumps({"reasonableness_score": score, "summary": "The step is fine."})
+            figures = judge_metrics([{**r, "output": output} for r in records])
+            assert figures["accuracy"] == figures["majority_baseline"] == 0.25 and figures["unparsable"] == 0
+        for row in rows:
+            step = _step(row)
+            figure = re.search(r"the (\w+) of", step["Task"]).group(1)
+            observation = step["Observation"]
+            units = "|".join(unit for _, unit, _, _ in generator.FIGURES)
+            gives_a_number = bool(re.search(rf"\d[\d,]* (?:{units})\b", observation))
+            # relevant: the asked figure and a number; partial: the place without that figure's number
+            # (possibly another figure's, written the same way); off-topic and errors: not the place at all
+            assert (step["score"] == 0.9) == (gives_a_number and bool(re.search(rf"\b{figure}\b", observation, re.IGNORECASE))), observation
+            assert (step["score"] in (0.9, 0.6)) == (step["name"] in observation), observation
+            assert set(step["answer"]) == {"reasonableness_score", "summary"}
+
+
+def test_the_generator_writes_the_shipped_agent_judge_files(tmp_path, monkeypatch):
+    generator = _generator()
+    monkeypatch.setattr(generator, "OUT", tmp_path)
+    generator.main()
+    for name in ("agent_judge_train.jsonl", "agent_judge_heldout.jsonl"):
+        assert (tmp_path / name).read_bytes() == (JUDGES / name).read_bytes(), name
+    # and every file it wrote before the agent judge's, byte for byte
+    for made in tmp_path.iterdir():
+        assert made.read_bytes() == (JUDGES / made.name).read_bytes(), made.name
