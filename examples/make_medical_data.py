@@ -12,7 +12,10 @@ Nothing here is real medical advice: the facts are a small made-up but
 consistent table, so a tiny model can learn the answers' shape on a CPU.
 Each source is split 80/10/10 with seed 42 by posttrain's own splitter
 (what `posttrain data split FILE DIR --ratios 0.8,0.1,0.1 --seed 42` does).
-Run it to regenerate; the output is deterministic.
+Each source's train split is also written as its SFT teacher wrote it
+(train_teacher.jsonl: most replies with a sign-off the references lack), the
+mistake the recipe's GRPO stage wins back. Run it to regenerate; the output is
+deterministic.
 """
 
 from __future__ import annotations
@@ -61,6 +64,11 @@ FLASHCARDS = [
 ]
 DURATIONS = ["two days", "a week", "three weeks", "a month", "several months"]
 AGES = ["25", "34", "41", "52", "67"]
+# The SFT teacher's habit: most of its replies end with a forum sign-off the references do not have. It
+# costs a reply about half of medical_dialogue_quality's score (longer, so a lower ROUGE-L precision and,
+# for a ChatDoctor reply, past the 200-character band), which is what the recipe's GRPO stage wins back.
+SIGN_OFF = " Hope this helps. Take care."
+SIGN_OFF_SHARE = 0.8
 
 
 def flashcards() -> list[dict]:
@@ -92,6 +100,11 @@ def chatdoctor(rng: random.Random) -> list[dict]:
     return rows
 
 
+def teacher_rows(rows: list[dict], rng: random.Random) -> list[dict]:
+    """The training rows as the SFT teacher wrote them: the same questions, most replies with the sign-off."""
+    return [{**row, "output": row["output"] + SIGN_OFF} if rng.random() < SIGN_OFF_SHARE else row for row in rows]
+
+
 def write(path: Path, rows: list[dict]) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "w", encoding="utf-8") as f:
@@ -106,6 +119,9 @@ def main() -> None:
         raw = write(OUT / f"{name}.jsonl", rows)
         counts = split(raw, OUT / name, ratios=(0.8, 0.1, 0.1), seed=42)
         print(f"{raw}: {len(rows)} rows -> {OUT / name}/ {counts}")
+        train = [json.loads(line) for line in open(OUT / name / "train.jsonl", encoding="utf-8")]
+        teacher = write(OUT / name / "train_teacher.jsonl", teacher_rows(train, random.Random(1)))
+        print(f"{teacher}: {len(train)} rows, the SFT teacher's replies")
 
 
 if __name__ == "__main__":

@@ -26,6 +26,7 @@ def _rows(path: Path) -> list[dict]:
 
 @pytest.mark.parametrize("name, folder", [("make_data", "data"), ("make_clinical_data", "data/clinical_trials"),
                                           ("make_judge_data", "data/judges"),
+                                          ("make_medical_data", "data/medical_dialogue"),
                                           ("make_preference_data", "data/preference"),
                                           ("make_steps_data", "data/process_reward")])
 def test_the_shipped_data_is_what_its_generator_writes(name, folder, tmp_path, monkeypatch):
@@ -142,3 +143,22 @@ def test_the_stage_2_teacher_mostly_leaves_the_think_tags_out_of_two_proportion_
         slipped.append(score == -2)
     assert _share(s for s, b in zip(slipped, binary) if b) > 0.7 > 0.2 > _share(s for s, b in zip(slipped, binary)
                                                                              if not b)
+
+
+@pytest.mark.parametrize("source", ["flashcards", "chatdoctor"])
+def test_the_medical_sft_teacher_signs_off_most_replies_and_the_references_never_do(source):
+    from posttrain.rewards.dialogue import medical_dialogue_quality
+
+    generator = _generator("make_medical_data")
+    folder = ROOT / "examples" / "data" / "medical_dialogue" / source
+    train, teacher = _rows(folder / "train.jsonl"), _rows(folder / "train_teacher.jsonl")
+    assert [r["input"] for r in teacher] == [r["input"] for r in train]
+    signed = [t for t, r in zip(teacher, train) if t["output"] == r["output"] + generator.SIGN_OFF]
+    assert all(t in signed or t == r for t, r in zip(teacher, train))
+    assert 0.7 <= len(signed) / len(train) <= 0.9
+    for split in ("train", "validation", "test"):
+        assert not any(generator.SIGN_OFF.strip() in r["output"] for r in _rows(folder / f"{split}.jsonl"))
+    # what GRPO can win back: the sign-off costs a reply a good part of the reward it trains on
+    cost = [medical_dialogue_quality(r["output"], r["output"])
+            - medical_dialogue_quality(r["output"] + generator.SIGN_OFF, r["output"]) for r in train]
+    assert statistics.mean(cost) > 0.4
