@@ -192,13 +192,3 @@ def test_the_agent_judge_scores_are_equally_common_and_set_by_the_observation():
             assert (step["score"] in (0.9, 0.6)) == (step["name"] in observation), observation
             assert set(step["answer"]) == {"reasonableness_score", "summary"}
 
-
-def test_the_generator_writes_the_shipped_agent_judge_files(tmp_path, monkeypatch):
-    generator = _generator()
-    monkeypatch.setattr(generator, "OUT", tmp_path)
-    generator.main()
-    for name in ("agent_judge_train.jsonl", "agent_judge_heldout.jsonl"):
-        assert (tmp_path / name).read_bytes() == (JUDGES / name).read_bytes(), name
-    # and every file it wrote before the agent judge's, byte for byte
-    for made in tmp_path.iterdir():
-        assert made.read_bytes() == (JUDGES / made.name).read_bytes(), made.name
