@@ -13,7 +13,7 @@ from typing import List, Optional
 import typer
 from rich.console import Console
 
-from posttrain.cli_common import fail, user_errors
+from posttrain.cli_common import user_errors
 from posttrain.errors import PosttrainError
 
 data_app = typer.Typer(help="Convert, split and check data files.", no_args_is_help=True)
@@ -91,9 +91,10 @@ def check(
     tags: Optional[str] = typer.Option(None, help="LLaMA-Factory sharegpt tags as JSON."),
 ):
     """Report schema, role-order, duplicate, overlap and length problems; exit 2 on errors."""
+    from posttrain import stages
     from posttrain.data.check import check as run
 
-    report = run(file, stage=stage, fmt=fmt, model=model, max_length=max_length, other_splits=against,
+    report = run(file, record_type=stages.reads(stage), reader=stage, fmt=fmt, model=model, max_length=max_length, other_splits=against,
                  columns=_json_option("columns", columns), tags=_json_option("tags", tags), template=template)
     _out().print(report.to_text(), markup=False)
     if not report.ok:

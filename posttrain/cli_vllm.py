@@ -56,7 +56,7 @@ def check_options(model: str, gpu_memory_utilization: float) -> None:
 def machine_problems(tensor_parallel_size: int) -> list[str]:
     """What this machine lacks for a vLLM server, each with its fix."""
     found = []
-    from posttrain import gpu  # here, not at import: it imports torch, which every other command would pay for
+    from posttrain import machine as gpu  # here, not at import: it imports torch, which every other command would pay for
 
     if not gpu.installed("vllm"):
         found.append(f"posttrain vllm-serve needs the vllm package, which is not installed: {gpu.INSTALL} (on a "

@@ -8,6 +8,8 @@ straight to the record.
 
 from __future__ import annotations
 
+import difflib
+
 
 class PosttrainError(Exception):
     """Bad input or configuration; the CLI exits 2 with this message."""
@@ -38,3 +40,9 @@ class DataError(PosttrainError):
         self.expected = expected
         where = f"{self.path}:{line}" if line is not None else self.path
         super().__init__(f"{where}: {field}: {expected}")
+
+
+def closest(key: str, known) -> str:
+    """'; did you mean X?' for the known name closest to `key`, or '' when none is close: every lookup's hint."""
+    match = difflib.get_close_matches(key, list(known), n=1, cutoff=0.5)
+    return f"; did you mean {match[0]!r}?" if match else ""

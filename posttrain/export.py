@@ -25,8 +25,15 @@ from pathlib import Path
 from typing import Callable
 
 from posttrain.errors import PosttrainError
+from posttrain.export_verify import (  # noqa: F401
+    TOLERANCE,
+    VerifyError,
+    VerifyResult,
+    read_prompts,
+    run_verify,
+    verify,
+)
 from posttrain.runs.ownership import remove_tree
-from posttrain.export_verify import TOLERANCE, VerifyError, VerifyResult, read_prompts, run_verify, verify  # noqa: F401
 
 log = logging.getLogger("posttrain")
 

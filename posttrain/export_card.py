@@ -97,7 +97,7 @@ def lineage_stages(run_dir: Path, stage: str, stages: dict) -> list[str]:
 
 
 def _data_rows(run_dir: Path, name: str) -> list[str]:
-    from posttrain.config import DataSpec
+    from posttrain.config.schema import DataSpec
     from posttrain.data.sources import content_fingerprint, resolve_sources
 
     config = run_dir / name / "config.yaml"

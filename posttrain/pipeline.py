@@ -24,17 +24,17 @@ from pathlib import Path
 
 import yaml
 
+from posttrain import stages
 from posttrain.config import PipelineConfig, StageConfig, load_config, reward_names
+from posttrain.data.fingerprint import file_fingerprint, model_fingerprint
 from posttrain.data.io import atomic_path, write_json
 from posttrain.data.sources import content_fingerprint, resolve_sources
 from posttrain.errors import ConfigError, PosttrainError
-from posttrain.launch import TRAINING
-from posttrain.launch.engines import requested, user_file
 from posttrain.runs.ownership import check_inside, check_no_links_out, remove_tree
 from posttrain.runs.secrets import redact
+from posttrain.training.engines import requested, user_file
 
 log = logging.getLogger("posttrain")
-_WHOLE_FILE_LIMIT = 64 << 20  # bigger weight files are fingerprinted by size and their first/last 4 MiB
 
 
 def run(source, overrides=(), *, only: str | None = None, from_stage: str | None = None,
@@ -126,7 +126,7 @@ def _made_for(stage: StageConfig, stage_dir: Path) -> bool:
 def _check_resume_world(stage: StageConfig, entry: dict, config: PipelineConfig, stage_dir: Path) -> None:
     """DeepSpeed and FSDP shard the optimizer state by process: their checkpoints resume on as many processes as
     wrote them (plain DDP checkpoints resume on any number)."""
-    engine = requested(stage) if stage.type in TRAINING else None
+    engine = requested(stage) if stages.trains(stage.type) else None
     wrote = (entry.get("launch") or {}).get("processes", 1)
     if engine and wrote != config.launch.processes and any((stage_dir / "checkpoints").glob("checkpoint-*")):
         name = "DeepSpeed" if engine == "deepspeed" else "FSDP"
@@ -149,7 +149,7 @@ def _to_run(config: PipelineConfig, selected: set[str], force: bool) -> list[Sta
 
 def stage_output(stage: StageConfig, stage_dir: Path) -> Path:
     """What a finished stage leaves: its model, or for an eval stage its combined metrics."""
-    return stage_dir / ("metrics.json" if stage.type == "eval" else "model")
+    return stage_dir / stages.output_name(stage.type)
 
 
 def _check_eval_models(config: PipelineConfig, selected: set[str]) -> None:
@@ -215,13 +215,6 @@ def _reward_model_refs(stage: StageConfig) -> list[str]:
     return [r.model for r in getattr(stage, "rewards", None) or [] if getattr(r, "model", None)]
 
 
-def reward_model_path(ref: str, config: PipelineConfig) -> str:
-    """A GRPO reward's `model:`: an earlier stage's saved model, or a model directory as given."""
-    if ref in {s.name for s in config.stages}:
-        return str(Path(config.output_dir) / ref / "model")
-    return ref
-
-
 def reward_models(stage: StageConfig, config: PipelineConfig, outputs: dict[str, str]) -> dict[str, str]:
     """The fingerprint of each reward model a stage scores with: a retrained reward model retrains the policy."""
     found = {}
@@ -241,7 +234,6 @@ def reward_models(stage: StageConfig, config: PipelineConfig, outputs: dict[str,
 
 def _run_stage(stage, config, model_path, stage_dir, fingerprint, manifest, console):
     from posttrain.launch import launched
-    from posttrain.stages import STAGES, StageContext
 
     if launched(stage, config):
         from posttrain.launch import check
@@ -251,7 +243,7 @@ def _run_stage(stage, config, model_path, stage_dir, fingerprint, manifest, cons
 
         train, how = launch_stage, {**config.launch.model_dump(), "processes": config.launch.processes}
     else:
-        train, how = STAGES[stage.type], None
+        train, how = stages.run, None
     stage_dir.mkdir(parents=True, exist_ok=True)
     with atomic_path(stage_dir / "config.yaml") as tmp:
         resolved = {**_pipeline_settings(config), "input_model": model_path,
@@ -265,7 +257,7 @@ def _run_stage(stage, config, model_path, stage_dir, fingerprint, manifest, cons
     console.print(f"[bold cyan]▶ {stage.name}[/bold cyan] ({stage.type}) {origin}")
     started = time.time()
     try:
-        metrics = train(StageContext(config, stage, model_path, stage_dir))
+        metrics = train(stages.StageContext(config, stage, model_path, stage_dir))
     except BaseException as e:
         manifest.update(stage.name, status="failed", error=f"{type(e).__name__}: {e}"[:2000], finished=_now())
         raise
@@ -302,40 +294,6 @@ def input_model(stage: StageConfig, config: PipelineConfig, outputs: dict[str, s
     return path, cache[path]
 
 
-def model_fingerprint(path: str) -> str:
-    """sha256 over a model directory's files (big weight files by size and their ends); a hub id by name."""
-    root = Path(path)
-    digest = hashlib.sha256()
-    if not root.is_dir():
-        digest.update(f"hub:{path}".encode())
-        return digest.hexdigest()
-    for file in sorted(p for p in root.rglob("*") if p.is_file()):
-        digest.update(str(file.relative_to(root)).encode())
-        _update_with_file(digest, file)
-    return digest.hexdigest()
-
-
-def file_fingerprint(path: str) -> str:
-    """sha256 of one file (a big one by size and its ends); "missing" when it is not there."""
-    digest = hashlib.sha256()
-    if not Path(path).is_file():
-        return "missing"
-    _update_with_file(digest, Path(path))
-    return digest.hexdigest()
-
-
-def _update_with_file(digest, file: Path) -> None:
-    size = file.stat().st_size
-    digest.update(str(size).encode())
-    with open(file, "rb") as f:
-        if size <= _WHOLE_FILE_LIMIT:
-            digest.update(f.read())
-        else:
-            digest.update(f.read(4 << 20))
-            f.seek(-(4 << 20), os.SEEK_END)
-            digest.update(f.read())
-
-
 def _pipeline_settings(config: PipelineConfig) -> dict:
     keys = ("seed", "dtype", "trust_remote_code", "template", "attn_implementation")
     return {key: getattr(config, key) for key in keys}
@@ -367,7 +325,7 @@ def stage_fingerprint(stage: StageConfig, config: PipelineConfig, model_fp: str,
         if spec is not None:
             resolved[f"{field}_content"] = content_fingerprint(resolve_sources(spec))
     resolved.update(_search_inputs(stage))
-    engine_file = user_file(stage) if stage.type in TRAINING else None
+    engine_file = user_file(stage) if stages.trains(stage.type) else None
     if engine_file and os.path.isfile(engine_file):
         resolved["engine_file_content"] = file_fingerprint(engine_file)
     if reward_model_fps:

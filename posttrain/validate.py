@@ -9,16 +9,17 @@ lists every problem it finds rather than stopping at the first.
 
 from __future__ import annotations
 
-import importlib
 import os
 import sys
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from posttrain import gpu
+from posttrain import stages as stage_table
 from posttrain.config import load_config, reward_names
 from posttrain.errors import PosttrainError
+from posttrain.launch import launched
+from posttrain.training import requirements
 
 
 @dataclass
@@ -58,12 +59,13 @@ def validate(source, overrides=()) -> ValidationReport:
             tokenizer_dir = ref if ok else None
         stage_names.add(stage.name)
         # what this machine lacks for the GPU-only options; a pipeline-wide one (attn_implementation) is named once
-        report.problems += [p for p in gpu.problems(stage, config) if p not in report.problems]
-        report.notes += [n for n in gpu.notes(stage, config) if n not in report.notes]
+        found = stage_table.problems(stage, config, launched(stage, config))
+        report.problems += [p for p in found if p not in report.problems]
+        report.notes += [n for n in stage_table.notes(stage, config) if n not in report.notes]
         # build the trainer config exactly as a run would: the TRL class's own checks run too
-        stage_module = importlib.import_module(f"posttrain.stages.{stage.type}")
+        buildable = requirements.buildable(stage) if stage_table.trains(stage.type) else stage
         try:
-            stage_module.plan(gpu.buildable(stage), config, Path(tempfile.gettempdir()) / "posttrain-validate")
+            stage_table.get(stage.type).plan(buildable, config, Path(tempfile.gettempdir()) / "posttrain-validate")
         except PosttrainError as e:
             report.problems.append(str(e))
         if stage.type == "grpo":
@@ -108,10 +110,7 @@ def _check_eval(stage, config, template, report) -> None:
     for source in sources:
         try:
             name = source_format(source, records=("preference",) if scores_pairs else RECORD_TYPES)
-            # the data doctor checks records by the stage that reads their type
-            reader = {"rl_prompt": "grpo", "conversation": "sft",
-                      "preference": "reward_model"}[get_format(name).RECORD]
-            result = check(source.path, stage=reader, fmt=name, columns=source.columns, tags=source.tags)
+            result = check(source.path, record_type=get_format(name).RECORD, fmt=name, columns=source.columns, tags=source.tags)
         except PosttrainError as e:
             report.problems.append(f"{where}.data: {e}")
             clean = False
@@ -218,7 +217,7 @@ def _check_data(stage, field_name, spec, tokenizer_dir, template, max_length, re
             pass  # reported when eval_data itself is checked
     for source in sources:
         try:
-            result = check(source.path, stage=stage.type, fmt=source.format, model=tokenizer_dir,
+            result = check(source.path, record_type=stage_table.record_type(stage.type), reader=stage.type, fmt=source.format, model=tokenizer_dir,
                            max_length=max_length, columns=source.columns, tags=source.tags, template=template,
                            other_splits=held_out)
         except PosttrainError as e:

@@ -36,6 +36,7 @@ from pathlib import Path
 
 from posttrain.config import PipelineConfig, load_config
 from posttrain.errors import ConfigError, PosttrainError
+from posttrain.rewards.search.index import corpus_index
 
 VERL_VERSION = "0.9.1"
 SPLITS = ("train", "val", "test")
@@ -113,7 +114,7 @@ def prepare(source, stage_name: str, out_dir, *, overrides=(), val_size: float =
                                   max_prompt_length, notes)
     counts = _write(out_dir, splits, rewards, _script(stage, config, mapped, out_dir))
     if stage.search_corpus:
-        notes.append(f"search index of {stage.search_corpus}: {grpo.corpus_index(stage.search_corpus, out_dir)}")
+        notes.append(f"search index of {stage.search_corpus}: {corpus_index(stage.search_corpus, out_dir)}")
     return Prepared(out_dir, counts, out_dir / "run_verl.sh", mapped, notes, warnings)
 
 
@@ -122,7 +123,7 @@ def _grpo_stage(config: PipelineConfig, name: str):
     listed = f"GRPO stages: {', '.join(grpo_names)}" if grpo_names else "the pipeline has no GRPO stage"
     stage = next((s for s in config.stages if s.name == name), None)
     if stage is None:
-        from posttrain.config import closest
+        from posttrain.errors import closest
 
         raise ConfigError(f"--stage: no stage named {name!r}; {listed}{closest(name, grpo_names)}")
     if stage.type != "grpo":
@@ -459,7 +460,7 @@ def _script(stage, config: PipelineConfig, overrides: list[str], out_dir: Path) 
 
 def _search_env(stage, out_dir: Path) -> dict[str, str]:
     """The stage's study-search settings as the environment variables a reward worker reads (rewards/search)."""
-    from posttrain.stages.grpo import corpus_index
+    from posttrain.rewards.search.index import corpus_index
 
     env = {}
     if stage.search_corpus:  # prepare indexes the corpus into out_dir once the data is written
@@ -479,7 +480,7 @@ def _write(out_dir: Path, splits: dict[str, list[dict]], rewards, script: str) -
 
     from posttrain.data.formats import get_format, writer
     from posttrain.data.io import write_records
-    from posttrain.rewards.adapters import REWARDS_KEY, _SPLIT_SUFFIX
+    from posttrain.rewards.adapters import _SPLIT_SUFFIX, REWARDS_KEY
 
     to_row = writer(get_format("verl"))
     created = not out_dir.exists()

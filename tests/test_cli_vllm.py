@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from posttrain import cli_vllm, gpu
+from posttrain import cli_vllm
+from posttrain import machine as gpu
 from posttrain.cli import app
 from tests.test_export import make_adapter
 

@@ -8,7 +8,8 @@ import dataclasses
 import pytest
 import trl
 
-from posttrain.config import SFTStage, load_config, parse_yaml
+from posttrain.config import load_config, parse_yaml
+from posttrain.stages.sft import Config as SFTStage
 from posttrain.errors import ConfigError
 
 BASE = {
@@ -156,7 +157,7 @@ def test_output_dir_in_trainer_is_rejected():
 
 def test_unknown_stage_type():
     message = _error(_raw(stages=[_stage(0, type="sfft")]))
-    from posttrain.config import STAGE_CONFIGS
+    from posttrain.stages import STAGES as STAGE_CONFIGS
 
     assert message == ("invalid config\n  stages.sft1.type: unknown stage type 'sfft'; "
                        f"known: {', '.join(STAGE_CONFIGS)}; did you mean 'sft'?")
@@ -290,7 +291,7 @@ def test_every_problem_in_one_mapping_is_listed():
 def test_unknown_stage_type_listed_with_another_stages_error():
     lines = _error(_raw(stages=[_stage(0, lerning=1), {"name": "sft5", "type": "sfft"}])).splitlines()
     assert "  stages.sft1: unknown key 'lerning'; did you mean 'finetuning'?" in lines
-    from posttrain.config import STAGE_CONFIGS
+    from posttrain.stages import STAGES as STAGE_CONFIGS
 
     assert f"  stages.sft5.type: unknown stage type 'sfft'; known: {', '.join(STAGE_CONFIGS)}; did you mean 'sft'?" in lines
 

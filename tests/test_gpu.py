@@ -1,4 +1,4 @@
-"""posttrain/gpu.py: what each GPU-only option needs, said before anything loads, on a stand-in machine; and
+"""posttrain/machine.py: what each GPU-only option needs, said before anything loads, on a stand-in machine; and
 gradient checkpointing, which needs no GPU, training on this CPU. The GRPO rollout rules: tests/test_rollouts.py."""
 
 from __future__ import annotations
@@ -9,7 +9,9 @@ import math
 import pytest
 import torch
 
-from posttrain import gpu
+from posttrain import machine as gpu
+from posttrain import stages
+from posttrain.launch import launched
 from posttrain.config import load_config
 from posttrain.errors import ConfigError
 from tests.conftest import make_chats, write_jsonl
@@ -44,8 +46,13 @@ def pipeline(stage_type="sft", top=None, **stage):
     return config.stages[0], config
 
 
+
+def stage_problems(stage, config):
+    """What the stage table finds for `stage`, launched as a run would launch it."""
+    return stages.problems(stage, config, launched(stage, config))
+
 def problems(*args, **kwargs):
-    return gpu.problems(*pipeline(*args, **kwargs))
+    return stage_problems(*pipeline(*args, **kwargs))
 
 
 ATTENTION_CPU = ("attn_implementation: flash_attention_2 needs a CUDA GPU of compute capability 8.0 or newer and the "
@@ -136,12 +143,12 @@ def test_fp16_weights_cannot_be_fully_fine_tuned_in_fp16_mixed_precision(machine
 def test_half_precision_on_a_cpu_is_a_note_not_a_problem(machine):
     machine(**CPU)
     stage, config = pipeline(top={"dtype": "bf16"}, trainer={"bf16": True})
-    assert gpu.problems(stage, config) == []
-    assert gpu.notes(stage, config) == [
+    assert stage_problems(stage, config) == []
+    assert stages.notes(stage, config) == [
         f"{label}: no CUDA GPU here, so half precision trains on the CPU (posttrain sets use_cpu: true): fine for "
         "checking a GPU config, not for speed" for label in ("dtype", "stages.s.trainer.bf16")]
     machine(**A100)
-    assert gpu.notes(stage, config) == []
+    assert stages.notes(stage, config) == []
 
 
 def test_validate_names_each_problem_once_and_checks_the_rest(machine, tiny_model, tmp_path):
@@ -234,7 +241,7 @@ def test_gradient_checkpointing_trains_on_the_cpu_without_reentrant_checkpoints(
               "stages": [{"name": "sft", "type": "sft", "data": str(data),
                           "trainer": {"gradient_checkpointing": True, "max_steps": 2, "max_length": 64,
                                       "per_device_train_batch_size": 2, "logging_steps": 1}}]}
-    assert gpu.problems(*pipeline(trainer={"gradient_checkpointing": True})) == []
+    assert stage_problems(*pipeline(trainer={"gradient_checkpointing": True})) == []
     run_dir = run(config)
     losses = [json.loads(line).get("loss") for line in (run_dir / "sft" / "trainer_log.jsonl").read_text().splitlines()]
     assert [loss for loss in losses if loss is not None] and all(math.isfinite(x) for x in losses if x is not None)

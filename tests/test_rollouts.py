@@ -1,4 +1,4 @@
-"""posttrain/rollouts.py: the rules a GRPO stage's rollouts must satisfy on GPUs (vLLM's modes, memory share and
+"""posttrain/stages/grpo/rollouts.py: the rules a GRPO stage's rollouts must satisfy on GPUs (vLLM's modes, memory share and
 tensor-parallel size, the generation round), said before anything loads, on a stand-in machine."""
 
 from __future__ import annotations
@@ -8,10 +8,12 @@ from types import SimpleNamespace
 
 import pytest
 
-from posttrain import gpu, rollouts
+from posttrain import machine as gpu
+from posttrain import stages
+from posttrain.stages.grpo import rollouts
 from posttrain.config import load_config
 from posttrain.errors import PosttrainError
-from tests.test_gpu import A100, EVERYTHING, machine, pipeline, problems  # noqa: F401  (machine: a fixture)
+from tests.test_gpu import A100, EVERYTHING, machine, pipeline, problems, stage_problems  # noqa: F401  (machine: a fixture)
 
 
 @pytest.mark.parametrize("trainer, message", [
@@ -46,13 +48,13 @@ def test_colocated_tensor_parallel_must_divide_the_training_processes(machine, m
     monkeypatch.delenv("WORLD_SIZE")
     stage, config = pipeline("grpo", trainer=trainer)
     launched = SimpleNamespace(attn_implementation=None, dtype="auto", launch=SimpleNamespace(processes=2))
-    assert gpu.problems(stage, launched)[0].startswith("stages.s.trainer.vllm_tensor_parallel_size: 4 does not "
+    assert stage_problems(stage, launched)[0].startswith("stages.s.trainer.vllm_tensor_parallel_size: 4 does not "
                                                        "divide the 2 training processes")
 
 
 def test_vllm_notes_server_command_and_colocated_memory_share(machine):
     machine(**A100, packages=EVERYTHING)
-    notes = gpu.notes(*pipeline("grpo", trainer={"use_vllm": True, "vllm_mode": "server", "vllm_server_port": 8011,
+    notes = stages.notes(*pipeline("grpo", trainer={"use_vllm": True, "vllm_mode": "server", "vllm_server_port": 8011,
                                                  "vllm_gpu_memory_utilization": 0.5}))
     assert notes == [
         "stages.s.trainer.vllm_mode: server: the trainer sends rollouts to a vLLM server at http://0.0.0.0:8011 "
@@ -60,12 +62,12 @@ def test_vllm_notes_server_command_and_colocated_memory_share(machine):
         "CUDA_VISIBLE_DEVICES=0 posttrain vllm-serve --model models/base --port 8011",
         "stages.s.trainer: vllm_gpu_memory_utilization applies to colocate mode only; give the server "
         "--gpu-memory-utilization / --tensor-parallel-size instead"]
-    default, = gpu.notes(*pipeline("grpo", trainer={"use_vllm": True}))
+    default, = stages.notes(*pipeline("grpo", trainer={"use_vllm": True}))
     assert default.endswith("reserves 0.3 of its GPU's memory for weights and KV cache")
-    high, = gpu.notes(*pipeline("grpo", trainer={"use_vllm": True, "vllm_gpu_memory_utilization": 0.7}))
+    high, = stages.notes(*pipeline("grpo", trainer={"use_vllm": True, "vllm_gpu_memory_utilization": 0.7}))
     assert "that leaves training 30% for its weights, gradients, optimizer states and activations" in high
     assert "lower vllm_gpu_memory_utilization (TRL's default is 0.3)" in high
-    assert gpu.notes(*pipeline("grpo", trainer={"vllm_mode": "server"})) == [
+    assert stages.notes(*pipeline("grpo", trainer={"vllm_mode": "server"})) == [
         "stages.s.trainer: vllm_mode: no effect without use_vllm: true"]
 
 

@@ -5,8 +5,8 @@ order, an empty answer, the same record twice, test records leaking into
 training, conversations the max length cuts off. `check` reads the whole file
 once, keeps going after each bad record, and reports every problem at its
 FILE:LINE, plus the statistics that explain the rest (token lengths).
-Stages map to the record type they read, so later record types plug in by
-adding a checker to `_RECORD_CHECKS` and a stage to `STAGES`.
+It checks a record type (what a stage reads: the stage table, posttrain/stages/, says
+which); a new record type plugs in by adding a checker to `_RECORD_CHECKS`.
 """
 
 from __future__ import annotations
@@ -22,9 +22,6 @@ from posttrain.data.formats import data_files, detect_format, get_format
 from posttrain.data.io import read_rows
 from posttrain.errors import DataError, PosttrainError, RecordError
 
-STAGES = {"sft": "conversation", "grpo": "rl_prompt"}  # stage -> the canonical record type it reads
-STAGES["reward_model"] = "preference"
-STAGES["process_reward"] = "steps"
 DEFAULT_MAX_LENGTH = 1024
 
 
@@ -128,17 +125,17 @@ _RECORD_CHECKS: dict[str, Callable[[dict], list[tuple[str, str, str]]]] = {
 
 
 def check(
-    path, *, stage: str = "sft", fmt: str | None = None, model: str | None = None, max_length: int | None = None,
+    path, *, record_type: str = "conversation", reader: str | None = None, fmt: str | None = None, model: str | None = None, max_length: int | None = None,
     columns: dict | None = None, tags: dict | None = None, other_splits=(), template: str | None = None,
 ) -> CheckReport:
-    """Check every record of `path` for `stage`; `model` (a model dir) adds token-length checks.
+    """Check every `record_type` record of `path` (`reader`: the stage that reads them, for the report);
+    `model` (a model dir) adds token-length checks.
 
     `template` names a chat template for a tokenizer that has none (see posttrain.models.templates).
     """
-    if stage not in STAGES:
-        raise PosttrainError(f"stage: expected one of {', '.join(STAGES)}, got {stage!r}")
-    record_type = STAGES[stage]
-    report = CheckReport(str(path), stage)
+    if record_type not in _RECORD_CHECKS:
+        raise PosttrainError(f"record_type: expected one of {', '.join(_RECORD_CHECKS)}, got {record_type!r}")
+    report = CheckReport(str(path), reader or record_type)
     findings, stats = report.findings, report.stats
 
     others: dict[bytes, tuple[str, int]] = {}

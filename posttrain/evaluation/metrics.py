@@ -23,8 +23,7 @@ from __future__ import annotations
 
 from typing import Callable
 
-from posttrain.config import closest
-from posttrain.errors import ConfigError, DataError, PosttrainError
+from posttrain.errors import ConfigError, DataError, PosttrainError, closest
 from posttrain.evaluation.examples import Example, require_references
 
 NAMES = ("bleu", "rouge", "exact_match", "judge", "rm_accuracy")  # rm_accuracy: evaluation/reward_models.py

@@ -26,6 +26,7 @@ from posttrain.data.io import atomic_path
 from posttrain.errors import PosttrainError
 from posttrain.evaluation import report_html as html
 from posttrain.pipeline import read_manifest
+from posttrain.runs.layout import model_label
 
 DEFAULT_EXAMPLES = 8
 REPORT = "report.html"
@@ -122,11 +123,10 @@ def _stage(run_dir: Path, name: str, manifest: dict, current: dict) -> dict:
 
 def _partial(stage_dir: Path, declared: dict) -> dict:
     """An eval stage that stopped part way: the figures of the models it finished."""
-    from posttrain.config import EvalStage
     from posttrain.evaluation.compare import figures
 
     found = {}
-    for label in (EvalStage.label(str(ref)) for ref in declared.get("models") or []):
+    for label in (model_label(str(ref)) for ref in declared.get("models") or []):
         document = _read_json(stage_dir / label / "metrics.json")
         if isinstance(document.get("metrics"), dict):
             found[label] = figures(document["metrics"])

@@ -26,7 +26,7 @@ BACKENDS = ("auto", "hf", "vllm")
 
 
 def available() -> bool:
-    from posttrain import gpu
+    from posttrain import machine as gpu
 
     return gpu.installed("vllm") and gpu.cuda()
 

@@ -20,25 +20,23 @@ processes, and a killed one resumes from its checkpoint with any number.
 
 from __future__ import annotations
 
-from posttrain.errors import ConfigError
+from pydantic import ValidationError
 
-TRAINING = frozenset({"sft", "reward_model", "process_reward", "grpo"})
+from posttrain import stages as stage_table
+from posttrain.config.messages import error_lines
+from posttrain.config.schema import LaunchSpec
+from posttrain.errors import ConfigError
+from posttrain.training import engines
 
 
 def launched(stage, config) -> bool:
     """Whether a stage runs under `accelerate launch`: a training stage on more than one process, or one whose
     engine (DeepSpeed, FSDP) needs the distributed environment a launcher sets up even on one GPU."""
-    from posttrain.launch.engines import requested
-
-    return stage.type in TRAINING and (config.launch.processes > 1 or requested(stage) is not None)
+    return stage_table.trains(stage.type) and (config.launch.processes > 1 or engines.requested(stage) is not None)
 
 
 def with_launch(config, launch: dict | None):
     """The config with `launch` (the command line's --nproc, --nnodes, ...) over its `launch:` block."""
-    from pydantic import ValidationError
-
-    from posttrain.config import LaunchSpec, error_lines
-
     given = {key: value for key, value in (launch or {}).items() if value is not None}
     if not given:
         return config
@@ -55,10 +53,8 @@ def check(config, stages) -> None:
     stage's engine: DeepSpeed needs CUDA and its package, a named file must exist; the GPU-only options: QLoRA,
     bf16, flash attention, Liger, vLLM, an eval stage's vLLM backend). One message lists them all, so a
     pipeline does not train for an hour and then stop at a later stage this machine cannot run."""
-    from posttrain import gpu
-    from posttrain.launch.engines import problems
-
     found = [line for stage in stages
-             for line in (*(problems(stage) if stage.type in TRAINING else ()), *gpu.problems(stage, config))]
+             for line in (*(engines.problems(stage) if stage_table.trains(stage.type) else ()),
+                          *stage_table.problems(stage, config, launched(stage, config)))]
     if found:
         raise ConfigError("\n".join(dict.fromkeys(found)))

@@ -81,7 +81,7 @@ def _prepare(ctx) -> None:
     """What every rank would otherwise race to make: a GRPO stage's search index over its corpus."""
     corpus = getattr(ctx.stage, "search_corpus", None)
     if corpus and not getattr(ctx.stage, "search_index", None):
-        from posttrain.stages.grpo import corpus_index
+        from posttrain.rewards.search.index import corpus_index
 
         Path(ctx.stage_dir).mkdir(parents=True, exist_ok=True)
         corpus_index(corpus, ctx.stage_dir)

@@ -51,13 +51,13 @@ def main(argv: list[str] | None = None) -> int:
 def run(payload: dict) -> dict:
     from accelerate import PartialState
 
-    from posttrain.config import PipelineConfig
-    from posttrain.stages import STAGES, StageContext
+    from posttrain import stages
+    from posttrain.config.load import from_dict
 
-    config = PipelineConfig.model_validate(payload["pipeline"])
+    config = from_dict(payload["pipeline"])
     stage = config.stage(payload["stage"])
-    ctx = StageContext(config, stage, payload["model_path"], Path(payload["stage_dir"]))
-    metrics = STAGES[stage.type](ctx)
+    ctx = stages.StageContext(config, stage, payload["model_path"], Path(payload["stage_dir"]))
+    metrics = stages.run(ctx)
     metrics["processes"] = PartialState().num_processes  # the world the Trainer really trained in
     return metrics
 

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import torch
 
+from posttrain import machine as gpu  # what the machine can do, and what each GPU-only option needs, is in posttrain/machine.py
 from posttrain.errors import ConfigError, PosttrainError
-from posttrain import gpu  # what the machine can do, and what each GPU-only option needs, is in posttrain/gpu.py
 from posttrain.models.templates import TEMPLATE_TOKENS, get_template
 
 log = logging.getLogger(__name__)

@@ -14,14 +14,117 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Literal
 
-from posttrain.config import EvalStage, PipelineConfig
+from pydantic import Field, field_validator, model_validator
+
+from posttrain import machine
+from posttrain.config.schema import (
+    DataSpec,
+    PipelineConfig,
+    StageConfig,
+    as_list,
+    one_search_source,
+)
 from posttrain.errors import ConfigError
 from posttrain.evaluation.generation import GenerationSettings
+from posttrain.runs.layout import model_label
 from posttrain.stages import StageContext
+from posttrain.training import requirements
 
 
-def plan(stage: EvalStage, pipeline: PipelineConfig, output_dir=None) -> GenerationSettings:
+class Config(StageConfig):
+    """Evaluation by generation: each of `models` answers the prompts of `data`, scored with `metrics`.
+
+    `models` names `base` (the pipeline's model), earlier stages (their outputs; a LoRA stage's adapter on its
+    base) or model directories. The stage trains nothing: it has no `model:` and no `trainer:`; the generation
+    settings are its own fields.
+    """
+
+    type: Literal["eval"]
+    models: list[str] = Field(default_factory=lambda: ["base"], min_length=1)
+    data: list[DataSpec] = Field(min_length=1)
+    metrics: list[str] = Field(min_length=1)
+    max_new_tokens: int = Field(default=256, ge=1)
+    batch_size: int = Field(default=8, ge=1)
+    temperature: float | None = Field(default=None, ge=0)
+    top_p: float | None = Field(default=None, gt=0, le=1)
+    do_sample: bool | None = None  # default: sample when a temperature above 0 or a top_p is given
+    seed: int | None = None  # default: the pipeline's seed
+    num_samples: int = Field(default=1, ge=1)  # answers sampled per prompt: mean@k and pass@k of each reward
+    pass_threshold: float = 0.0  # an answer passes (pass@k) when its score is above this
+    limit: int | None = Field(default=None, ge=1)  # at most this many examples in all (max_samples: per source)
+    backend: Literal["auto", "hf", "vllm"] = "auto"  # auto: vLLM when it is installed and a CUDA GPU is present
+    template: str | None = None
+    # where reward:study_search* metrics run their queries, as in a GRPO stage
+    search_index: str | None = None
+    search_corpus: str | None = None
+    search_backend: Literal["index", "ncbi"] | None = None
+    search_cache: str | None = None
+
+    _data_lists = field_validator("data", mode="before")(as_list)
+
+    @field_validator("metrics", mode="before")
+    @classmethod
+    def _metric_list(cls, value):
+        return [v.strip() for v in value.split(",")] if isinstance(value, str) else value
+
+    @field_validator("metrics")
+    @classmethod
+    def _known_metrics(cls, names):
+        from posttrain.evaluation import metrics
+
+        try:
+            return metrics.parse(names)
+        except ConfigError as e:
+            raise ValueError(str(e)) from None
+
+    @model_validator(mode="after")
+    def _no_training_fields(self):
+        if self.model is not None:
+            raise ValueError("an eval stage lists the models it compares under `models:` (base, earlier stages, "
+                             "model directories), not `model:`")
+        if self.trainer:
+            raise ValueError("an eval stage trains nothing and has no `trainer:`; its generation settings are "
+                             "max_new_tokens, batch_size, temperature, top_p, do_sample, seed and num_samples")
+        if self.num_samples > 1:
+            from posttrain.evaluation.generation import GenerationSettings
+
+            try:  # the generation settings' own rule: k samples of greedy decoding are one answer k times
+                GenerationSettings(temperature=self.temperature, top_p=self.top_p, do_sample=self.do_sample,
+                                   num_samples=self.num_samples)
+            except ConfigError as e:
+                raise ValueError(str(e)) from None
+            corpus = [name for name in self.metrics if name in ("bleu", "judge", "rm_accuracy")]
+            if corpus:
+                raise ValueError(f"num_samples {self.num_samples}: {', '.join(corpus)} is a figure over the whole "
+                                 "file, not a score per answer; evaluate it in an eval stage with one sample")
+        labels = [self.label(ref) for ref in self.models]
+        twice = sorted({label for label in labels if labels.count(label) > 1})
+        if twice:
+            raise ValueError(f"models: {', '.join(twice)} named twice (each model's results go to "
+                             "<stage>/<name>/)")
+        return one_search_source(self)
+
+    label = staticmethod(model_label)  # the folder a model's results go to
+
+
+
+TRAINS = False
+RECORD = None  # prompts with references in several record types; validate checks each source by its format
+OUTPUT = "metrics.json"
+
+
+def problems(stage, pipeline, launched: bool = False) -> list[str]:
+    """The model loads to generate: the attention it asks for; and a vLLM backend needs a GPU and vLLM."""
+    found = requirements.attention_problems(stage, pipeline, training=False)
+    if stage.backend == "vllm":
+        found.append(machine.needs_cuda_and("vllm", f"stages.{stage.name}.backend: vllm", "vLLM generates on the GPU",
+                                            "Fix: backend: hf (or auto, which takes vLLM where it can run)"))
+    return [p for p in found if p]
+
+
+def plan(stage: Config, pipeline: PipelineConfig, output_dir=None) -> GenerationSettings:
     """The stage's generation settings, checked (the seed defaults to the pipeline's)."""
     return GenerationSettings(max_new_tokens=stage.max_new_tokens, batch_size=stage.batch_size,
                               temperature=stage.temperature, top_p=stage.top_p, do_sample=stage.do_sample,
@@ -38,7 +141,7 @@ def model_path(ref: str, pipeline: PipelineConfig) -> str:
     return ref
 
 
-def unknown_models(stage: EvalStage, pipeline: PipelineConfig) -> list[str]:
+def unknown_models(stage: Config, pipeline: PipelineConfig) -> list[str]:
     """Each `models:` entry that is neither base, a stage, a model directory nor a hub id, as a problem line."""
     names = [s.name for s in pipeline.stages]
     problems = []
@@ -94,7 +197,7 @@ def run(ctx: StageContext) -> dict:
     return combined
 
 
-def comparison_pairs(stage: EvalStage, pipeline: PipelineConfig) -> list[tuple[str, str, str]]:
+def comparison_pairs(stage: Config, pipeline: PipelineConfig) -> list[tuple[str, str, str]]:
     """(model, against, relation) for each evaluated model: against the nearest evaluated stage it was trained
     from (`input`), and against the base (`base`) when that is another model."""
     evaluated = {ref: stage.label(ref) for ref in stage.models}
@@ -121,7 +224,7 @@ def _configure_search(ctx: StageContext) -> None:
     stage = ctx.stage
     index = stage.search_index
     if stage.search_corpus:
-        from posttrain.stages.grpo import corpus_index
+        from posttrain.rewards.search.index import corpus_index
 
         index = corpus_index(stage.search_corpus, ctx.stage_dir)
     search.configure(index=index, backend=stage.search_backend, cache=stage.search_cache)
@@ -130,7 +233,11 @@ def _configure_search(ctx: StageContext) -> None:
 def comparison(stage_dir: Path) -> str | None:
     """The Markdown tables of a finished eval stage, or None: the figures with their 95 % intervals (rows:
     models) and the baselines under them, then each model against its input stage and the base."""
-    from posttrain.evaluation.compare import comparison_table, markdown_table, stage_baselines
+    from posttrain.evaluation.compare import (
+        comparison_table,
+        markdown_table,
+        stage_baselines,
+    )
 
     path = Path(stage_dir) / "metrics.json"
     if not path.exists():

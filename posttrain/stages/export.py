@@ -10,9 +10,35 @@ fingerprint covers the input model's, so retraining that stage re-exports.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
+from pydantic import model_validator
+
+from posttrain.config.schema import StageConfig
 from posttrain.errors import PosttrainError
 from posttrain.stages import StageContext
+
+TRAINS = False
+RECORD = None
+
+class Config(StageConfig):
+    """A standalone model from `model:` (an earlier stage or a directory): LoRA adapters merged, cast to `dtype`
+    (default: the model's own), saved with tokenizer and model card to <stage>/model, verified against the
+    unmerged model unless `verify: false`. It trains nothing and has no `trainer:`."""
+
+    type: Literal["export"]
+    dtype: Literal["bf16", "fp16", "fp32"] | None = None
+    verify: bool = True
+    prompts: str | None = None  # verification prompts: a .txt (one a line) or a prompt data file; default built in
+    template: str | None = None  # a chat template for a tokenizer without one
+
+    @model_validator(mode="after")
+    def _no_trainer(self):
+        if self.trainer:
+            raise ValueError("an export stage trains nothing and has no `trainer:`; its settings are dtype, verify, "
+                             "prompts and template")
+        return self
+
 
 
 def plan(stage, pipeline, output_dir=None) -> None:

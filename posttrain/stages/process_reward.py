@@ -27,16 +27,43 @@ import dataclasses
 import json
 import logging
 from pathlib import Path
+from typing import ClassVar, Literal
 
 import numpy as np
+from pydantic import Field, field_validator
 from transformers import TrainingArguments
 
+from posttrain.config.schema import DataSpec, LoraSpec, TrainingStage, as_list
 from posttrain.errors import PosttrainError
-from posttrain.gpu import require as require_machine
 from posttrain.stages import StageContext
+from posttrain.training import requirements
 from posttrain.training.defaults import COMMON, apply_common, build_config
 from posttrain.training.finish import train_and_save
 from posttrain.training.logs import TrainerLogCallback
+
+RECORD = "steps"  # what `data:` reads; the data doctor checks it
+
+class Config(TrainingStage):
+    """A step-level process reward model on `steps` records; `trainer:` feeds transformers.TrainingArguments.
+
+    Each step is followed by `step_separator` and its label is predicted at that separator's token.
+    """
+
+    trainer_class: ClassVar[str] = "transformers:TrainingArguments"
+
+    type: Literal["process_reward"]
+    data: list[DataSpec] = Field(min_length=1)
+    eval_data: list[DataSpec] | None = None
+    val_size: float = Field(default=0.0, ge=0, lt=1)
+    step_separator: str = Field(default="\n", min_length=1)
+    max_length: int = Field(default=1024, ge=8)
+    finetuning: Literal["full", "lora"] = "full"
+    lora: LoraSpec = Field(default_factory=LoraSpec)
+    template: str | None = None
+    plot_loss: bool = False
+
+    _data_lists = field_validator("data", "eval_data", mode="before")(as_list)
+
 
 log = logging.getLogger("posttrain")
 
@@ -224,7 +251,7 @@ def run(ctx: StageContext) -> dict:
     from posttrain.stages.sft import split_off
 
     stage, pipeline = ctx.stage, ctx.pipeline
-    require_machine(stage, pipeline)
+    requirements.require(requirements.problems(stage, pipeline))
     p = plan(stage, pipeline, ctx.checkpoints_dir)
     tokenizer = load_tokenizer(ctx.model_path, template=stage.template or pipeline.template,
                                trust_remote_code=pipeline.trust_remote_code)

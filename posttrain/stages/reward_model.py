@@ -15,21 +15,47 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import logging
+from typing import ClassVar, Literal
 
+from pydantic import Field, field_validator
 from transformers import set_seed
 from trl import RewardConfig, RewardTrainer
 
+from posttrain.config.schema import DataSpec, LoraSpec, TrainingStage, as_list
 from posttrain.data.formats import load_records
 from posttrain.data.sources import resolve_sources
 from posttrain.errors import PosttrainError
-from posttrain.gpu import require as require_machine
 from posttrain.models.loading import load_tokenizer, lora_config
 from posttrain.scoring.bradley_terry import encode
 from posttrain.stages import StageContext
 from posttrain.stages.sft import split_off
+from posttrain.training import requirements
 from posttrain.training.defaults import COMMON, apply_common, build_config
 from posttrain.training.finish import train_and_save
 from posttrain.training.logs import TrainerLogCallback
+
+RECORD = "preference"  # what `data:` reads; the data doctor checks it
+
+class Config(TrainingStage):
+    """A Bradley-Terry reward model on preference pairs; `trainer:` feeds trl.RewardConfig.
+
+    The model becomes a sequence classifier with one output, trained so the chosen response scores above the
+    rejected one; ties are dropped (and counted).
+    """
+
+    trainer_class: ClassVar[str] = "trl:RewardConfig"
+
+    type: Literal["reward_model"]
+    data: list[DataSpec] = Field(min_length=1)
+    eval_data: list[DataSpec] | None = None
+    val_size: float = Field(default=0.0, ge=0, lt=1)
+    finetuning: Literal["full", "lora"] = "full"
+    lora: LoraSpec = Field(default_factory=LoraSpec)
+    template: str | None = None
+    plot_loss: bool = False
+
+    _data_lists = field_validator("data", "eval_data", mode="before")(as_list)
+
 
 log = logging.getLogger("posttrain")
 
@@ -86,7 +112,7 @@ def tokenized(tokenizer, pairs: list[dict], name: str):
 
 def run(ctx: StageContext) -> dict:
     stage, pipeline = ctx.stage, ctx.pipeline
-    require_machine(stage, pipeline)
+    requirements.require(requirements.problems(stage, pipeline))
     p = plan(stage, pipeline, ctx.checkpoints_dir)
     tokenizer = load_tokenizer(ctx.model_path, template=stage.template or pipeline.template,
                                trust_remote_code=pipeline.trust_remote_code)
@@ -121,8 +147,13 @@ def load_classifier(path: str, pipeline):
     a new score head, which is what a reward model starts from."""
     import transformers
 
-    from posttrain.models.loading import (_merged_adapter, _missing_model, is_adapter_dir, resolve_dtype,
-                                          training_dtype)
+    from posttrain.models.loading import (
+        _merged_adapter,
+        _missing_model,
+        is_adapter_dir,
+        resolve_dtype,
+        training_dtype,
+    )
 
     auto = transformers.AutoModelForSequenceClassification
     kwargs = {"dtype": resolve_dtype(training_dtype(pipeline.dtype)), "trust_remote_code": pipeline.trust_remote_code,

@@ -12,21 +12,52 @@ from __future__ import annotations
 import dataclasses
 import logging
 import random
+from typing import ClassVar, Literal
 
 import torch
-
+from pydantic import Field, field_validator
 from trl import SFTConfig, SFTTrainer
 
+from posttrain.config.schema import DataSpec, LoraSpec, TrainingStage, as_list
 from posttrain.data.chat import tokenize_conversation
 from posttrain.data.sources import load_conversations_from
 from posttrain.errors import PosttrainError
-from posttrain.gpu import require as require_machine
-from posttrain.models.loading import load_model, load_tokenizer, lora_config, training_dtype
+from posttrain.models.loading import (
+    load_model,
+    load_tokenizer,
+    lora_config,
+    training_dtype,
+)
 from posttrain.stages import StageContext
+from posttrain.training import requirements
 from posttrain.training.defaults import COMMON, apply_common, build_config
 from posttrain.training.finish import train_and_save
 from posttrain.training.logs import TrainerLogCallback
 from posttrain.training.packing import ExactPackingCollator
+
+RECORD = "conversation"  # what `data:` reads; the data doctor checks it
+
+class Config(TrainingStage):
+    """Supervised fine-tuning on conversations; `trainer:` feeds trl.SFTConfig.
+
+    SFTConfig's own `max_length`, `packing` and `assistant_only_loss` keep their
+    names in `trainer:`; posttrain's defaults are 1024, true and true, and its
+    packing is exact (attention never crosses examples).
+    """
+
+    trainer_class: ClassVar[str] = "trl:SFTConfig"
+
+    type: Literal["sft"]
+    data: list[DataSpec] = Field(min_length=1)
+    eval_data: list[DataSpec] | None = None
+    val_size: float = Field(default=0.0, ge=0, lt=1)
+    finetuning: Literal["full", "lora", "qlora"] = "full"
+    lora: LoraSpec = Field(default_factory=LoraSpec)
+    template: str | None = None
+    plot_loss: bool = False
+
+    _data_lists = field_validator("data", "eval_data", mode="before")(as_list)
+
 
 log = logging.getLogger("posttrain")
 
@@ -75,7 +106,7 @@ def plan(stage, pipeline, output_dir) -> Plan:
 
 def run(ctx: StageContext) -> dict:
     stage, pipeline = ctx.stage, ctx.pipeline
-    require_machine(stage, pipeline)
+    requirements.require(requirements.problems(stage, pipeline))
     p = plan(stage, pipeline, ctx.checkpoints_dir)
     tokenizer = load_tokenizer(ctx.model_path, template=stage.template or pipeline.template,
                                trust_remote_code=pipeline.trust_remote_code)

@@ -7,8 +7,8 @@ import os
 
 import torch
 
+from posttrain import machine as gpu
 from posttrain.errors import PosttrainError
-from posttrain import gpu
 from posttrain.models.loading import resolve_dtype, training_dtype
 from posttrain.runs.secrets import pickled_without_secrets
 from posttrain.training.finish import check_resume
@@ -48,7 +48,7 @@ def apply_common(settings: dict, stage, pipeline, config_class, where: str):
 def _distributed(settings: dict, stage) -> None:
     """The stage's DeepSpeed/FSDP (a ConfigError where this machine lacks them, so `validate` lists it); gloo for
     CPU processes, which accelerate would otherwise hand to MPI where torch has it."""
-    from posttrain.launch import engines
+    from posttrain.training import engines
 
     if hasattr(stage, "deepspeed"):
         engines.apply(settings, stage)

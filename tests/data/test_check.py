@@ -4,6 +4,7 @@ import json
 
 import pytest
 
+from posttrain import stages
 from posttrain.data.check import check
 from posttrain.errors import PosttrainError
 
@@ -91,7 +92,7 @@ def test_empty_file_and_unknown_stage(tmp_path):
     report = check(_jsonl(tmp_path / "d.jsonl", []))
     assert report.ok and _found(report) == [(None, "warning", "empty", "no records")]
     with pytest.raises(PosttrainError, match="stage: expected one of sft, grpo, .*got 'dpo'"):
-        check(tmp_path / "d.jsonl", stage="dpo")
+        stages.reads("dpo")  # the record type a stage reads comes from the stage table
 
 
 def test_token_lengths_and_records_the_max_length_cuts(tmp_path, tiny_model):

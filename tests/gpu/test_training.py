@@ -10,7 +10,8 @@ import math
 import pytest
 import torch
 
-from posttrain import gpu
+from posttrain import machine as gpu
+from tests.test_gpu import stage_problems
 from posttrain.config import load_config
 from posttrain.pipeline import run
 from tests.conftest import make_chats, write_jsonl
@@ -38,7 +39,7 @@ def sft(tmp_path, model, top=None, stage=None, **trainer):
                           "trainer": {"max_length": 128, "per_device_train_batch_size": 4, "learning_rate": 5e-3,
                                       "logging_steps": 1, "max_steps": 4, **trainer}}]}
     loaded = load_config(config)
-    assert gpu.problems(loaded.stages[0], loaded) == []  # this machine can run what the test asks
+    assert stage_problems(loaded.stages[0], loaded) == []  # this machine can run what the test asks
     return config
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from posttrain.config import PipelineConfig, load_config
+from posttrain.config import from_dict, load_config
 from posttrain.errors import PosttrainError
 from posttrain.launch import runner
 from posttrain.stages import StageContext
@@ -52,7 +52,7 @@ def test_the_workers_get_the_whole_pipeline_in_a_private_folder_removed_after(ct
     payload = seen["payload"]
     assert (payload["stage"], payload["model_path"]) == ("sft1", "m")
     assert Path(payload["stage_dir"]).is_absolute()
-    again = PipelineConfig.model_validate(payload["pipeline"])
+    again = from_dict(payload["pipeline"])
     assert runner.dump(again) == runner.dump(ctx.pipeline)
     assert again.stage("g").rewards[0].weight == 2 and again.launch.nproc == 2
     assert seen["env"]["POSTTRAIN_PARENT_PID"] == str(os.getpid())

@@ -244,7 +244,7 @@ def test_export_force_replaces_only_a_model_and_never_through_a_link(tmp_path, t
 
 
 def test_an_eval_model_given_as_dots_gets_a_folder_inside_the_stage():
-    from posttrain.config import EvalStage
+    from posttrain.stages.eval import Config as EvalStage
 
     for ref in (".", "..", "../..", "a/..", "/"):
         label = EvalStage.label(ref)

@@ -88,7 +88,7 @@ def search_backend():
 
 
 def test_a_search_corpus_is_indexed_once_into_the_stage_dir(tmp_path, tiny_model, search_backend):
-    from posttrain.stages.grpo import corpus_index
+    from posttrain.rewards.search.index import corpus_index
 
     run_dir = run(search_config(tmp_path, tiny_model, search_corpus=str(corpus(tmp_path))))
     indexes = list((run_dir / "rl").glob("search_index-*.db"))

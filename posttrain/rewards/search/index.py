@@ -11,6 +11,7 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
+from posttrain.data.fingerprint import file_fingerprint
 from posttrain.data.io import atomic_path, read_rows
 from posttrain.errors import DataError, PosttrainError
 from posttrain.rewards.search.query import QueryError, to_fts
@@ -75,3 +76,14 @@ class SearchIndex:
         except sqlite3.OperationalError as e:  # e.g. FTS5's own limits
             raise QueryError(str(e)) from None
         return [row[0] for row in rows]
+
+
+def corpus_index(corpus: str, folder: Path, build: bool = True) -> str:
+    """The FTS5 index of `corpus` in `folder`, built (unless `build` is false, or one of the same content is
+    there already)."""
+    if not Path(corpus).is_file():
+        raise PosttrainError(f"search_corpus: {corpus}: no such file")
+    index = Path(folder) / f"search_index-{file_fingerprint(corpus)[:16]}.db"
+    if build and not index.exists():
+        build_index(corpus, index)
+    return str(index)

@@ -29,7 +29,10 @@ import logging
 import re
 from pathlib import Path
 
+from posttrain import stages
+from posttrain.config.schema import trainer_config_class
 from posttrain.errors import ConfigError
+from posttrain.models.templates import TEMPLATES
 
 log = logging.getLogger("posttrain")
 
@@ -79,9 +82,7 @@ def trackers() -> list[str]:
 
 
 def sft_fields() -> set[str]:
-    from posttrain.config import SFTStage, trainer_config_class
-
-    return {f.name for f in dataclasses.fields(trainer_config_class(SFTStage.trainer_class)) if f.init}
+    return {f.name for f in dataclasses.fields(trainer_config_class(stages.config_class("sft").trainer_class)) if f.init}
 
 
 def is_recipe(raw: dict) -> bool:
@@ -100,10 +101,8 @@ def to_pipeline(raw: dict, path: Path | None = None) -> dict:
 
     given = {k: v for k, v in raw.items() if v is not None and v != ""}  # LLaMA-Factory reads empty as unset
     if given.get("stage") != "sft":
-        from posttrain.config import STAGE_CONFIGS
-
         fail("stage", f"{raw.get('stage')!r} is not supported; posttrain runs LLaMA-Factory recipes of stage sft "
-                      f"(posttrain's own stage types: {', '.join(STAGE_CONFIGS)})")
+                      f"(posttrain's own stage types: {', '.join(stages.STAGES)})")
     finetuning = _finetuning({**DEFAULTS, **given}, fail, warn)
     recipe = {**DEFAULTS, **(LORA_DEFAULTS if finetuning != "full" else {}), **given}
     out = {"top": {}, "stage": {"name": "sft", "type": "sft", "finetuning": finetuning}, "trainer": {}, "lora": {}}
@@ -206,7 +205,6 @@ def _data(recipe: dict, key: str, fail) -> dict:
 
 
 def _template(value: str, stage: dict, warn) -> None:
-    from posttrain.models.templates import TEMPLATES
 
     if value in ("default", "empty"):
         return
@@ -229,7 +227,7 @@ def _precision(key: str, value, top: dict, trainer: dict, warn) -> None:
 
 
 def _deepspeed(value: str, stage: dict, warn) -> None:
-    """The stage's `deepspeed:` (posttrain/launch/engines.py); LLaMA-Factory's own ZeRO-2/3 files, when the recipe
+    """The stage's `deepspeed:` (posttrain/training/engines.py); LLaMA-Factory's own ZeRO-2/3 files, when the recipe
     names them by a path that is not here, are the same files posttrain ships."""
     missing = [what for what, ok in (("the deepspeed package", has_package("deepspeed")), ("a CUDA GPU", cuda()))
                if not ok]

@@ -24,37 +24,19 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from posttrain import machine as gpu
+from posttrain.config.schema import ZERO_STAGES
 from posttrain.errors import ConfigError
 
-ZERO = {"zero2": "zero2.json", "zero3": "zero3.json"}
-ENGINE_KEYS = {"deepspeed": ("deepspeed",), "fsdp": ("fsdp", "fsdp_config")}  # stage field -> trainer keys
+ZERO = {name: f"{name}.json" for name in ZERO_STAGES}
 
 
-def cuda() -> bool:
-    from posttrain import gpu  # the one place the machine is asked (and tests stand in a GPU machine)
-
+def cuda() -> bool:  # the one place the machine is asked (and tests stand in a GPU machine)
     return gpu.cuda()
 
 
 def has_package(name: str) -> bool:
-    from posttrain import gpu
-
     return gpu.installed(name)
-
-
-def check_fields(stage) -> None:
-    """The fields' shape, when the config loads (what the machine lacks is `problems`', at run time)."""
-    if stage.deepspeed and stage.fsdp:
-        raise ValueError("give deepspeed or fsdp, not both: each shards the model its own way")
-    for field, keys in ENGINE_KEYS.items():
-        twice = [key for key in keys if getattr(stage, field) and key in stage.trainer]
-        if twice:
-            raise ValueError(f"{field} is given as the stage's `{field}:` and as trainer.{twice[0]}; give it once")
-    if stage.deepspeed is not None and stage.deepspeed not in ZERO and not stage.deepspeed.endswith(".json"):
-        raise ValueError(f"deepspeed: expected zero2, zero3 or a DeepSpeed .json file, got {stage.deepspeed!r}")
-    if stage.fsdp is False or stage.fsdp == "" or stage.fsdp == {}:
-        raise ValueError("fsdp: leave it out to train without FSDP (true, a mapping of fsdp_config or a .json "
-                         "file turn it on)")
 
 
 def requested(stage) -> str | None:

@@ -10,7 +10,7 @@ import pytest
 
 from posttrain.config import load_config
 from posttrain.errors import ConfigError
-from posttrain.launch import engines
+from posttrain.training import engines
 from tests.conftest import make_chats, write_jsonl
 
 
@@ -44,7 +44,7 @@ def test_shipped_zero_configs_leave_batch_and_precision_to_the_trainer(name, sta
 
 def test_the_configs_are_package_data():
     text = (Path(__file__).parents[2] / "pyproject.toml").read_text()
-    assert '"launch/*.json"' in text
+    assert '"training/*.json"' in text
 
 
 def test_deepspeed_on_a_cpu_machine_is_a_config_error_before_anything_is_written(tmp_path, cpu_only):

@@ -5,15 +5,16 @@ vLLM's modes (colocated in each training process, or a separate `posttrain vllm-
 memory a colocated engine takes, its tensor-parallel size against the training processes, and the generation
 round (completions a round, whole groups, whole optimizer batches). `vllm_problems` and `generation_problems`
 name each rule broken with its fix; `vllm_notes` tells `posttrain validate` how the chosen mode will run.
-posttrain/gpu.py asks this module for a GRPO stage, beside the other GPU-only options.
+posttrain/machine.py asks this module for a GRPO stage, beside the other GPU-only options.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 
-from posttrain import gpu
+from posttrain import machine as gpu
 
 VLLM_MODES = ("colocate", "server")
 COLOCATE_SHARE = 0.5  # above this, colocated vLLM leaves training less memory than vLLM itself holds
@@ -99,10 +100,8 @@ def serve_model(stage, pipeline) -> str:
 
 def generation_problems(settings: dict, where: str, processes: int) -> list[str]:
     """TRL's rules for the GRPO generation round, each with the fix (`settings` as GRPOConfig will get them)."""
-    from posttrain.stages.grpo import _value
-
     explicit, steps = settings.get("generation_batch_size"), settings.get("steps_per_generation")
-    per_device, group = _value(settings, "per_device_train_batch_size"), _value(settings, "num_generations")
+    per_device, group = setting_value(settings, "per_device_train_batch_size"), setting_value(settings, "num_generations")
     found = []
     if explicit and steps:
         found.append(f"{where}: generation_batch_size {explicit} and steps_per_generation {steps} both size the "
@@ -119,3 +118,12 @@ def generation_problems(settings: dict, where: str, processes: int) -> list[str]
                          f"of {batch} completions (per_device_train_batch_size {per_device} x {processes} "
                          f"process(es)). Fix: generation_batch_size: {step * -(-explicit // step)}")
     return found
+
+
+def setting_value(settings: dict, key: str):
+    """A trainer setting as GRPOConfig will have it: the stage's value, else TRL's default."""
+    from trl import GRPOConfig
+
+    if settings.get(key) is not None:
+        return settings[key]
+    return next(f.default for f in dataclasses.fields(GRPOConfig) if f.name == key)

@@ -10,24 +10,71 @@ stage's `trainer:` block is passed to `trl.GRPOConfig` as is.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
-from pathlib import Path
+from typing import TYPE_CHECKING, ClassVar, Literal
 
-from trl import GRPOConfig, GRPOTrainer
+from pydantic import Field, field_validator, model_validator
 
 from posttrain.data.formats import load_records
 from posttrain.data.sources import resolve_sources
 from posttrain.errors import PosttrainError
-from posttrain.gpu import require as require_machine
-from posttrain.models.loading import load_model, load_tokenizer, lora_config, training_dtype
+from posttrain.models.loading import (
+    load_model,
+    load_tokenizer,
+    lora_config,
+    training_dtype,
+)
+from posttrain.rewards import search
 from posttrain.rewards.adapters import trl_reward
-from posttrain.rollouts import generation_problems
+from posttrain.rewards.search.index import corpus_index
+from posttrain.runs.layout import reward_model_path
+from posttrain.scoring.rewards import model_reward
 from posttrain.stages import StageContext
+from posttrain.stages.grpo import rollouts
+from posttrain.stages.grpo.rollouts import generation_problems, setting_value
+from posttrain.training import requirements
 from posttrain.training.defaults import COMMON, apply_common, build_config
 from posttrain.training.finish import train_and_save
 from posttrain.training.logs import TrainerLogCallback, reward_trend
+
+if TYPE_CHECKING:
+    from trl import GRPOConfig
+
+from posttrain.config.schema import (
+    DataSpec,
+    LoraSpec,
+    RewardSpec,
+    TrainingStage,
+    as_list,
+    one_search_source,
+)
+
+RECORD = "rl_prompt"  # what `data:` reads; the data doctor checks it
+
+class Config(TrainingStage):
+    """Reinforcement with verifiable rewards on rl_prompt records; `trainer:` feeds trl.GRPOConfig."""
+
+    trainer_class: ClassVar[str] = "trl:GRPOConfig"
+
+    type: Literal["grpo"]
+    data: list[DataSpec] = Field(min_length=1)
+    rewards: list[RewardSpec] = Field(min_length=1)
+    finetuning: Literal["full", "lora", "qlora"] = "full"
+    lora: LoraSpec = Field(default_factory=LoraSpec)
+    template: str | None = None
+    search_index: str | None = None  # the FTS5 study-search index the rewards query
+    search_corpus: str | None = None  # or a PubMed-style corpus the stage indexes itself (once per content)
+    search_backend: Literal["index", "ncbi"] | None = None  # ncbi: live PubMed (NCBI_API_KEY from the environment)
+    search_cache: str | None = None  # where live PubMed answers are kept between rollouts and runs
+    plot_loss: bool = False
+
+    _data_lists = field_validator("data", mode="before")(as_list)
+
+    @model_validator(mode="after")
+    def _one_search_source(self):
+        return one_search_source(self)
+
 
 
 
@@ -35,6 +82,8 @@ def plan(stage, pipeline, output_dir, processes: int | None = None) -> tuple[GRP
     """The stage's GRPOConfig and checkpoint to resume from. `processes`: the data-parallel world the batch is
     checked against, when it is not this one (`posttrain verl prepare --gpus`); the config then carries that
     world's generation batch."""
+    from trl import GRPOConfig
+
     settings = {**COMMON, **stage.trainer}
     where = f"stages.{stage.name}.trainer"
     resume = apply_common(settings, stage, pipeline, GRPOConfig, where)
@@ -45,16 +94,9 @@ def plan(stage, pipeline, output_dir, processes: int | None = None) -> tuple[GRP
     check_groups(settings, where, world)
     if processes and not settings.get("generation_batch_size"):
         # TRL sizes the generation round by this process's world; give it the other world's explicitly
-        steps = settings.pop("steps_per_generation", None) or _value(settings, "gradient_accumulation_steps")
-        settings["generation_batch_size"] = _value(settings, "per_device_train_batch_size") * processes * steps
+        steps = settings.pop("steps_per_generation", None) or setting_value(settings, "gradient_accumulation_steps")
+        settings["generation_batch_size"] = setting_value(settings, "per_device_train_batch_size") * processes * steps
     return build_config(GRPOConfig, where, output_dir=str(output_dir), **settings), resume
-
-
-def _value(settings: dict, key: str):
-    """A trainer setting as GRPOConfig will have it: the stage's value, else TRL's default."""
-    if settings.get(key) is not None:
-        return settings[key]
-    return next(f.default for f in dataclasses.fields(GRPOConfig) if f.name == key)
 
 
 def check_groups(settings: dict, where: str, processes: int) -> None:
@@ -62,9 +104,9 @@ def check_groups(settings: dict, where: str, processes: int) -> None:
     rules = generation_problems(settings, where, processes)
     if rules:
         raise PosttrainError("\n".join(rules))
-    per_device, group = _value(settings, "per_device_train_batch_size"), _value(settings, "num_generations")
-    steps = _value(settings, "steps_per_generation") or _value(settings, "gradient_accumulation_steps")
-    explicit = _value(settings, "generation_batch_size")
+    per_device, group = setting_value(settings, "per_device_train_batch_size"), setting_value(settings, "num_generations")
+    steps = setting_value(settings, "steps_per_generation") or setting_value(settings, "gradient_accumulation_steps")
+    explicit = setting_value(settings, "generation_batch_size")
     completions = explicit or per_device * processes * steps
     if not all(isinstance(v, int) and v > 0 for v in (per_device, group, steps, completions)):
         return  # a type error is the config class's to report
@@ -93,28 +135,23 @@ def prompts(specs) -> list[dict]:
     return rows
 
 
-def corpus_index(corpus: str, folder: Path, build: bool = True) -> str:
-    """The FTS5 index of `corpus` in `folder`, built (unless `build` is false, or one of the same content is
-    there already)."""
-    from posttrain.pipeline import file_fingerprint
-    from posttrain.rewards.search.index import build_index
+def problems(stage, pipeline, launched: bool = False) -> list[str]:
+    """A training stage's machine problems, and those of its vLLM rollouts."""
+    return (requirements.problems(stage, pipeline, launched)
+            + [p for p in rollouts.vllm_problems(stage, pipeline, f"stages.{stage.name}.trainer") if p])
 
-    if not Path(corpus).is_file():
-        raise PosttrainError(f"search_corpus: {corpus}: no such file")
-    index = Path(folder) / f"search_index-{file_fingerprint(corpus)[:16]}.db"
-    if build and not index.exists():
-        build_index(corpus, index)
-    return str(index)
+
+def notes(stage, pipeline) -> list[str]:
+    return requirements.notes(stage, pipeline) + rollouts.vllm_notes(stage, pipeline, f"stages.{stage.name}.trainer")
 
 
 def run(ctx: StageContext) -> dict:
     from datasets import Dataset
+    from trl import GRPOTrainer
 
     stage, pipeline = ctx.stage, ctx.pipeline
-    require_machine(stage, pipeline)
+    requirements.require(problems(stage, pipeline))
     args, resume = plan(stage, pipeline, ctx.checkpoints_dir)
-    from posttrain.rewards import search
-
     # rewards are scored in this process; every stage sets the backend afresh (what it leaves unset comes from
     # the environment), so a stage never inherits an earlier stage's index
     index = stage.search_index or (stage.search_corpus and corpus_index(stage.search_corpus, ctx.stage_dir))
@@ -144,8 +181,5 @@ def _reward_func(reward, ctx: StageContext):
     """A library reward by name, or a trained reward model (an earlier stage's output or a directory)."""
     if reward.model is None:
         return trl_reward(reward.name)
-    from posttrain.pipeline import reward_model_path
-    from posttrain.scoring.rewards import model_reward
-
     return model_reward(reward, reward_model_path(reward.model, ctx.pipeline),
                         template=ctx.stage.template or ctx.pipeline.template)

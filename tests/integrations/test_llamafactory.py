@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import logging
 from pathlib import Path
 
 import pytest
 
-from posttrain.compat import llamafactory
-from posttrain.compat.llamafactory import is_recipe, to_pipeline
 from posttrain.config import load_config
 from posttrain.errors import ConfigError
+from posttrain.integrations import llamafactory
+from posttrain.integrations.llamafactory import is_recipe, to_pipeline
 from tests.conftest import make_chats, write_jsonl
 
 BASE = {"model_name_or_path": "models/base", "stage": "sft", "dataset": "d", "finetuning_type": "full"}

@@ -1,1 +1,0 @@
-"""Readers for other tools' configuration files."""
