@@ -121,6 +121,7 @@ _RECORD_CHECKS: dict[str, Callable[[dict], list[tuple[str, str, str]]]] = {
     "rl_prompt": lambda record: [],  # validate_rl_prompt has said everything there is to say
     "steps": lambda record: [],  # validate_steps has said everything there is to say
     "preference": lambda record: [],  # validate_preference has said everything there is to say
+    "text": lambda record: [],  # validate_text has said everything there is to say
 }
 
 

@@ -25,7 +25,7 @@ _decoder = json.JSONDecoder()
 
 
 def file_kind(path: str | os.PathLike) -> str:
-    """jsonl, json, parquet, datasets (a saved datasets dir) or hub (an id, not a local path)."""
+    """jsonl, json, parquet, text (a .txt file: a row a line), datasets (a saved datasets dir) or hub (an id)."""
     p = Path(path)
     if p.is_dir():
         if (p / "dataset_info.json").exists() and ((p / "state.json").exists() or (p / "dataset_dict.json").exists()):
@@ -34,7 +34,7 @@ def file_kind(path: str | os.PathLike) -> str:
             return "parquet"
         raise PosttrainError(f"{p}: a directory, but neither a saved datasets directory nor one holding .parquet files")
     suffix = p.suffix.lower()
-    if suffix in (".jsonl", ".ndjson", ".json", ".parquet") and not p.exists():
+    if suffix in (".jsonl", ".ndjson", ".json", ".parquet", ".txt") and not p.exists():
         raise PosttrainError(f"{p}: no such file")
     if suffix in (".jsonl", ".ndjson"):
         return "jsonl"
@@ -42,11 +42,13 @@ def file_kind(path: str | os.PathLike) -> str:
         return "json"
     if suffix == ".parquet":
         return "parquet"
+    if suffix == ".txt":
+        return "text"
     if not p.exists() and "/" in str(path) and not suffix and not str(path).startswith((".", "/")):
         return "hub"
     if not p.exists():
         raise PosttrainError(f"{p}: no such file")
-    raise PosttrainError(f"{p}: unknown file type {suffix or '(none)'}; expected .json, .jsonl, .parquet or a directory")
+    raise PosttrainError(f"{p}: unknown file type {suffix or '(none)'}; expected .json, .jsonl, .parquet, .txt or a directory")
 
 
 def read_rows(path: str | os.PathLike, *, split: str = "train", on_bad_line=None) -> Iterator[tuple[int, Any]]:
@@ -62,10 +64,20 @@ def read_rows(path: str | os.PathLike, *, split: str = "train", on_bad_line=None
         yield from _read_json(Path(path))
     elif kind == "parquet":
         yield from _read_parquet(Path(path), split)
+    elif kind == "text":
+        yield from _read_text(Path(path))
     elif kind == "datasets":
         yield from _read_saved_dataset(Path(path), split)
     else:
         yield from _read_hub(str(path), split)
+
+
+def _read_text(path: Path) -> Iterator[tuple[int, Any]]:
+    """A plain text file as datasets' `text` builder reads it (and LLaMA-Factory with it): a row a non-empty line."""
+    with open(path, encoding="utf-8") as f:
+        for number, line in enumerate(f, 1):
+            if line.strip():
+                yield number, {"text": line.rstrip("\n")}
 
 
 def _read_jsonl(path: Path, on_bad_line=None) -> Iterator[tuple[int, Any]]:

@@ -173,3 +173,16 @@ def validate_steps(record: Any) -> dict:
         else:
             raise RecordError(f"labels[{i}]", f"expected true or false, got {label!r}")
     return {"prompt": messages, "completions": list(steps), "labels": clean}
+
+
+def validate_text(record: Any) -> dict:
+    """A raw-text record for continued pretraining: {"text": "..."}, not empty."""
+    if not isinstance(record, dict):
+        raise RecordError("(record)", f"expected an object with a text field, got {type(record).__name__}")
+    text = record.get("text")
+    if not isinstance(text, str):
+        raise RecordError("text", "missing; expected a string" if text is None else
+                          f"expected a string, got {type(text).__name__}")
+    if not text.strip():
+        raise RecordError("text", "empty; expected some text")
+    return {"text": text}

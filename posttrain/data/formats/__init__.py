@@ -20,6 +20,7 @@ from posttrain.data.formats import agent_eval, judges
 from posttrain.data.formats import steps
 from posttrain.data.formats import medical_dialogue
 from posttrain.data.formats import preference, rm_gallery
+from posttrain.data.formats import text
 from posttrain.data.io import file_kind, read_rows
 from posttrain.errors import DataError, PosttrainError, RecordError
 
@@ -52,10 +53,12 @@ register("preference", preference, aliases=("trl-preference", "ranking"))
 register("rm-gallery", rm_gallery)
 register("medical-dialogue", medical_dialogue.CONVERSATION)
 register("medical-dialogue-rl", medical_dialogue.RL_PROMPT)
+register("text", text, aliases=("pt",))
 # the canonical file format of each record type, the default target of a conversion
 CANONICAL = {"conversation": "openai", "rl_prompt": "rl_prompt"}
 CANONICAL["steps"] = "steps"
 CANONICAL["preference"] = "preference"
+CANONICAL["text"] = "text"
 
 
 def writer(module: ModuleType):
