@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import tempfile
 from pathlib import Path
 
@@ -82,3 +83,12 @@ def split(in_path, out_dir, ratios=(0.8, 0.1, 0.1), seed: int = 42, names=None) 
             else:
                 write_records(target, (row for _, row in read_rows(part)))
     return counts
+
+
+def split_off(records: list, fraction: float, seed: int) -> tuple[list, list]:
+    """A stage's `val_size`: a seeded `fraction` of `records` (at least one) held out for evaluation."""
+    order = list(range(len(records)))
+    random.Random(seed).shuffle(order)
+    n_eval = max(1, round(len(records) * fraction))
+    held = set(order[:n_eval])
+    return ([r for i, r in enumerate(records) if i not in held], [r for i, r in enumerate(records) if i in held])

@@ -248,7 +248,7 @@ def run(ctx: StageContext) -> dict:
     from transformers import DataCollatorForTokenClassification, Trainer, set_seed
 
     from posttrain.models.loading import load_tokenizer, lora_config, training_dtype
-    from posttrain.stages.sft import split_off
+    from posttrain.data.split import split_off
 
     stage, pipeline = ctx.stage, ctx.pipeline
     requirements.require(requirements.problems(stage, pipeline))

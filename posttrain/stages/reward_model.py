@@ -28,7 +28,7 @@ from posttrain.errors import PosttrainError
 from posttrain.models.loading import load_tokenizer, lora_config
 from posttrain.scoring.bradley_terry import encode
 from posttrain.stages import StageContext
-from posttrain.stages.sft import split_off
+from posttrain.data.split import split_off
 from posttrain.training import requirements
 from posttrain.training.defaults import COMMON, apply_common, build_config
 from posttrain.training.finish import train_and_save

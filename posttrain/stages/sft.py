@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import random
 from typing import ClassVar, Literal
 
 import torch
@@ -21,6 +20,7 @@ from trl import SFTConfig, SFTTrainer
 from posttrain.config.schema import DataSpec, LoraSpec, TrainingStage, as_list
 from posttrain.data.chat import tokenize_conversation
 from posttrain.data.sources import load_conversations_from
+from posttrain.data.split import split_off
 from posttrain.errors import PosttrainError
 from posttrain.models.loading import (
     load_model,
@@ -144,14 +144,6 @@ def run(ctx: StageContext) -> dict:
     metrics = train_and_save(trainer, ctx, tokenizer, p.resume, evaluate=evaluation is not None)
     metrics.update(train_examples=len(train_records), eval_examples=len(eval_records))
     return metrics
-
-
-def split_off(records: list, fraction: float, seed: int) -> tuple[list, list]:
-    order = list(range(len(records)))
-    random.Random(seed).shuffle(order)
-    n_eval = max(1, round(len(records) * fraction))
-    held = set(order[:n_eval])
-    return ([r for i, r in enumerate(records) if i not in held], [r for i, r in enumerate(records) if i in held])
 
 
 def tokenized(tokenizer, records, max_length, assistant_only, packing, name, num_proc=None):
