@@ -34,6 +34,7 @@ STAGES = {
     "reward_model": "posttrain.stages.reward_model",
     "eval": "posttrain.stages.eval",
     "export": "posttrain.stages.export",
+    "pt": "posttrain.stages.pt",
 }
 
 
