@@ -116,7 +116,7 @@ def validate(
     _setup_logging()
     from rich.markup import escape
 
-    from posttrain.validate import validate as run_validate
+    from posttrain.pipeline.validate import validate as run_validate
 
     report = run_validate(config, overrides or [])
     # escaped: rich would take "[gpu]" in "pip install 'posttrain[gpu]'" for a style and drop it
@@ -134,7 +134,7 @@ def validate(
 @user_errors
 def status(run_dir: Path = typer.Argument(..., help="A run directory (output_dir of a pipeline).")):
     """Print each stage's state in a run directory."""
-    from posttrain.pipeline import stage_states
+    from posttrain.runs.manifest import stage_states
 
     table = Table(title=str(run_dir))
     for column in ("stage", "type", "status", "seconds", "train loss", "eval loss"):

@@ -109,7 +109,7 @@ def _checked_adapter(path: str) -> str:
 
 def run_of(path: str) -> tuple[Path, str, dict] | None:
     """(run directory, stage, manifest) when `path` is a posttrain run's `<run>/<stage>/model`."""
-    from posttrain.pipeline import read_manifest
+    from posttrain.runs.manifest import read_manifest
 
     path = Path(path)
     if path.name != "model" or not (path.parent.parent / "manifest.json").is_file():

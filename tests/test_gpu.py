@@ -152,7 +152,7 @@ def test_half_precision_on_a_cpu_is_a_note_not_a_problem(machine):
 
 
 def test_validate_names_each_problem_once_and_checks_the_rest(machine, tiny_model, tmp_path):
-    from posttrain.validate import validate
+    from posttrain.pipeline.validate import validate
 
     machine(**CPU)
     data = write_jsonl(tmp_path / "chats.jsonl", make_chats(4))
@@ -207,7 +207,7 @@ def test_a_later_stage_the_machine_cannot_run_stops_the_pipeline_before_the_firs
 
 def test_a_stage_the_manifest_holds_as_done_is_not_checked_again(machine, tiny_model, tmp_path):
     """A run trained on a GPU machine goes on with its other stages on one without."""
-    from posttrain.pipeline import _to_run
+    from posttrain.pipeline.plan import to_run as _to_run
 
     machine(**CPU)
     config = load_config({"name": "p", "model": str(tiny_model), "output_dir": str(tmp_path / "run"),

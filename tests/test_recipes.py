@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from posttrain.config import load_config
-from posttrain.validate import validate
+from posttrain.pipeline.validate import validate
 from tests.conftest import readme_lines_missing, run_recipe_as_make_does
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -25,7 +25,7 @@ import yaml
 from posttrain.data.io import atomic_path
 from posttrain.errors import PosttrainError
 from posttrain.evaluation import report_html as html
-from posttrain.pipeline import read_manifest
+from posttrain.runs.manifest import read_manifest
 from posttrain.runs.layout import model_label
 
 DEFAULT_EXAMPLES = 8

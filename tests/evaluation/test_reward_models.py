@@ -42,7 +42,7 @@ def test_rm_accuracy_goes_alone_and_reads_preference_pairs(reward_model, tmp_pat
 
 def test_an_eval_stage_scores_a_reward_model_stage_on_held_out_pairs(tiny_model, tmp_path):
     from posttrain.pipeline import run
-    from posttrain.validate import validate
+    from posttrain.pipeline.validate import validate
 
     config = {"name": "rm-eval", "model": str(tiny_model), "output_dir": str(tmp_path / "run"), "seed": 0,
               "stages": [

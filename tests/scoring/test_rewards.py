@@ -52,7 +52,7 @@ def test_a_later_reward_model_stage_is_refused(tmp_path):
 
 
 def test_validate_lists_a_reward_model_that_is_not_there_or_comes_later(tmp_path):
-    from posttrain.validate import validate
+    from posttrain.pipeline.validate import validate
 
     for name in ("p.jsonl", "rl.jsonl"):
         (tmp_path / name).write_text("")

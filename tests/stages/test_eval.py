@@ -11,7 +11,7 @@ from rich.console import Console
 
 from posttrain.errors import ConfigError
 from posttrain.pipeline import read_manifest, run
-from posttrain.validate import validate
+from posttrain.pipeline.validate import validate
 from tests.conftest import make_chats, write_jsonl
 
 

@@ -14,7 +14,7 @@ from rich.console import Console
 from posttrain.config import load_config
 from posttrain.errors import ConfigError
 from posttrain.pipeline import read_manifest, run
-from posttrain.validate import validate
+from posttrain.pipeline.validate import validate
 from tests.conftest import make_chats, write_jsonl
 
 

@@ -41,7 +41,7 @@ def test_grpo_stage_trains_and_logs_each_reward(tmp_path, tiny_model):
 
 
 def test_a_batch_num_generations_does_not_divide_is_a_config_error(tmp_path, tiny_model):
-    from posttrain.validate import validate
+    from posttrain.pipeline.validate import validate
 
     report = validate(config(tmp_path, tiny_model, num_generations=3))
     assert any("stages.rl.trainer" in p and "not a whole number of groups of num_generations 3: set "
@@ -101,7 +101,7 @@ def test_a_search_corpus_is_indexed_once_into_the_stage_dir(tmp_path, tiny_model
 
 
 def test_search_settings_are_checked(tmp_path, tiny_model, monkeypatch):
-    from posttrain.validate import validate
+    from posttrain.pipeline.validate import validate
 
     for name in ("POSTTRAIN_SEARCH_INDEX", "POSTTRAIN_SEARCH_BACKEND"):
         monkeypatch.delenv(name, raising=False)
@@ -131,7 +131,7 @@ def test_the_search_corpus_content_is_part_of_the_fingerprint(tmp_path, tiny_mod
 
 
 def test_an_explicit_generation_batch_gets_its_own_fix(tmp_path, tiny_model):
-    from posttrain.validate import validate
+    from posttrain.pipeline.validate import validate
 
     problems = validate(config(tmp_path, tiny_model, generation_batch_size=12, num_generations=8)).problems
     assert any("generation_batch_size 12" in p and "set generation_batch_size: 16" in p for p in problems), problems

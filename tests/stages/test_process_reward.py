@@ -124,7 +124,7 @@ def test_lora_saves_an_adapter_the_scorer_loads(tmp_path, tiny_model):
 
 
 def test_validate_builds_the_training_arguments(tmp_path, tiny_model):
-    from posttrain.validate import validate
+    from posttrain.pipeline.validate import validate
 
     cfg = config(tmp_path, tiny_model)
     assert validate(cfg).problems == []

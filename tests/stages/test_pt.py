@@ -16,7 +16,7 @@ from posttrain.errors import ConfigError, PosttrainError
 from posttrain.launch import launched, with_launch
 from posttrain.pipeline import read_manifest, run, stage_fingerprint
 from posttrain.stages.pt import blocks
-from posttrain.validate import validate
+from posttrain.pipeline.validate import validate
 
 DRUGS = ["aspirin", "metformin", "insulin", "statins", "placebo", "warfarin"]
 CONDITIONS = ["asthma", "diabetes", "migraine", "stroke", "anaemia", "gout"]

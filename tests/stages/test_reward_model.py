@@ -100,7 +100,7 @@ def test_lora_reward_model_scores(tmp_path, tiny_model):
 
 
 def test_validate_builds_the_reward_config(tmp_path, tiny_model):
-    from posttrain.validate import validate
+    from posttrain.pipeline.validate import validate
 
     cfg = config(tmp_path, tiny_model)
     assert validate(cfg).problems == []

@@ -57,7 +57,7 @@ def test_deepspeed_on_a_cpu_machine_is_a_config_error_before_anything_is_written
 
 
 def test_validate_lists_what_deepspeed_and_fsdp_lack(tmp_path, tiny_model, cpu_only):
-    from posttrain.validate import validate
+    from posttrain.pipeline.validate import validate
 
     report = validate(pipeline(tmp_path, tiny_model, deepspeed="zero2"))
     assert any("DeepSpeed needs the deepspeed package" in p for p in report.problems), report.problems

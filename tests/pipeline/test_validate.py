@@ -1,4 +1,4 @@
-"""`posttrain validate` (posttrain/validate.py): every problem of a pipeline listed before any training, exit 2."""
+"""`posttrain validate` (posttrain/pipeline/validate.py): every problem of a pipeline listed before any training, exit 2."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import yaml
 from typer.testing import CliRunner
 
 from posttrain.cli import app
-from posttrain.validate import validate
+from posttrain.pipeline.validate import validate
 from tests.conftest import make_chats, write_jsonl
 
 runner = CliRunner()

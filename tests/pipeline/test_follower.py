@@ -13,8 +13,10 @@ from rich.console import Console
 from posttrain.config import load_config
 from posttrain.data.io import write_json
 from posttrain.errors import PosttrainError
-from posttrain.launch import follower, runner
-from posttrain.pipeline import _output_fingerprint, input_model, run, stage_fingerprint
+from posttrain.launch import runner
+from posttrain.pipeline import follower
+from posttrain.pipeline import input_model, run, stage_fingerprint
+from posttrain.pipeline.plan import output_fingerprint as _output_fingerprint
 from tests.conftest import make_chats, write_jsonl
 
 

@@ -20,6 +20,10 @@ from pathlib import Path
 
 from posttrain import stages
 from posttrain.errors import PosttrainError
+from posttrain.launch import runner
+from posttrain.pipeline.plan import (consumers, eval_models, input_model, output_fingerprint, reward_models,
+                                     stage_fingerprint, stage_output)
+from posttrain.runs.manifest import read_manifest
 
 WAIT_FOR_MANIFEST_S = 600.0  # node 0 may start a little later, or be busy with a data check
 WAIT_AFTER_STAGE_S = 600.0  # node 0's workers have finished with ours: only its bookkeeping is left
@@ -28,19 +32,6 @@ WAIT_FOR_START_S = 24 * 3600.0  # node 0 may run long eval and export stages alo
 
 
 def follow(config, selected: set[str], force: bool, console, poll: float = 1.0) -> Path:
-    from posttrain.launch.runner import run_stage
-    from posttrain.pipeline import (
-        _consumers,
-        _output_fingerprint,
-        eval_models,
-        input_model,
-        read_manifest,
-        reward_models,
-        stage_fingerprint,
-        stage_output,
-    )
-    from posttrain.stages import StageContext
-
     run_dir = Path(config.output_dir)
     launch = config.launch
     console.print(f"[dim]node {launch.node_rank} of {launch.nnodes}: {launch.nproc} processes per stage here; node 0 "
@@ -60,10 +51,10 @@ def follow(config, selected: set[str], force: bool, console, poll: float = 1.0) 
         done = (entry.get("status") == "done" and entry.get("fingerprint") == fingerprint
                 and stage_output(stage, stage_dir).exists())
         # a stage without workers here matters to this node only when a later training stage starts from it
-        unused = not stages.trains(stage.type) and not _consumers(stage.name, config, run_here)
+        unused = not stages.trains(stage.type) and not consumers(stage.name, config, run_here)
         if stage.name not in selected or (done and not force) or stage.type == "eval" or unused:
             if done:
-                outputs[stage.name] = _output_fingerprint(fingerprint, entry)
+                outputs[stage.name] = output_fingerprint(fingerprint, entry)
             continue
         # an entry that had ended when this node started is an earlier attempt's (node 0 runs the stage again: it
         # changed, its output is gone, or --force); one still running is this attempt's
@@ -73,11 +64,11 @@ def follow(config, selected: set[str], force: bool, console, poll: float = 1.0) 
                       WAIT_FOR_START_S, poll, f"node 0 did not start stage {stage.name}")
             console.print(f"[bold cyan]▶ {stage.name}[/bold cyan] ({stage.type}) from {model_path}: "
                           f"{launch.nproc} of {launch.processes} processes", highlight=False)
-            run_stage(StageContext(config, stage, model_path, stage_dir), collect=False)
+            runner.run_stage(stages.StageContext(config, stage, model_path, stage_dir), collect=False)
         entry = _wait_for(lambda: _recorded(read_manifest(run_dir), stage.name, fingerprint, stale, ("done",)),
                           WAIT_AFTER_STAGE_S if stages.trains(stage.type) else WAIT_FOR_EXPORT_S, poll,
                           f"node 0 did not record stage {stage.name} as done")
-        outputs[stage.name] = _output_fingerprint(fingerprint, entry)
+        outputs[stage.name] = output_fingerprint(fingerprint, entry)
         console.print(f"[green]✓ {stage.name}[/green] done (node 0 wrote {stage_output(stage, stage_dir)})")
     return run_dir
 
