@@ -42,7 +42,7 @@ class DataError(PosttrainError):
         super().__init__(f"{where}: {field}: {expected}")
 
 
-def closest(key: str, known) -> str:
+def closest(key: str, known, cutoff: float = 0.5) -> str:
     """'; did you mean X?' for the known name closest to `key`, or '' when none is close: every lookup's hint."""
-    match = difflib.get_close_matches(key, list(known), n=1, cutoff=0.5)
+    match = difflib.get_close_matches(key, list(known), n=1, cutoff=cutoff)
     return f"; did you mean {match[0]!r}?" if match else ""

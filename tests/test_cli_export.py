@@ -8,7 +8,7 @@ from typer.testing import CliRunner
 
 from posttrain.cli import app
 from posttrain.export import TOLERANCE
-from tests.test_export import make_adapter
+from tests.export.test_export import make_adapter
 
 runner = CliRunner()
 

@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 from posttrain import cli_vllm
 from posttrain import machine as gpu
 from posttrain.cli import app
-from tests.test_export import make_adapter
+from tests.export.test_export import make_adapter
 
 runner = CliRunner()
 

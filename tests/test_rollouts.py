@@ -8,7 +8,6 @@ from types import SimpleNamespace
 
 import pytest
 
-from posttrain import machine as gpu
 from posttrain import stages
 from posttrain.stages.grpo import rollouts
 from posttrain.config import load_config

@@ -8,14 +8,13 @@ columns and tags applied.
 
 from __future__ import annotations
 
-import difflib
 import json
 import os
 from dataclasses import dataclass, field
 from typing import Iterator
 
 from posttrain.data.formats import get_format, load_records
-from posttrain.errors import PosttrainError
+from posttrain.errors import PosttrainError, closest
 
 INFO_FILE = "dataset_info.json"
 
@@ -61,8 +60,7 @@ def resolve(dataset_dir: str, names: str | list[str]) -> list[DataSource]:
 
 def _source(dataset_dir: str, info_path: str, info: dict, name: str) -> DataSource:
     if name not in info:
-        close = difflib.get_close_matches(name, info, n=1)
-        hint = f"; did you mean {close[0]!r}?" if close else f"; it has {', '.join(info) or 'none'}"
+        hint = closest(name, info, cutoff=0.6) or f"; it has {', '.join(info) or 'none'}"
         raise PosttrainError(f"{info_path}: no dataset named {name!r}{hint}")
     entry = info[name]
     where = f"{info_path}: {name}"

@@ -16,21 +16,14 @@ failure leaves no half-written output:
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 from posttrain.data.io import write_json, write_records
 from posttrain.data.sources import Source
 from posttrain.evaluation import metrics as metric_lib
 from posttrain.evaluation.examples import Example, load_examples
+from posttrain.evaluation.results import EvalResult, with_intervals
 from posttrain.evaluation.generation import GenerationSettings, generate, load, tokenizer_for
-
-
-@dataclass
-class EvalResult:
-    metrics: dict  # what metrics.json holds
-    rows: list[dict]  # what predictions.jsonl holds
-    out_dir: Path | None
 
 
 def evaluate(model: str, sources: list[Source], metrics: str | list[str], out_dir=None, *,
@@ -71,20 +64,6 @@ def evaluate(model: str, sources: list[Source], metrics: str | list[str], out_di
             "generation_seconds": timing["generation_seconds"] if with_vllm else round(time.time() - started, 2)}
     return score_outputs(examples, outputs, names, out_dir, info, seed=settings.seed,
                          num_samples=settings.num_samples, pass_threshold=pass_threshold)
-
-
-def with_intervals(names: list[str], rows: list[dict], seed: int | None) -> dict:
-    """metrics.json's `intervals` (figure -> [low, high], the 95 % bootstrap interval over the examples) and how
-    they were made."""
-    from posttrain.evaluation.uncertainty import LEVEL, interval
-
-    found = {}
-    for name, figure in metric_lib.resampling_figures(names, rows).items():
-        bounds = interval(figure, len(rows), seed=seed, name=name)
-        if bounds is not None:
-            found[name] = list(bounds)
-    return {"intervals": found, "interval_method": {"level": LEVEL, "method": "percentile bootstrap over examples",
-                                                    "seed": seed or 0}}
 
 
 def _generate_hf(network, tokenizer, prompts, settings, name: str, progress: bool) -> list[str]:

@@ -14,11 +14,11 @@ generation_config), so the same settings mean the same decoding on any model.
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable
 
+from posttrain.models.lineage import adapter_base  # noqa: F401 (where callers found it)
 from posttrain.errors import ConfigError, PosttrainError
 
 
@@ -88,15 +88,6 @@ def tokenizer_for(model: str, adapter: str | None = None, *, template: str | Non
     tokenizer = load_tokenizer(str(tokenizer_dir), template=template, trust_remote_code=trust_remote_code)
     tokenizer.padding_side = "left"
     return tokenizer
-
-
-def adapter_base(adapter: str) -> str:
-    """The base model a LoRA adapter directory names (peft's base_model_name_or_path)."""
-    config = Path(adapter) / "adapter_config.json"
-    base = json.loads(config.read_text(encoding="utf-8")).get("base_model_name_or_path")
-    if not base:
-        raise PosttrainError(f"{config}: base_model_name_or_path: missing; cannot find the base model")
-    return base
 
 
 def encode(tokenizer, prompts: list[list[dict]]) -> list[list[int]]:

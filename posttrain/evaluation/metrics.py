@@ -26,7 +26,8 @@ from typing import Callable
 from posttrain.errors import ConfigError, DataError, PosttrainError, closest
 from posttrain.evaluation.examples import Example, require_references
 
-NAMES = ("bleu", "rouge", "exact_match", "judge", "rm_accuracy")  # rm_accuracy: evaluation/reward_models.py
+RM_ACCURACY = "rm_accuracy"  # a reward model scoring preference pairs: evaluation/reward_models.py
+NAMES = ("bleu", "rouge", "exact_match", "judge", RM_ACCURACY)
 REFERENCE_METRICS = ("bleu", "rouge", "exact_match")  # they compare the output with a reference text
 JUDGE_SOURCES = ("pairwise_preference", "pointwise_score", "json_judge")
 ROUGE_KEYS = ("rouge1", "rouge2", "rougeL")
@@ -39,6 +40,12 @@ def valid_names() -> str:
             "or module:function, or path/to/file.py:function)")
 
 
+def check_alone(names: list[str]) -> None:
+    if RM_ACCURACY in names and len(names) > 1:
+        raise ConfigError(f"metrics: {RM_ACCURACY} scores preference pairs with a reward model and generates nothing; "
+                          "list it alone (another eval stage can generate and score with the other metrics)")
+
+
 def parse(spec: str | list[str]) -> list[str]:
     """Metric names from `a,b,c` or a list, each checked; raises ConfigError naming the valid ones."""
     names = [n.strip() for n in (spec.split(",") if isinstance(spec, str) else spec) if n and n.strip()]
@@ -46,8 +53,6 @@ def parse(spec: str | list[str]) -> list[str]:
         raise ConfigError(f"metrics: none given; expected one or more of {valid_names()}")
     for name in names:
         check(name)
-    from posttrain.evaluation.reward_models import check_alone
-
     check_alone(names)
     if len(set(names)) != len(names):
         raise ConfigError(f"metrics: {', '.join(n for n in dict.fromkeys(names) if names.count(n) > 1)} "

@@ -17,22 +17,14 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from posttrain.errors import ConfigError, PosttrainError
-
-METRIC = "rm_accuracy"
-
-
-def check_alone(names: list[str]) -> None:
-    if METRIC in names and len(names) > 1:
-        raise ConfigError(f"metrics: {METRIC} scores preference pairs with a reward model and generates nothing; "
-                          "list it alone (another eval stage can generate and score with the other metrics)")
-
+from posttrain.errors import PosttrainError
+from posttrain.evaluation.metrics import RM_ACCURACY as METRIC
+from posttrain.evaluation.results import EvalResult, with_intervals
 
 def evaluate_reward_model(model: str, adapter: str | None, sources, out_dir=None, *, limit: int | None = None,
                           batch_size: int = 8):
     from posttrain.data.formats import load_records
     from posttrain.data.io import write_json, write_records
-    from posttrain.evaluation.evaluate import EvalResult, with_intervals
     from posttrain.evaluation.examples import source_format
     from posttrain.scoring import load_scorer, model_kind
 

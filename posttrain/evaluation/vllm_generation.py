@@ -15,10 +15,9 @@ temporary directory by `posttrain.export`.
 from __future__ import annotations
 
 import shutil
-import tempfile
 import time
-from pathlib import Path
 
+from posttrain.models.lineage import merged_copy
 from posttrain.errors import ConfigError
 from posttrain.evaluation.generation import GenerationSettings, encode, end_of_turn_ids
 
@@ -79,10 +78,7 @@ def generate(model: str, adapter: str | None, tokenizer, prompts: list[list[dict
     merged_dir, llm = None, None
     try:
         if adapter is not None or is_adapter_dir(model):
-            from posttrain.export import export
-
-            merged_dir = Path(tempfile.mkdtemp(prefix="posttrain-vllm-")) / "model"
-            export(model, adapter, out=merged_dir, trust_remote_code=trust_remote_code)
+            merged_dir = merged_copy(model, adapter, trust_remote_code=trust_remote_code)  # vLLM loads one directory
             model = str(merged_dir)
         llm = LLM(model=str(model), dtype={"bf16": "bfloat16", "fp16": "float16", "fp32": "float32"}.get(dtype, dtype),
                   seed=settings.seed or 0, trust_remote_code=trust_remote_code,

@@ -8,10 +8,9 @@ to stop. Names follow LLaMA-Factory's `template:` values.
 
 from __future__ import annotations
 
-import difflib
 import re
 
-from posttrain.errors import ConfigError
+from posttrain.errors import ConfigError, closest
 
 CHATML = (
     "{%- for message in messages -%}"
@@ -67,9 +66,8 @@ STOP_TOKENS = {"chatml": "<|im_end|>", "qwen": "<|im_end|>", "llama3": "<|eot_id
 
 def get_template(name: str) -> str:
     if name not in TEMPLATES:
-        close = difflib.get_close_matches(name, TEMPLATES, n=1)
-        hint = f"; did you mean {close[0]!r}?" if close else ""
-        raise ConfigError(f"template: unknown chat template {name!r}; known: {', '.join(TEMPLATES)}{hint}")
+        raise ConfigError(f"template: unknown chat template {name!r}; known: {', '.join(TEMPLATES)}"
+                          f"{closest(name, TEMPLATES, cutoff=0.6)}")
     return TEMPLATES[name]
 
 

@@ -91,7 +91,7 @@ def _check_eval(stage, config, template, report) -> None:
     from posttrain.data.sources import resolve_sources
     from posttrain.evaluation.examples import RECORD_TYPES, load_examples, source_format
     from posttrain.evaluation.metrics import check_examples
-    from posttrain.evaluation.reward_models import METRIC
+    from posttrain.evaluation.metrics import RM_ACCURACY as METRIC
     from posttrain.stages.eval import unknown_models
 
     where = f"stages.{stage.name}"

@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 import re
 
-from posttrain.rewards import get, names, score_value
+from posttrain.rewards.registry import get, names, score_value
 
 _SPLIT_SUFFIX = re.compile(r"_(train|training|val|valid|validation|dev|test|eval)$")
 # data sources whose reward has another name

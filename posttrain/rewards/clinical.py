@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 import math
 
-from posttrain.rewards import register
+from posttrain.rewards.registry import register
 from posttrain.rewards.formatting import extract_answer, parse_number, response_part
 
 _TAGS = ("<think>", "</think>", "<answer>", "</answer>")

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import functools
 
-from posttrain.rewards import register
+from posttrain.rewards.registry import register
 
 MAX_COMPARED = 10_000
 

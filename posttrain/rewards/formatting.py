@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 import re
 
-from posttrain.rewards import register
+from posttrain.rewards.registry import register
 
 ANSWER = re.compile(r"<answer>(.*?)</answer>", re.DOTALL)
 UNSIGNED = re.compile(r"\d+(?:\.\d+)?")  # the seed's sample-size pattern: a minus sign is not read

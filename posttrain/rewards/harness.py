@@ -19,7 +19,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from posttrain.rewards import get, names, score_value
+from posttrain.rewards.registry import get, names, score_value
 from posttrain.rewards.adapters import compute_score, trl_reward
 
 COMPLETIONS = {

@@ -32,7 +32,7 @@ import math
 import re
 from collections import Counter
 
-from posttrain.rewards import register
+from posttrain.rewards.registry import register
 
 _PREFERENCE_TAG = re.compile(r"<preference>(.*?)</preference>", re.DOTALL | re.IGNORECASE)
 _SCORE_TAG = re.compile(r"<score>(.*?)</score>", re.DOTALL | re.IGNORECASE)

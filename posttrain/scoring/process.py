@@ -1,9 +1,10 @@
 """A process reward model's scores: P(correct) per step, and one number per completion for GRPO.
 
-The inputs are built by the process_reward stage's own `encode_steps`, with
-the step separator the model was trained with (read from the marker the
-stage saves), so each step is scored at exactly the token it was trained to
-predict at. A completion is split into steps by `separator` (often the same
+This module is the format a process reward model is saved in, which the
+process_reward stage writes and the scorer reads: the marker (MARKER) with the
+step separator the model was trained with, `encode_steps`, the two-label token
+classifier and its metrics. Each step is scored at exactly the token it was
+trained to predict at. A completion is split into steps by `separator` (often the same
 text), empty steps are dropped, and the step probabilities are aggregated:
 
 - `min`: the weakest step decides (a solution is as good as its worst step),
@@ -20,7 +21,11 @@ from pathlib import Path
 import torch
 
 from posttrain.errors import PosttrainError
+from posttrain.models.loading import is_adapter_dir, load_model, resolve_dtype
 
+MARKER = "posttrain_process_reward"  # the key in config.json that says how the model was trained
+MARKER_FILE = "process_reward.json"  # the same, beside a LoRA adapter (which has no config.json)
+LABELS = {0: "wrong", 1: "correct"}
 AGGREGATES = {
     "min": min,
     "mean": lambda ps: sum(ps) / len(ps),
@@ -42,9 +47,93 @@ def split_steps(completion: str, separator: str = "\n") -> list[str]:
     return [step.strip() for step in completion.split(separator) if step.strip()]
 
 
-def _marker(root: Path) -> dict:
-    from posttrain.stages.process_reward import MARKER, MARKER_FILE
+def encode_steps(tokenizer, prompt: list[dict], steps: list[str], separator: str,
+                 labels: list[bool] | None = None, max_length: int | None = None) -> dict:
+    """input_ids, the position of each step's separator token, and labels (-100 except at those positions).
 
+    Steps and separators are tokenized one piece at a time, so a step's tokens never merge with the next
+    step's and its separator always ends in the same token, whatever the step's text. Steps whose separator
+    falls past `max_length` are cut off (their positions are not returned).
+    """
+    text = tokenizer.apply_chat_template(prompt, tokenize=False, add_generation_prompt=True)
+    ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+    separator_ids = tokenizer(separator, add_special_tokens=False)["input_ids"]
+    if not separator_ids:
+        raise PosttrainError(f"step_separator {separator!r} tokenizes to nothing")
+    positions = []
+    for step in steps:
+        ids = ids + tokenizer(step, add_special_tokens=False)["input_ids"] + separator_ids
+        positions.append(len(ids) - 1)
+    if max_length is not None and len(ids) > max_length:
+        ids = ids[:max_length]
+        positions = [p for p in positions if p < max_length]
+    out = {"input_ids": ids, "positions": positions}
+    if labels is not None:
+        token_labels = [-100] * len(ids)
+        for position, label in zip(positions, labels):
+            token_labels[position] = int(bool(label))
+        out["labels"] = token_labels
+    return out
+
+
+def load_token_classifier(path: str, dtype: str = "auto", trust_remote_code: bool = False,
+                          attn_implementation: str | None = None):
+    """A two-class token classifier from a causal LM (or a LoRA stage's output, merged); the head is new."""
+    import transformers
+
+    extra = {"num_labels": 2, "id2label": LABELS, "label2id": {v: k for k, v in LABELS.items()}}
+    if is_adapter_dir(path):
+        causal = load_model(path, dtype=dtype, trust_remote_code=trust_remote_code,
+                            attn_implementation=attn_implementation)
+        config = causal.config
+        for key, value in extra.items():
+            setattr(config, key, value)
+        model = transformers.AutoModelForTokenClassification.from_config(config, dtype=causal.dtype,
+                                                                         trust_remote_code=trust_remote_code)
+        getattr(model, model.base_model_prefix).load_state_dict(
+            getattr(causal, causal.base_model_prefix).state_dict())
+        return model
+    kwargs = {"dtype": resolve_dtype(dtype), "trust_remote_code": trust_remote_code, **extra}
+    if attn_implementation:
+        kwargs["attn_implementation"] = attn_implementation
+    try:
+        return transformers.AutoModelForTokenClassification.from_pretrained(str(path), **kwargs)
+    except (OSError, ValueError) as e:
+        raise PosttrainError(f"{path}: cannot load it as a token classifier: {e}") from None
+
+
+def first_error(flags) -> int | None:
+    """The index of the first false flag, or None."""
+    return next((i for i, ok in enumerate(flags) if not ok), None)
+
+
+def step_metrics(probabilities: list[list[float]], labels: list[list[bool]]) -> dict:
+    """Step accuracy and first-error F1 (see the module docstring) of per-solution step probabilities."""
+    right = total = 0
+    hits = {True: 0, False: 0}  # keyed by "the solution has a wrong step"
+    counts = {True: 0, False: 0}
+    for probs, truth in zip(probabilities, labels):
+        predicted = [p >= 0.5 for p in probs]
+        right += sum(p == t for p, t in zip(predicted, truth))
+        total += len(truth)
+        wrong = first_error(truth) is not None
+        counts[wrong] += 1
+        hits[wrong] += first_error(predicted) == first_error(truth)
+    acc_wrong = hits[True] / counts[True] if counts[True] else None
+    acc_correct = hits[False] / counts[False] if counts[False] else None
+    if acc_wrong is None or acc_correct is None:
+        f1 = acc_wrong if acc_correct is None else acc_correct
+    else:
+        f1 = 2 * acc_wrong * acc_correct / (acc_wrong + acc_correct) if acc_wrong + acc_correct else 0.0
+    out = {"step_accuracy": right / total if total else 0.0, "first_error_f1": f1 or 0.0}
+    if acc_wrong is not None:
+        out["first_error_acc_wrong"] = acc_wrong
+    if acc_correct is not None:
+        out["first_error_acc_correct"] = acc_correct
+    return out
+
+
+def _marker(root: Path) -> dict:
     for name in ("config.json", MARKER_FILE):
         file = root / name
         if file.exists():
@@ -64,8 +153,6 @@ class ProcessScorer:
         import transformers
 
         from posttrain.models.loading import load_tokenizer
-        from posttrain.stages.process_reward import load_token_classifier
-
         root = Path(path)
         self.path = str(path)
         self.batch_size = batch_size
@@ -94,8 +181,6 @@ class ProcessScorer:
     @torch.no_grad()
     def step_probabilities_many(self, items: list[tuple]) -> list[list[float]]:
         """P(correct) per step for each (prompt, steps) pair, `batch_size` solutions per forward pass."""
-        from posttrain.stages.process_reward import encode_steps
-
         encoded = [encode_steps(self.tokenizer, self._messages(prompt), list(steps), self.step_separator)
                    if steps else None for prompt, steps in items]
         out: list[list[float]] = [[] for _ in items]

@@ -142,7 +142,7 @@ def score_file(model: str, path, fmt: str | None = None, out=None, batch_size: i
             result.pairs += 1
             result.correct += row["chosen_score"] > row["rejected_score"]
     if result.kind == "steps":
-        from posttrain.stages.process_reward import step_metrics
+        from posttrain.scoring.process import step_metrics
 
         labelled = [(row["step_scores"], record["labels"]) for (what, _, record), row in zip(records, rows)
                     if what == "steps"]

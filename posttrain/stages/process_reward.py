@@ -35,6 +35,8 @@ from transformers import TrainingArguments
 
 from posttrain.config.schema import DataSpec, LoraSpec, TrainingStage, as_list
 from posttrain.errors import PosttrainError
+from posttrain.scoring.process import (LABELS, MARKER, MARKER_FILE, encode_steps, first_error,  # noqa: F401 (the format)
+                                       load_token_classifier, step_metrics)
 from posttrain.stages import StageContext
 from posttrain.training import requirements
 from posttrain.training.defaults import COMMON, apply_common, build_config
@@ -67,11 +69,6 @@ class Config(TrainingStage):
 
 log = logging.getLogger("posttrain")
 
-MARKER = "posttrain_process_reward"  # the key in config.json that says how the model was trained
-MARKER_FILE = "process_reward.json"  # the same, beside a LoRA adapter (which has no config.json)
-LABELS = {0: "wrong", 1: "correct"}
-
-
 @dataclasses.dataclass
 class Plan:
     args: TrainingArguments
@@ -89,35 +86,6 @@ def plan(stage, pipeline, output_dir) -> Plan:
     settings.setdefault("remove_unused_columns", False)
     args = build_config(TrainingArguments, where, output_dir=str(output_dir), **settings)
     return Plan(args, resume)
-
-
-def encode_steps(tokenizer, prompt: list[dict], steps: list[str], separator: str,
-                 labels: list[bool] | None = None, max_length: int | None = None) -> dict:
-    """input_ids, the position of each step's separator token, and labels (-100 except at those positions).
-
-    Steps and separators are tokenized one piece at a time, so a step's tokens never merge with the next
-    step's and its separator always ends in the same token, whatever the step's text. Steps whose separator
-    falls past `max_length` are cut off (their positions are not returned).
-    """
-    text = tokenizer.apply_chat_template(prompt, tokenize=False, add_generation_prompt=True)
-    ids = tokenizer(text, add_special_tokens=False)["input_ids"]
-    separator_ids = tokenizer(separator, add_special_tokens=False)["input_ids"]
-    if not separator_ids:
-        raise PosttrainError(f"step_separator {separator!r} tokenizes to nothing")
-    positions = []
-    for step in steps:
-        ids = ids + tokenizer(step, add_special_tokens=False)["input_ids"] + separator_ids
-        positions.append(len(ids) - 1)
-    if max_length is not None and len(ids) > max_length:
-        ids = ids[:max_length]
-        positions = [p for p in positions if p < max_length]
-    out = {"input_ids": ids, "positions": positions}
-    if labels is not None:
-        token_labels = [-100] * len(ids)
-        for position, label in zip(positions, labels):
-            token_labels[position] = int(bool(label))
-        out["labels"] = token_labels
-    return out
 
 
 def load_steps(specs) -> list[dict]:
@@ -148,65 +116,6 @@ def tokenized(tokenizer, records, separator, max_length, name):
     if not rows:
         raise PosttrainError(f"{name}: no record has a whole step within max_length={max_length}")
     return Dataset.from_list(rows)
-
-
-def load_token_classifier(path: str, dtype: str = "auto", trust_remote_code: bool = False,
-                          attn_implementation: str | None = None):
-    """A two-class token classifier from a causal LM (or a LoRA stage's output, merged); the head is new."""
-    import transformers
-
-    from posttrain.models.loading import is_adapter_dir, load_model, resolve_dtype
-
-    extra = {"num_labels": 2, "id2label": LABELS, "label2id": {v: k for k, v in LABELS.items()}}
-    if is_adapter_dir(path):
-        causal = load_model(path, dtype=dtype, trust_remote_code=trust_remote_code,
-                            attn_implementation=attn_implementation)
-        config = causal.config
-        for key, value in extra.items():
-            setattr(config, key, value)
-        model = transformers.AutoModelForTokenClassification.from_config(config, dtype=causal.dtype,
-                                                                         trust_remote_code=trust_remote_code)
-        getattr(model, model.base_model_prefix).load_state_dict(
-            getattr(causal, causal.base_model_prefix).state_dict())
-        return model
-    kwargs = {"dtype": resolve_dtype(dtype), "trust_remote_code": trust_remote_code, **extra}
-    if attn_implementation:
-        kwargs["attn_implementation"] = attn_implementation
-    try:
-        return transformers.AutoModelForTokenClassification.from_pretrained(str(path), **kwargs)
-    except (OSError, ValueError) as e:
-        raise PosttrainError(f"{path}: cannot load it as a token classifier: {e}") from None
-
-
-def first_error(flags) -> int | None:
-    """The index of the first false flag, or None."""
-    return next((i for i, ok in enumerate(flags) if not ok), None)
-
-
-def step_metrics(probabilities: list[list[float]], labels: list[list[bool]]) -> dict:
-    """Step accuracy and first-error F1 (see the module docstring) of per-solution step probabilities."""
-    right = total = 0
-    hits = {True: 0, False: 0}  # keyed by "the solution has a wrong step"
-    counts = {True: 0, False: 0}
-    for probs, truth in zip(probabilities, labels):
-        predicted = [p >= 0.5 for p in probs]
-        right += sum(p == t for p, t in zip(predicted, truth))
-        total += len(truth)
-        wrong = first_error(truth) is not None
-        counts[wrong] += 1
-        hits[wrong] += first_error(predicted) == first_error(truth)
-    acc_wrong = hits[True] / counts[True] if counts[True] else None
-    acc_correct = hits[False] / counts[False] if counts[False] else None
-    if acc_wrong is None or acc_correct is None:
-        f1 = acc_wrong if acc_correct is None else acc_correct
-    else:
-        f1 = 2 * acc_wrong * acc_correct / (acc_wrong + acc_correct) if acc_wrong + acc_correct else 0.0
-    out = {"step_accuracy": right / total if total else 0.0, "first_error_f1": f1 or 0.0}
-    if acc_wrong is not None:
-        out["first_error_acc_wrong"] = acc_wrong
-    if acc_correct is not None:
-        out["first_error_acc_correct"] = acc_correct
-    return out
 
 
 def _probabilities(logits, labels):

@@ -10,7 +10,6 @@ import math
 import pytest
 import torch
 
-from posttrain import machine as gpu
 from tests.test_gpu import stage_problems
 from posttrain.config import load_config
 from posttrain.pipeline import run

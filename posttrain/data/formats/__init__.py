@@ -9,7 +9,6 @@ canonical records, so adding a format is one module plus one `register` call.
 
 from __future__ import annotations
 
-import difflib
 import os
 from pathlib import Path
 from types import ModuleType
@@ -22,7 +21,7 @@ from posttrain.data.formats import medical_dialogue
 from posttrain.data.formats import preference, rm_gallery
 from posttrain.data.formats import text
 from posttrain.data.io import file_kind, read_rows
-from posttrain.errors import DataError, PosttrainError, RecordError
+from posttrain.errors import DataError, PosttrainError, RecordError, closest
 
 FORMATS: dict[str, ModuleType] = {}
 _DETECT_ORDER: list[str] = []
@@ -69,9 +68,8 @@ def writer(module: ModuleType):
 def get_format(name: str) -> ModuleType:
     key = str(name).lower()
     if key not in FORMATS:
-        close = difflib.get_close_matches(key, FORMATS, n=1)
-        hint = f"; did you mean {close[0]!r}?" if close else ""
-        raise PosttrainError(f"format: unknown format {name!r}; known: {', '.join(FORMATS)}{hint}")
+        raise PosttrainError(f"format: unknown format {name!r}; known: {', '.join(FORMATS)}"
+                             f"{closest(key, FORMATS, cutoff=0.6)}")
     return FORMATS[key]
 
 

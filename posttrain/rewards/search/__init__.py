@@ -23,7 +23,9 @@ import logging
 import os
 import threading
 
-from posttrain.errors import ConfigError, PosttrainError
+from posttrain.errors import ConfigError
+from posttrain.rewards.search.errors import SearchUnavailable  # noqa: F401 (where callers find it)
+from posttrain.rewards.search.ncbi import NCBISearch
 
 BACKENDS = ("index", "ncbi")
 log = logging.getLogger(__name__)
@@ -32,31 +34,6 @@ _configured: dict = {}            # configure()'s arguments that were given, by 
 _local = threading.local()        # the index backend: one SQLite connection per thread
 _shared: dict = {}                # the ncbi backend: one per process (its limiter and cache are thread-safe)
 _shared_lock = threading.Lock()
-_warned: set[str] = set()
-_warned_lock = threading.Lock()
-
-
-class SearchUnavailable(PosttrainError):
-    """The backend gave no answer (network, timeouts, the service down): not the query's fault.
-
-    The study-search rewards score it 0, as the seed scores a failed search,
-    and `warn_once` logs it so that a broken backend does not pass unseen.
-    """
-
-    def __init__(self, kind: str, message: str):
-        super().__init__(message)
-        self.kind = kind
-
-    def __reduce__(self):  # picklable across processes despite the two-argument constructor
-        return type(self), (self.kind, str(self))
-
-    def warn_once(self) -> None:
-        """Log this failure, once per process for each kind, so a flaky backend does not flood the log."""
-        with _warned_lock:
-            if self.kind in _warned:
-                return
-            _warned.add(self.kind)
-        log.warning("study search: %s; scored 0 (further %s failures are scored 0 without a warning)", self, self.kind)
 
 
 def configure(index: str | None = None, backend: str | None = None, cache: str | None = None) -> None:
@@ -125,8 +102,6 @@ def _ncbi():
     settings = (_configured.get("cache"),) + tuple(os.environ.get(name) for name in _NCBI_ENV)
     with _shared_lock:
         if _shared.get("settings") != settings:
-            from posttrain.rewards.search.ncbi import NCBISearch
-
             _shared["backend"] = NCBISearch(cache=_configured.get("cache"))
             _shared["settings"] = settings
         return _shared["backend"]

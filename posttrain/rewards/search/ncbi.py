@@ -59,7 +59,7 @@ from pathlib import Path
 from typing import Callable, NamedTuple
 
 from posttrain.errors import ConfigError, PosttrainError
-from posttrain.rewards.search import SearchUnavailable
+from posttrain.rewards.search.errors import SearchUnavailable
 from posttrain.rewards.search.query import QueryError
 
 DEFAULT_URL = "https://eutils.ncbi.nlm.nih.gov/entrez/eutils/esearch.fcgi"

@@ -28,6 +28,7 @@ from posttrain.cli import app
 from posttrain.errors import ConfigError, PosttrainError
 from posttrain.rewards import harness, search
 from posttrain.rewards.clinical import study_search
+from posttrain.rewards.search import errors as search_errors
 from posttrain.rewards.search import ncbi
 from posttrain.rewards.search.ncbi import NCBISearch, NCBIUnavailable, RateLimiter, SharedRateLimiter
 from posttrain.rewards.search.query import QueryError
@@ -158,7 +159,7 @@ def isolated(monkeypatch, tmp_path):
     monkeypatch.setenv("POSTTRAIN_CACHE", str(tmp_path / "posttrain-cache"))
     for name in ("no_proxy", "NO_PROXY"):  # a proxy in the environment must not see the local server's traffic
         monkeypatch.setenv(name, "*")
-    monkeypatch.setattr(search, "_warned", set())
+    monkeypatch.setattr(search_errors, "_warned", set())
     yield
     search.configure(**previous)
 

@@ -9,23 +9,22 @@ a temporary sibling directory that is renamed into place only when all of it,
 and the verification when asked, succeeded. `verify` runs the export and the
 unmerged reference (the base with the adapter applied by peft, in fp32) on
 chat-templated prompts and compares their logits within what the export's
-dtype can represent (posttrain/export_verify.py).
+dtype can represent (posttrain/export/verify.py).
 """
 
 from __future__ import annotations
 
 import datetime
-import json
 import logging
 import os
 import tempfile
 import uuid
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
 from posttrain.errors import PosttrainError
-from posttrain.export_verify import (  # noqa: F401
+from posttrain.export import card as export_card
+from posttrain.export.verify import (  # noqa: F401
     TOLERANCE,
     VerifyError,
     VerifyResult,
@@ -33,131 +32,13 @@ from posttrain.export_verify import (  # noqa: F401
     run_verify,
     verify,
 )
+from posttrain.models.lineage import Lineage, lineage, load, own_dtype  # noqa: F401 (export's API)
+from posttrain.runs.layout import run_of  # noqa: F401
 from posttrain.runs.ownership import remove_tree
 
 log = logging.getLogger("posttrain")
 
 DTYPE_NAMES = ("bf16", "fp16", "fp32")
-
-
-@dataclass
-class Lineage:
-    """What an export is made of: a base, the LoRA adapters merged into it in order, and the tokenizer to keep."""
-
-    base: str
-    adapters: list[str] = field(default_factory=list)
-
-    @property
-    def source(self) -> str:
-        return self.adapters[-1] if self.adapters else self.base
-
-    @property
-    def tokenizer_dir(self) -> str:
-        # a LoRA stage saves the tokenizer it trained with beside its adapter
-        return next((a for a in reversed(self.adapters) if (Path(a) / "tokenizer_config.json").exists()), self.base)
-
-
-def lineage(model: str, adapter: str | None = None) -> Lineage:
-    """The base and adapters behind `model` (+ `adapter`); every input is checked before anything loads."""
-    if adapter is not None and not (Path(adapter) / "adapter_config.json").is_file():
-        raise PosttrainError(f"{adapter}: no adapter_config.json; expected a LoRA adapter directory "
-                             "(what peft's save_pretrained writes)")
-    found = _lineage(model, [])
-    return Lineage(found.base, found.adapters + [_checked_adapter(adapter)]) if adapter else found
-
-
-def _lineage(path: str, seen: list[str]) -> Lineage:
-    _check_model_dir(path)
-    if not (Path(path) / "adapter_config.json").is_file():
-        return Lineage(path)
-    if path in seen:
-        raise PosttrainError(f"{path}: its adapters name each other as base: {' -> '.join(seen + [path])}")
-    # a LoRA stage started from an earlier LoRA stage names the first base only; the run's manifest knows the chain
-    parent = _run_input(path)
-    if parent is None or not (Path(parent) / "adapter_config.json").is_file():
-        from posttrain.evaluation.generation import adapter_base
-
-        parent = adapter_base(path)
-    found = _lineage(parent, seen + [path])
-    return Lineage(found.base, found.adapters + [_checked_adapter(path)])
-
-
-def _check_model_dir(path: str) -> None:
-    root = Path(path)
-    if not root.exists():
-        if "/" in path and not path.startswith((".", "/", "~")):
-            return  # a hub id: transformers says whether it can be loaded
-        raise PosttrainError(f"{path}: no such model directory")
-    if not (root / "config.json").is_file() and not (root / "adapter_config.json").is_file():
-        raise PosttrainError(f"{path}: neither a model directory (no config.json) nor a LoRA adapter directory "
-                             "(no adapter_config.json)")
-    config = root / "config.json"
-    if config.is_file():
-        architectures = json.loads(config.read_text(encoding="utf-8")).get("architectures") or []
-        if architectures and not any(a.endswith("ForCausalLM") for a in architectures):
-            raise PosttrainError(f"{config}: architectures {', '.join(architectures)}; export writes causal "
-                                 "language models (a reward model stays a directory for `posttrain score`)")
-
-
-def _checked_adapter(path: str) -> str:
-    config = json.loads((Path(path) / "adapter_config.json").read_text(encoding="utf-8"))
-    if config.get("task_type") not in (None, "CAUSAL_LM"):
-        raise PosttrainError(f"{path}/adapter_config.json: task_type {config['task_type']}; export merges "
-                             "CAUSAL_LM adapters only")
-    return path
-
-
-def run_of(path: str) -> tuple[Path, str, dict] | None:
-    """(run directory, stage, manifest) when `path` is a posttrain run's `<run>/<stage>/model`."""
-    from posttrain.runs.manifest import read_manifest
-
-    path = Path(path)
-    if path.name != "model" or not (path.parent.parent / "manifest.json").is_file():
-        return None
-    manifest = read_manifest(path.parent.parent) or {}
-    stage = path.parent.name
-    return (path.parent.parent, stage, manifest) if stage in manifest.get("stages", {}) else None
-
-
-def _run_input(path: str) -> str | None:
-    run = run_of(path)
-    return run[2]["stages"][run[1]].get("input_model") if run else None
-
-
-def own_dtype(base: str) -> str:
-    """The dtype the base model's config records (fp32 when it records none)."""
-    import torch
-    from transformers import AutoConfig
-
-    try:
-        value = AutoConfig.from_pretrained(base).dtype
-    except (OSError, ValueError) as e:
-        raise PosttrainError(f"{base}: cannot read the model's config: {e}") from None
-    if isinstance(value, str):
-        value = getattr(torch, value, None)
-    return {torch.bfloat16: "bf16", torch.float16: "fp16"}.get(value, "fp32")
-
-
-def load(found: Lineage, dtype: str = "fp32", *, merge_last: bool = True, trust_remote_code: bool = False):
-    """The base with its adapters merged in order; with merge_last=False the last one stays a peft adapter."""
-    from peft import PeftModel
-    from transformers import AutoModelForCausalLM
-
-    from posttrain.models.loading import DTYPES
-
-    try:
-        model = AutoModelForCausalLM.from_pretrained(found.base, dtype=DTYPES[dtype],
-                                                     trust_remote_code=trust_remote_code)
-    except (OSError, ValueError) as e:
-        raise PosttrainError(f"{found.base}: cannot load the base model: {e}") from None
-    for i, adapter in enumerate(found.adapters):
-        model = PeftModel.from_pretrained(model, adapter)
-        if merge_last or i < len(found.adapters) - 1:
-            try:
-                model = model.merge_and_unload(safe_merge=True)  # a NaN in the adapter fails here, not in serving
-            except ValueError as e:
-                raise PosttrainError(f"{adapter}: merging the adapter failed: {e}") from None
-    return model.eval()
 
 
 def export(model: str, adapter: str | None = None, *, out: str | Path, dtype: str | None = None,
@@ -169,7 +50,6 @@ def export(model: str, adapter: str | None = None, *, out: str | Path, dtype: st
     `exclude_stage` leaves that stage (the export stage itself, inside a pipeline) out of the card's stage table.
     Returns what was done: dtype, lineage and, when verified, the verification figures.
     """
-    from posttrain import export_card
     from posttrain.models.loading import DTYPES, load_tokenizer
 
     if dtype is not None and dtype not in DTYPE_NAMES:

@@ -1,4 +1,4 @@
-"""posttrain/export_verify.py: a faithful export passes, one changed tensor, a NaN or a left-out adapter fails
+"""posttrain/export/verify.py: a faithful export passes, one changed tensor, a NaN or a left-out adapter fails
 with the largest difference printed; prompts come built in, from a .txt or from a data file."""
 
 from __future__ import annotations
@@ -9,9 +9,9 @@ import pytest
 
 from posttrain.errors import PosttrainError
 from posttrain.export import export
-from posttrain.export_verify import DEFAULT_PROMPTS, TOLERANCE, VerifyError, VerifyResult, read_prompts, verify
+from posttrain.export.verify import DEFAULT_PROMPTS, TOLERANCE, VerifyError, VerifyResult, read_prompts, verify
 from tests.conftest import make_chats, write_jsonl
-from tests.test_export import make_adapter
+from tests.export.test_export import make_adapter
 
 
 @pytest.fixture(scope="module")

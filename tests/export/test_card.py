@@ -1,4 +1,4 @@
-"""posttrain/export_card.py: the model card's front matter and facts, and what it says of the run a model came
+"""posttrain/export/card.py: the model card's front matter and facts, and what it says of the run a model came
 from (stages, data, metrics, evaluation), written from a run directory made by hand: no model runs."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ import yaml
 
 from posttrain.data.sources import Source, content_fingerprint
 from posttrain.export import Lineage
-from posttrain.export_card import lineage_stages, model_card
+from posttrain.export.card import lineage_stages, model_card
 
 SUMMARY = {"dtype": "bf16", "exported": "2025-01-02T03:04:05+00:00", "verify": None}
 CHECK = {"max_abs_diff": 0.05, "tolerance": 0.8, "scale": 3.2, "dtype": "bf16", "prompts": 3, "positions": 150,

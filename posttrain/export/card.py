@@ -18,11 +18,11 @@ from pathlib import Path
 import yaml
 
 from posttrain.errors import PosttrainError
+from posttrain.export.verify import TOLERANCE
+from posttrain.runs.layout import run_of
 
 
 def model_card(summary: dict, found, exclude_stage: str | None = None) -> str:
-    from posttrain.export import TOLERANCE, run_of
-
     meta = {"library_name": "transformers", "pipeline_tag": "text-generation",
             "tags": ["posttrain"] + (["lora", "merged"] if found.adapters else [])}
     if _hub_id(found.base):

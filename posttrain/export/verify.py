@@ -15,6 +15,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from posttrain.errors import PosttrainError
+from posttrain.models.lineage import lineage, load
 
 # Largest |logit difference| allowed, as a fraction of the reference's largest |logit|: rounding errors are
 # relative, so the scale is the logits' own. Measured (docs/export.md): Qwen2-shaped models of 2-24 layers with a
@@ -93,8 +94,6 @@ def read_prompts(path: str | None) -> list[list[dict]]:
 def verify(exported_dir: str | Path, model: str, adapter: str | None = None, *, prompts: str | None = None,
            trust_remote_code: bool = False) -> VerifyResult:
     """Compare the export's logits with the unmerged reference's; VerifyError when beyond the dtype's tolerance."""
-    from posttrain.export import lineage
-
     if not (Path(exported_dir) / "config.json").is_file():
         raise PosttrainError(f"{exported_dir}: no config.json; not an exported model directory")
     result = run_verify(Path(exported_dir), lineage(model, adapter), read_prompts(prompts),
@@ -109,7 +108,6 @@ def run_verify(exported: Path, found, prompts: list[list[dict]], *, trust_remote
     import torch
     from transformers import AutoModelForCausalLM
 
-    from posttrain.export import load
     from posttrain.models.loading import load_tokenizer
 
     tokenizer = load_tokenizer(str(exported), trust_remote_code=trust_remote_code)
