@@ -105,8 +105,8 @@ def talkative_model(tmp_path_factory, tiny_model):
 
 @pytest.fixture(scope="module")
 def engine(talkative_model):
-    """posttrain.inference's engine on the talkative model: what chat and serve generate with."""
-    from posttrain.inference import Engine
+    """posttrain.serving.inference's engine on the talkative model: what chat and serve generate with."""
+    from posttrain.serving.inference import Engine
 
     engine = Engine.load(str(talkative_model))
     yield engine

@@ -18,7 +18,6 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable
 
-from posttrain.models.lineage import adapter_base  # noqa: F401 (where callers found it)
 from posttrain.errors import ConfigError, PosttrainError
 
 

@@ -50,7 +50,7 @@ def export(model: str, adapter: str | None = None, *, out: str | Path, dtype: st
     `exclude_stage` leaves that stage (the export stage itself, inside a pipeline) out of the card's stage table.
     Returns what was done: dtype, lineage and, when verified, the verification figures.
     """
-    from posttrain.models.loading import DTYPES, load_tokenizer
+    from posttrain.models.loading import load_tokenizer, resolve_dtype
 
     if dtype is not None and dtype not in DTYPE_NAMES:
         raise PosttrainError(f"dtype: expected one of {', '.join(DTYPE_NAMES)}, got {dtype!r}")
@@ -64,7 +64,7 @@ def export(model: str, adapter: str | None = None, *, out: str | Path, dtype: st
     say(f"loading {found.base}" + "".join(f" + {a}" for a in found.adapters) + f" (export dtype {target})")
     # merged at fp32 and rounded once, unless the model stays in its own dtype (no rounding beyond peft's merge)
     merged = load(found, target if target == kept else "fp32", trust_remote_code=trust_remote_code)
-    merged = merged.to(DTYPES[target])
+    merged = merged.to(resolve_dtype(target))
     _stop_at_end_of_turn(merged, tokenizer)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.export-", dir=out.parent))

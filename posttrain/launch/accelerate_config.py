@@ -80,9 +80,9 @@ def threads_per_process(launch, cuda: bool) -> int:
 def environment(launch, cuda: bool, parent_pid: int) -> dict[str, str]:
     env = dict(os.environ)
     env["POSTTRAIN_PARENT_PID"] = str(parent_pid)  # the workers end themselves if `posttrain run` dies
-    from posttrain.launch.worker import _start_time
+    from posttrain.launch.process import start_time
 
-    started = _start_time(parent_pid)
+    started = start_time(parent_pid)
     if started:
         env["POSTTRAIN_PARENT_START"] = started
     env.setdefault("TOKENIZERS_PARALLELISM", "false")

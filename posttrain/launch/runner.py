@@ -12,7 +12,6 @@ notice on their own (worker.py), so no orphan keeps training.
 
 from __future__ import annotations
 
-import ctypes
 import json
 import os
 import signal
@@ -21,7 +20,9 @@ import tempfile
 from pathlib import Path
 
 from posttrain.errors import PosttrainError
-from posttrain.launch import accelerate_config, engines
+from posttrain.launch import accelerate_config
+from posttrain.launch.process import die_with_parent
+from posttrain.training import engines
 
 
 class LaunchError(PosttrainError):
@@ -88,7 +89,7 @@ def _prepare(ctx) -> None:
 
 
 def _wait(argv: list[str], env: dict[str, str]) -> int:
-    process = subprocess.Popen(argv, env=env, start_new_session=True, preexec_fn=_die_with_parent)
+    process = subprocess.Popen(argv, env=env, start_new_session=True, preexec_fn=die_with_parent)
     try:
         return process.wait()
     except BaseException:
@@ -108,11 +109,3 @@ def _stop(process: subprocess.Popen, grace: float = 30.0) -> None:
             return
         except subprocess.TimeoutExpired:
             continue
-
-
-def _die_with_parent() -> None:
-    """In the child, before exec: SIGTERM when the parent dies (Linux; elsewhere the workers' watch suffices)."""
-    try:
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        pass

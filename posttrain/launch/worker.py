@@ -20,6 +20,8 @@ import os
 import sys
 import threading
 import time
+
+from posttrain.launch.process import start_time
 from pathlib import Path
 
 EXIT_USER_ERROR = 2
@@ -82,29 +84,16 @@ def _watch_parent(interval: float = 1.0) -> None:
         return
     # the parent's start time as the parent read it, so a parent already gone (or its pid reused) when this
     # worker starts is told apart too
-    started = os.environ.get("POSTTRAIN_PARENT_START") or _start_time(pid)
+    started = os.environ.get("POSTTRAIN_PARENT_START") or start_time(pid)
 
     def watch():
         while True:
             time.sleep(interval)
-            if _start_time(pid) != started:
+            if start_time(pid) != started:
                 print(f"posttrain.launch.worker: posttrain run (pid {pid}) is gone; stopping", file=sys.stderr)
                 os._exit(1)
 
     threading.Thread(target=watch, name="posttrain-parent-watch", daemon=True).start()
-
-
-def _start_time(pid: int) -> str | None:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        try:
-            os.kill(pid, 0)
-        except (ProcessLookupError, PermissionError):
-            return None
-        return "alive"  # no /proc (macOS): the pid answers; reuse cannot be told apart there
-    fields = stat.rsplit(")", 1)[1].split()
-    return None if fields[0] == "Z" else fields[19]  # field 22 of stat: start time since boot
 
 
 if __name__ == "__main__":

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from posttrain.errors import PosttrainError
-from posttrain.models.loading import DTYPES, load_tokenizer
+from posttrain.models.loading import load_tokenizer, resolve_dtype
 from posttrain.runs.layout import run_input
 
 
@@ -111,7 +111,7 @@ def load(found: Lineage, dtype: str = "fp32", *, merge_last: bool = True, trust_
     from transformers import AutoModelForCausalLM
 
     try:
-        model = AutoModelForCausalLM.from_pretrained(found.base, dtype=DTYPES[dtype],
+        model = AutoModelForCausalLM.from_pretrained(found.base, dtype=resolve_dtype(dtype),
                                                      trust_remote_code=trust_remote_code)
     except (OSError, ValueError) as e:
         raise PosttrainError(f"{found.base}: cannot load the base model: {e}") from None

@@ -11,22 +11,23 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-import torch
-
 from posttrain import machine as gpu  # what the machine can do, and what each GPU-only option needs, is in posttrain/machine.py
 from posttrain.errors import ConfigError, PosttrainError
 from posttrain.models.templates import TEMPLATE_TOKENS, get_template
 
 log = logging.getLogger(__name__)
 
-DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
+DTYPE_NAMES = {"bf16": "bfloat16", "fp16": "float16", "fp32": "float32"}  # torch's names for ours
 
 
-def resolve_dtype(name: str = "auto") -> torch.dtype:
+def resolve_dtype(name: str = "auto"):
+    """The torch dtype for bf16, fp16, fp32 or auto (bf16 on a GPU that computes in it, else fp16; fp32 on a CPU)."""
+    import torch  # here: importing posttrain's modules loads no torch until a model is touched
+
     if name != "auto":
-        if name not in DTYPES:
+        if name not in DTYPE_NAMES:
             raise ConfigError(f"dtype: expected auto, bf16, fp16 or fp32, got {name!r}")
-        return DTYPES[name]
+        return getattr(torch, DTYPE_NAMES[name])
     if gpu.cuda():
         return torch.bfloat16 if gpu.bf16_native() else torch.float16
     return torch.float32
@@ -83,6 +84,8 @@ def load_model(
     task: str = "causal_lm",
 ):
     """A model for training or generation; `quantize_4bit` is QLoRA's base (CUDA + bitsandbytes only)."""
+    import torch
+
     import transformers
 
     auto = {

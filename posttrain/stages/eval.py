@@ -162,7 +162,7 @@ def run(ctx: StageContext) -> dict:
     from posttrain.data.sources import resolve_sources
     from posttrain.evaluation import evaluate
     from posttrain.evaluation.compare import compare_models, figures
-    from posttrain.evaluation.generation import adapter_base
+    from posttrain.models.lineage import adapter_base
     from posttrain.evaluation.metrics import parse as metric_names
     from posttrain.models.loading import is_adapter_dir
 

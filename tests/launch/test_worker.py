@@ -67,7 +67,7 @@ def test_a_worker_stops_when_its_posttrain_run_is_gone():
 
 
 def test_a_worker_whose_posttrain_run_is_gone_before_it_starts_stops_too():
-    from posttrain.launch.worker import _start_time
+    from posttrain.launch.process import start_time as _start_time
 
     parent = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
     started = _start_time(parent.pid)

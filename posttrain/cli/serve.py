@@ -8,9 +8,9 @@ from typing import Optional
 import typer
 from rich.console import Console
 
-from posttrain.cli_chat import MODEL_HELP
-from posttrain.cli_common import user_errors
-from posttrain.openai_protocol import DEFAULT_MAX_REQUEST_BYTES, DEFAULT_MAX_TOKENS_LIMIT
+from posttrain.cli.chat import MODEL_HELP
+from posttrain.cli.common import user_errors
+from posttrain.serving.openai_protocol import DEFAULT_MAX_REQUEST_BYTES, DEFAULT_MAX_TOKENS_LIMIT
 
 LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
 
@@ -35,8 +35,8 @@ def serve_command(
 ):
     """Serve a model over HTTP with OpenAI's API (GET /v1/models, POST /v1/chat/completions, streaming too), one
     generation at a time; for throughput use `vllm serve` on the exported model."""
-    from posttrain.inference import Engine
-    from posttrain.serve import serve
+    from posttrain.serving.inference import Engine
+    from posttrain.serving.server import serve
 
     err = Console(stderr=True, highlight=False, soft_wrap=True)
     engine = Engine.load(str(model), None if adapter is None else str(adapter), template=template, dtype=dtype)

@@ -1,4 +1,4 @@
-"""The `posttrain` command (posttrain/cli.py): init-model, run, train, status; bad input is exit 2 and one message."""
+"""The `posttrain` command (posttrain/cli/commands.py): init-model, run, train, status; bad input is exit 2 and one message."""
 
 from __future__ import annotations
 

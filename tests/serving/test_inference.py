@@ -1,4 +1,4 @@
-"""posttrain/inference.py: streamed answers equal batch generation, stop strings, cancelling, one generation at a
+"""posttrain/serving/inference.py: streamed answers equal batch generation, stop strings, cancelling, one generation at a
 time, errors reach the reader and the worker goes on."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ import threading
 import pytest
 
 from posttrain.evaluation.generation import GenerationSettings, generate
-from posttrain.inference import ContextLengthError, StopText
+from posttrain.serving.inference import ContextLengthError, StopText
 
 GREEDY = GenerationSettings(max_new_tokens=16, batch_size=1)
 

@@ -1,4 +1,4 @@
-"""`posttrain serve` (posttrain/cli_serve.py): options reach the server; a missing model exits 2 before listening."""
+"""`posttrain serve` (posttrain/cli/serve.py): options reach the server; a missing model exits 2 before listening."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ runner = CliRunner()
 
 def test_the_options_reach_the_server(tiny_model, monkeypatch):
     served = {}
-    monkeypatch.setattr("posttrain.serve.serve", lambda engine, name, **options: served.update(name=name, **options))
+    monkeypatch.setattr("posttrain.serving.server.serve", lambda engine, name, **options: served.update(name=name, **options))
     result = runner.invoke(app, ["serve", "--model", str(tiny_model), "--port", "8123", "--max-tokens-limit", "64",
                                  "--max-request-bytes", "5000"])
     assert result.exit_code == 0, result.output
@@ -24,6 +24,6 @@ def test_the_options_reach_the_server(tiny_model, monkeypatch):
 
 
 def test_a_missing_model_exits_2(tmp_path, monkeypatch):
-    monkeypatch.setattr("posttrain.serve.serve", lambda *a, **k: (_ for _ in ()).throw(AssertionError("served")))
+    monkeypatch.setattr("posttrain.serving.server.serve", lambda *a, **k: (_ for _ in ()).throw(AssertionError("served")))
     result = runner.invoke(app, ["serve", "--model", str(tmp_path / "none")])
     assert result.exit_code == 2 and "cannot load" in result.stderr

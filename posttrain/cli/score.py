@@ -8,7 +8,7 @@ from typing import Optional
 import typer
 from rich.console import Console
 
-from posttrain.cli_common import user_errors
+from posttrain.cli.common import user_errors
 
 
 @user_errors

@@ -1,4 +1,4 @@
-"""`posttrain report RUN_DIR` (posttrain/cli_report.py): the report rebuilt from a run directory, or exit 2."""
+"""`posttrain report RUN_DIR` (posttrain/cli/report.py): the report rebuilt from a run directory, or exit 2."""
 
 from __future__ import annotations
 

@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from posttrain.cli_common import user_errors
+from posttrain.cli.common import user_errors
 
 MODEL_HELP = ("A model directory (or a LoRA stage's adapter directory, loaded on the base it names), or a hub id "
               "when online.")
@@ -29,9 +29,9 @@ def chat_command(
 ):
     """Chat with a model in the terminal: answers stream as generated, the history is kept; /reset, /system TEXT,
     /exit. From a pipe, each line is a turn and each answer one printed block."""
-    from posttrain.chat import chat
+    from posttrain.serving.chat import chat
     from posttrain.evaluation.generation import GenerationSettings
-    from posttrain.inference import Engine
+    from posttrain.serving.inference import Engine
 
     settings = GenerationSettings(max_new_tokens=max_new_tokens, batch_size=1, temperature=temperature,
                                   top_p=top_p, seed=seed)

@@ -13,7 +13,7 @@ from typing import Optional
 import typer
 from rich.console import Console
 
-from posttrain.cli_common import user_errors
+from posttrain.cli.common import user_errors
 from posttrain.evaluation.report import DEFAULT_EXAMPLES
 
 

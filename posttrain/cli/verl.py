@@ -9,7 +9,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from posttrain.cli_common import user_errors
+from posttrain.cli.common import user_errors
 
 verl_app = typer.Typer(help="Prepare a GRPO stage for VERL on a Ray cluster.", no_args_is_help=True)
 

@@ -13,7 +13,7 @@ from typing import List, Optional
 import typer
 from rich.console import Console
 
-from posttrain.cli_common import user_errors
+from posttrain.cli.common import user_errors
 from posttrain.errors import PosttrainError
 
 data_app = typer.Typer(help="Convert, split and check data files.", no_args_is_help=True)

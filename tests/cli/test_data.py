@@ -6,7 +6,7 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from posttrain.cli_data import data_app
+from posttrain.cli.data import data_app
 from posttrain.data.formats import FORMATS
 from posttrain.data.io import read_rows
 

@@ -1,4 +1,4 @@
-"""`posttrain eval` (posttrain/cli_eval.py): a metrics table and two files, or exit 2 and nothing written."""
+"""`posttrain eval` (posttrain/cli/eval.py): a metrics table and two files, or exit 2 and nothing written."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from posttrain.cli import app
 from tests.conftest import make_chats, write_jsonl
 
 runner = CliRunner()
-PAIRWISE = Path(__file__).resolve().parent.parent / "examples" / "data" / "judges" / "rm_gallery_pairwise.jsonl"
+PAIRWISE = Path(__file__).resolve().parents[2] / "examples" / "data" / "judges" / "rm_gallery_pairwise.jsonl"
 
 
 def _flat(text: str) -> str:

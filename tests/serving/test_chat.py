@@ -1,4 +1,4 @@
-"""posttrain/chat.py and `posttrain chat`: piped turns answered as greedy generation answers the same history,
+"""posttrain/serving/chat.py and `posttrain chat`: piped turns answered as greedy generation answers the same history,
 /reset, /system, /exit and end of input; a terminal session ends cleanly on Ctrl-D."""
 
 from __future__ import annotations
@@ -7,10 +7,10 @@ import io
 
 from typer.testing import CliRunner
 
-from posttrain.chat import chat
+from posttrain.serving.chat import chat
 from posttrain.cli import app
 from posttrain.evaluation.generation import GenerationSettings, generate
-from posttrain.inference import Engine
+from posttrain.serving.inference import Engine
 
 runner = CliRunner()
 GREEDY = GenerationSettings(max_new_tokens=10, batch_size=1)

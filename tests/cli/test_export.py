@@ -1,4 +1,4 @@
-"""`posttrain export` (posttrain/cli_export.py): status on stderr, the directory on stdout; exit 2 for bad input
+"""`posttrain export` (posttrain/cli/export.py): status on stderr, the directory on stdout; exit 2 for bad input
 and 3 for a failed verification, with nothing written."""
 
 from __future__ import annotations

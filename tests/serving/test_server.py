@@ -1,4 +1,4 @@
-"""posttrain/serve.py: the real server (uvicorn on 127.0.0.1, a free port) answering an OpenAI client as greedy
+"""posttrain/serving/server.py: the real server (uvicorn on 127.0.0.1, a free port) answering an OpenAI client as greedy
 generation would, streaming or not; bad requests get OpenAI-shaped 4xx errors and the server goes on; concurrent
 requests are queued one generation at a time; a client gone mid-answer frees the queue."""
 
@@ -17,7 +17,7 @@ import pytest
 import uvicorn
 
 from posttrain.evaluation.generation import GenerationSettings, generate
-from posttrain.serve import create_app
+from posttrain.serving.server import create_app
 
 NAME = "tiny-talk"
 LIMIT = 4000

@@ -23,8 +23,8 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect
 
-from posttrain.inference import ContextLengthError, Engine, PromptError
-from posttrain.openai_protocol import (DEFAULT_MAX_REQUEST_BYTES, DEFAULT_MAX_TOKENS_LIMIT, ApiError, ChatRequest,
+from posttrain.serving.inference import ContextLengthError, Engine, PromptError
+from posttrain.serving.openai_protocol import (DEFAULT_MAX_REQUEST_BYTES, DEFAULT_MAX_TOKENS_LIMIT, ApiError, ChatRequest,
                                        chunk, completion, completion_id, model_card, model_list, parse_chat_request,
                                        usage)
 

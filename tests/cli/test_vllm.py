@@ -1,4 +1,4 @@
-"""`posttrain vllm-serve` (posttrain/cli_vllm.py): options mapped onto TRL's server command, the machine checked
+"""`posttrain vllm-serve` (posttrain/cli/vllm.py): options mapped onto TRL's server command, the machine checked
 before anything starts, a LoRA adapter merged first. Nothing here starts vLLM: the process is a stand-in."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from posttrain import cli_vllm
+from posttrain.serving import vllm as vllm_server
 from posttrain import machine as gpu
 from posttrain.cli import app
 from tests.export.test_export import make_adapter
@@ -26,7 +26,7 @@ def no_process(monkeypatch):
     """Fail the test if anything is started."""
     def refuse(*args, **kwargs):
         raise AssertionError(f"started a process: {args}")
-    monkeypatch.setattr(cli_vllm.subprocess, "Popen", refuse)
+    monkeypatch.setattr(vllm_server.subprocess, "Popen", refuse)
 
 
 @pytest.fixture
@@ -37,7 +37,7 @@ def gpu_machine(monkeypatch):
 
 
 def test_options_map_onto_trls_server_command():
-    command = cli_vllm.server_command("models/m", host="0.0.0.0", port=8011, tensor_parallel_size=2,
+    command = vllm_server.server_command("models/m", host="0.0.0.0", port=8011, tensor_parallel_size=2,
                                       gpu_memory_utilization=0.8, max_model_len=2048)
     assert command[:4] == [sys.executable, "-m", "vllm.entrypoints.cli.main", "serve"]
     options = dict(zip(command[5::2], command[6::2]))
@@ -48,7 +48,7 @@ def test_options_map_onto_trls_server_command():
         "--max-model-len": "2048"}
     # what TRL's trainers need of the server: weights pushed over NCCL, logprobs after temperature
     assert '{"backend": "nccl"}' in command and "processed_logprobs" in command
-    defaults = cli_vllm.server_command("m")
+    defaults = vllm_server.server_command("m")
     assert defaults[defaults.index("--host") + 1] == "127.0.0.1" and defaults[defaults.index("--port") + 1] == "8000"
     assert "--max-model-len" not in defaults and "--trust-remote-code" not in defaults
 
@@ -124,7 +124,7 @@ def test_an_adapter_is_merged_before_the_server_starts_and_removed_after(tiny_mo
         def wait(self):
             return 0
 
-    monkeypatch.setattr(cli_vllm.subprocess, "Popen", Server)
+    monkeypatch.setattr(vllm_server.subprocess, "Popen", Server)
     result = _invoke("--model", adapter, "--port", 8123)
     assert result.exit_code == 0, result.output
     (command, env, config, weights, still_adapter), = started
@@ -141,5 +141,5 @@ def test_the_server_exit_status_is_the_commands(tiny_model, gpu_machine, monkeyp
         def wait(self):
             return 3
 
-    monkeypatch.setattr(cli_vllm.subprocess, "Popen", Server)
+    monkeypatch.setattr(vllm_server.subprocess, "Popen", Server)
     assert _invoke("--model", tiny_model).exit_code == 3

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Iterator, TextIO
 
 from posttrain.evaluation.generation import GenerationSettings
-from posttrain.inference import Engine, PromptError
+from posttrain.serving.inference import Engine, PromptError
 
 HELP = "commands: /reset (clear the history), /system TEXT (set the system prompt and reset), /exit (or Ctrl-D)"
 PROMPT = ">>> "

@@ -1,10 +1,10 @@
-"""posttrain/openai_protocol.py: what a chat-completions request may hold, and the error each bad field gets."""
+"""posttrain/serving/openai_protocol.py: what a chat-completions request may hold, and the error each bad field gets."""
 
 from __future__ import annotations
 
 import pytest
 
-from posttrain.openai_protocol import ApiError, parse_chat_request
+from posttrain.serving.openai_protocol import ApiError, parse_chat_request
 
 MESSAGES = [{"role": "user", "content": "hi"}]
 

@@ -8,7 +8,7 @@ from typing import Optional
 import typer
 from rich.console import Console
 
-from posttrain.cli_common import fail, user_errors
+from posttrain.cli.common import fail, user_errors
 
 
 @user_errors

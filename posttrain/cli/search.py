@@ -8,7 +8,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from posttrain.cli_common import user_errors
+from posttrain.cli.common import user_errors
 
 search_app = typer.Typer(help="Build and query the offline PubMed-style study-search index, or query live PubMed.",
                          no_args_is_help=True)

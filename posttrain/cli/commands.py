@@ -11,18 +11,18 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from posttrain.cli_common import user_errors
-from posttrain.cli_data import data_app
-from posttrain.cli_rewards import rewards_app
-from posttrain.cli_search import search_app
-from posttrain.cli_verl import verl_app
-from posttrain.cli_score import score as score_command
-from posttrain.cli_eval import eval_command
-from posttrain.cli_report import report_command
-from posttrain.cli_export import export_command
-from posttrain.cli_chat import chat_command
-from posttrain.cli_serve import serve_command
-from posttrain.cli_vllm import vllm_serve_command
+from posttrain.cli.common import user_errors
+from posttrain.cli.data import data_app
+from posttrain.cli.rewards import rewards_app
+from posttrain.cli.search import search_app
+from posttrain.cli.verl import verl_app
+from posttrain.cli.score import score as score_command
+from posttrain.cli.eval import eval_command
+from posttrain.cli.report import report_command
+from posttrain.cli.export import export_command
+from posttrain.cli.chat import chat_command
+from posttrain.cli.serve import serve_command
+from posttrain.cli.vllm import vllm_serve_command
 
 app = typer.Typer(
     help="posttrain: post-train an open language model (data, SFT, reward models, GRPO, evaluation, export) "

@@ -9,7 +9,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from posttrain.cli_common import user_errors
+from posttrain.cli.common import user_errors
 
 
 @user_errors
