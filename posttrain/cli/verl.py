@@ -32,7 +32,7 @@ def prepare(
     force: bool = typer.Option(False, "--force", help="Replace the files of an earlier prepare in --out."),
 ):
     """Write VERL parquet splits and a run_verl.sh that trains the stage with `verl.trainer.main_ppo`."""
-    from posttrain.verl import prepare as run_prepare
+    from posttrain.integrations.verl import prepare as run_prepare
 
     result = run_prepare(config, stage, out, overrides=[*(overrides or []), *(set_ or [])], val_size=val_size,
                          test_size=test_size, gpus=gpus, nodes=nodes, max_prompt_length=max_prompt_length,

@@ -1,4 +1,4 @@
-"""The VERL bridge (posttrain/verl.py): parquet splits VERL reads, a launch script mapped from the stage's GRPOConfig,
+"""The VERL bridge (posttrain/integrations/verl/): parquet splits VERL reads, a launch script mapped from the stage's GRPOConfig,
 and posttrain's compute_score, loaded by path as VERL loads it, scoring every prepared row."""
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from typer.testing import CliRunner
 import posttrain.rewards.adapters as adapters
 from posttrain.cli import app
 from posttrain.errors import PosttrainError
-from posttrain.verl import prepare
+from posttrain.integrations.verl import prepare
 from tests.conftest import write_jsonl
 
 runner = CliRunner()
@@ -376,7 +376,7 @@ def test_cli_refuses_a_non_empty_out_dir_without_force(tmp_path):
 def test_a_fresh_worker_scores_the_clinical_study_search_split_through_the_script_env(tmp_path, monkeypatch):
     """The clinical recipe's study-search stage as VERL runs it: a new process with the script's exports,
     adapters.py loaded by path, every prepared row scored; a reviewer's query finds the relevant trials."""
-    root = Path(__file__).resolve().parent.parent
+    root = Path(__file__).resolve().parents[2]
     monkeypatch.chdir(root)
     out = tmp_path / "verl"
     prepare("recipes/clinical_trials/pipeline.yaml", "grpo_study_search", out, max_prompt_length=512,
