@@ -5,12 +5,45 @@ from __future__ import annotations
 import textwrap
 from pathlib import Path
 
-from tests.import_order import cycles, problems, read_imports, read_order
+import shutil
+
+from tests.import_order import cycles, modules, problems, read_imports, read_order
 
 ROOT = Path(__file__).resolve().parents[1]
-# Laziness that keeps `import posttrain` and `posttrain --help` fast: the package face loads the pipeline
-# only when run() is called.
-LAZY_ALLOWED = frozenset({"posttrain"})
+PACKAGE = ROOT / "posttrain"
+ORDER_DOCUMENT = ROOT / "docs" / "architecture.md"
+
+
+def lazy_allowed(package: Path) -> frozenset[str]:
+    """Where posttrain's own modules may be imported inside functions (docs/architecture.md says why): the
+    package face, whose run() loads the pipeline when called, and the CLI's commands, which load what they run
+    when they run, so that `posttrain --help` loads no training stack."""
+    name = package.name
+    return frozenset(m for m in modules(package) if m == name or m.startswith(f"{name}.cli"))
+
+
+def test_posttrain_keeps_the_order_its_architecture_document_writes_down():
+    assert problems(PACKAGE, read_order(ORDER_DOCUMENT), lazy_allowed(PACKAGE)) == []
+
+
+def test_an_upward_import_added_to_posttrain_fails_the_check(tmp_path):
+    copy = tmp_path / "posttrain"
+    shutil.copytree(PACKAGE, copy, ignore=shutil.ignore_patterns("__pycache__"))
+    with open(copy / "data" / "io.py", "a") as f:  # data reading the pipeline: far up the order
+        f.write("\n\ndef _late():\n    from posttrain.pipeline import run\n    return run\n")
+    found = problems(copy, read_order(ORDER_DOCUMENT), lazy_allowed(copy))
+    line = len((copy / "data" / "io.py").read_text().splitlines()) - 1
+    assert f"{copy / 'data' / 'io.py'}:{line}: posttrain.data.io imports posttrain.pipeline, up the order " \
+           "(posttrain.data -> posttrain.pipeline)" in found
+    assert any(p.startswith("import cycle among") and "posttrain.data.io" in p for p in found)
+    assert f"{copy / 'data' / 'io.py'}:{line}: posttrain.data.io imports posttrain.pipeline inside a function; " \
+           "imports of the package go at the top" in found
+
+
+def test_no_module_of_posttrain_is_over_400_lines():
+    long = {str(path.relative_to(ROOT)): n for path in PACKAGE.rglob("*.py")
+            if (n := len(path.read_text().splitlines())) > 400}
+    assert long == {}
 
 
 def _package(tmp_path: Path, files: dict[str, str]) -> Path:

@@ -18,9 +18,11 @@ from typing import Callable, Iterator
 
 import numpy as np
 
+from posttrain.data.chat import tokenize_conversation
 from posttrain.data.formats import data_files, detect_format, get_format
 from posttrain.data.io import read_rows
 from posttrain.errors import DataError, PosttrainError, RecordError
+from posttrain.models.loading import load_tokenizer
 
 DEFAULT_MAX_LENGTH = 1024
 
@@ -193,15 +195,11 @@ def check(
 
 
 def _load_tokenizer(model: str, template: str | None):
-    from posttrain.models.loading import load_tokenizer
-
     return load_tokenizer(str(model), template=template)
 
 
 def _token_length(tokenizer, record: dict) -> tuple[int, int | None]:
     """Token count of the record and the position of its first assistant (loss) token."""
-    from posttrain.data.chat import tokenize_conversation
-
     out = tokenize_conversation(tokenizer, record["messages"], assistant_only=True)
     first = next((i for i, label in enumerate(out["labels"]) if label != -100), None)
     return len(out["input_ids"]), first

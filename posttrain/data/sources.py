@@ -15,6 +15,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
+from posttrain.data import dataset_info
+from posttrain.data.formats import load_conversations
+
 
 @dataclass
 class Source:
@@ -34,8 +37,6 @@ def resolve_sources(specs) -> list[Source]:
     out = []
     for spec in specs:
         if spec.dataset is not None:
-            from posttrain.data import dataset_info
-
             for entry in dataset_info.resolve(spec.dataset_dir, spec.dataset):
                 out.append(Source(str(entry.path), entry.format, entry.columns, entry.tags,
                                   entry.split or spec.split, spec.max_samples))
@@ -45,8 +46,6 @@ def resolve_sources(specs) -> list[Source]:
 
 
 def iter_conversations(sources: list[Source]) -> Iterator[tuple[Source, int, dict]]:
-    from posttrain.data.formats import load_conversations
-
     for source in sources:
         rows = load_conversations(source.path, source.format, columns=source.columns, tags=source.tags,
                                   split=source.split)

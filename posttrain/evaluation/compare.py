@@ -15,6 +15,9 @@ it names each model whose 95 % interval does not lie above them.
 
 from __future__ import annotations
 
+from posttrain.evaluation.metrics import resampling_figures
+from posttrain.evaluation.uncertainty import compare
+
 # judge_metrics' figures of the data (counts, the majority baseline) are no column: they say what the data is,
 # not how good a model is
 from posttrain.rewards.judges import DATA_FIGURES
@@ -112,9 +115,6 @@ def compare_models(pairs: list[tuple[str, str, str]], rows: dict[str, list[dict]
                    seed: int | None) -> list[dict]:
     """Each (model, against, relation) pair compared figure by figure on the same examples: B − A, its paired
     bootstrap interval, the permutation p-value, and whether it is better (or worse) by more than the noise."""
-    from posttrain.evaluation.metrics import resampling_figures
-    from posttrain.evaluation.uncertainty import compare
-
     figures_of = {label: resampling_figures(names, rows[label]) for label in {m for pair in pairs for m in pair[:2]}}
     found = []
     for model, against, relation in pairs:

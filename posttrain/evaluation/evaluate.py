@@ -21,9 +21,10 @@ from pathlib import Path
 from posttrain.data.io import write_json, write_records
 from posttrain.data.sources import Source
 from posttrain.evaluation import metrics as metric_lib
+from posttrain.evaluation import reward_models, vllm_generation
 from posttrain.evaluation.examples import Example, load_examples
-from posttrain.evaluation.results import EvalResult, with_intervals
 from posttrain.evaluation.generation import GenerationSettings, generate, load, tokenizer_for
+from posttrain.evaluation.results import EvalResult, with_intervals
 
 
 def evaluate(model: str, sources: list[Source], metrics: str | list[str], out_dir=None, *,
@@ -37,8 +38,6 @@ def evaluate(model: str, sources: list[Source], metrics: str | list[str], out_di
     With `settings.num_samples` k above 1, each prompt is answered k times: each figure is then the mean over
     the k answers (mean@k), and each reward also gets pass@1 and pass@k (an answer passes above
     `pass_threshold`)."""
-    from posttrain.evaluation import reward_models, vllm_generation
-
     settings = settings or GenerationSettings()
     names = metric_lib.parse(metrics)
     if names == [reward_models.METRIC]:  # a reward model scores pairs; nothing is generated

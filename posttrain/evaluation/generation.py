@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Callable
 
 from posttrain.errors import ConfigError, PosttrainError
+from posttrain.models.loading import is_adapter_dir, load_model, load_tokenizer
 
 
 @dataclass(frozen=True)
@@ -60,8 +61,6 @@ def load(model: str, adapter: str | None = None, *, template: str | None = None,
     or a base model with a LoRA adapter on top, merged for speed."""
     import torch
 
-    from posttrain.models.loading import load_model
-
     tokenizer = tokenizer_for(model, adapter, template=template, trust_remote_code=trust_remote_code)
     network = load_model(str(model), dtype=dtype, trust_remote_code=trust_remote_code,
                          attn_implementation=attn_implementation)
@@ -78,8 +77,6 @@ def load(model: str, adapter: str | None = None, *, template: str | None = None,
 def tokenizer_for(model: str, adapter: str | None = None, *, template: str | None = None,
                   trust_remote_code: bool = False):
     """The tokenizer that goes with `model` (plus `adapter`), left-padded for batched generation."""
-    from posttrain.models.loading import is_adapter_dir, load_tokenizer
-
     if adapter is not None and not is_adapter_dir(adapter):
         raise PosttrainError(f"{adapter}: no adapter_config.json; expected a LoRA adapter directory (peft)")
     # a LoRA stage saves its tokenizer beside the adapter; it is the one the adapter was trained with

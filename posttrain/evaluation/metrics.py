@@ -23,8 +23,12 @@ from __future__ import annotations
 
 from typing import Callable
 
+from posttrain import rewards
 from posttrain.errors import ConfigError, DataError, PosttrainError, closest
 from posttrain.evaluation.examples import Example, require_references
+from posttrain.evaluation.uncertainty import Figure, figure_of, pass_at_k
+from posttrain.rewards.adapters import reward_for_source
+from posttrain.rewards.judges import DATA_FIGURES, json_scores, judge_metrics, parse_preference, parse_score
 
 RM_ACCURACY = "rm_accuracy"  # a reward model scoring preference pairs: evaluation/reward_models.py
 NAMES = ("bleu", "rouge", "exact_match", "judge", RM_ACCURACY)
@@ -34,8 +38,6 @@ ROUGE_KEYS = ("rouge1", "rouge2", "rougeL")
 
 
 def valid_names() -> str:
-    from posttrain import rewards
-
     return (f"{', '.join(NAMES)}, reward:NAME (NAME one of {', '.join(rewards.names())}, "
             "or module:function, or path/to/file.py:function)")
 
@@ -63,8 +65,6 @@ def parse(spec: str | list[str]) -> list[str]:
 def check(name: str) -> None:
     """Raise ConfigError when `name` is no metric (or its reward or library is missing)."""
     if name.startswith("reward:"):
-        from posttrain import rewards
-
         reward = name.removeprefix("reward:")
         try:
             rewards.get(reward)
@@ -143,8 +143,6 @@ def _exact_match(name, examples, outputs):
 
 def _reward(name, examples, outputs):
     """The reward as GRPO calls it; a dict result also keeps its other numeric keys as `reward:NAME.key`."""
-    from posttrain import rewards
-
     reward = name.removeprefix("reward:")
     function = rewards.get(reward)
     tasks = [_task(example) for example in examples]
@@ -167,8 +165,6 @@ def _reward(name, examples, outputs):
 
 def _task(example: Example) -> str | None:
     """The reward a record's data_source names (`study_search_test` -> `study_search`), or None."""
-    from posttrain.rewards.adapters import reward_for_source
-
     if example.data_source is None:
         return None
     try:
@@ -178,8 +174,6 @@ def _task(example: Example) -> str | None:
 
 
 def _judge(name, examples, outputs):
-    from posttrain.rewards.judges import json_scores, judge_metrics, parse_preference, parse_score
-
     records = [{"data_source": e.data_source, "ground_truth": e.ground_truth, "extra_info": e.extra_info,
                 "output": o} for e, o in zip(examples, outputs)]
     per = []
@@ -202,14 +196,10 @@ SCORERS: dict[str, Callable] = {"bleu": _bleu, "rouge": _rouge, "exact_match": _
 def resampling_figures(names: list[str], rows: list[dict]) -> dict:
     """Each figure of `score`'s summary (flattened as compare.figures names them) as a function of the examples,
     for its bootstrap interval and paired comparisons (evaluation/uncertainty.py); `rows` as predictions.jsonl."""
-    from posttrain.evaluation.uncertainty import Figure, figure_of
-
     found: dict = {}
     if "bleu" in names:
         found["bleu"] = Figure(units=[(r["output"], r["reference"]) for r in rows], compute=_corpus_bleu)
     if "judge" in names:
-        from posttrain.rewards.judges import DATA_FIGURES, judge_metrics
-
         records = [{key: row.get(key) for key in ("data_source", "ground_truth", "extra_info", "output")}
                    for row in rows]
         for key, value in judge_metrics(records).items():
@@ -232,8 +222,6 @@ def over_samples(samples: list[dict], names: list[str], pass_threshold: float = 
     """One example's scores over its k sampled answers: each score's mean over them (mean@k), and for each
     reward and exact_match the unbiased pass@1 and pass@k (an answer passes when it scores above the
     threshold)."""
-    from posttrain.evaluation.uncertainty import pass_at_k
-
     k = len(samples)
     scores = mean_figures(samples)
     for name in names:

@@ -25,8 +25,9 @@ import yaml
 from posttrain.data.io import atomic_path
 from posttrain.errors import PosttrainError
 from posttrain.evaluation import report_html as html
-from posttrain.runs.manifest import read_manifest
+from posttrain.evaluation.compare import figures
 from posttrain.runs.layout import model_label
+from posttrain.runs.manifest import read_manifest
 
 DEFAULT_EXAMPLES = 8
 REPORT = "report.html"
@@ -123,8 +124,6 @@ def _stage(run_dir: Path, name: str, manifest: dict, current: dict) -> dict:
 
 def _partial(stage_dir: Path, declared: dict) -> dict:
     """An eval stage that stopped part way: the figures of the models it finished."""
-    from posttrain.evaluation.compare import figures
-
     found = {}
     for label in (model_label(str(ref)) for ref in declared.get("models") or []):
         document = _read_json(stage_dir / label / "metrics.json")

@@ -17,17 +17,17 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+from posttrain.data.formats import load_records
+from posttrain.data.io import write_json, write_records
 from posttrain.errors import PosttrainError
+from posttrain.evaluation.examples import source_format
 from posttrain.evaluation.metrics import RM_ACCURACY as METRIC
 from posttrain.evaluation.results import EvalResult, with_intervals
+from posttrain.scoring import load_scorer, model_kind
+
 
 def evaluate_reward_model(model: str, adapter: str | None, sources, out_dir=None, *, limit: int | None = None,
                           batch_size: int = 8):
-    from posttrain.data.formats import load_records
-    from posttrain.data.io import write_json, write_records
-    from posttrain.evaluation.examples import source_format
-    from posttrain.scoring import load_scorer, model_kind
-
     scored = adapter if adapter is not None else model  # a LoRA reward model is its adapter directory
     rows, formats = [], []
     for source in sources:  # read (and check) every pair, as the data spec says, before the model loads

@@ -17,16 +17,16 @@ from __future__ import annotations
 import shutil
 import time
 
-from posttrain.models.lineage import merged_copy
+from posttrain import machine as gpu
 from posttrain.errors import ConfigError
 from posttrain.evaluation.generation import GenerationSettings, encode, end_of_turn_ids
+from posttrain.models.lineage import merged_copy
+from posttrain.models.loading import is_adapter_dir
 
 BACKENDS = ("auto", "hf", "vllm")
 
 
 def available() -> bool:
-    from posttrain import machine as gpu
-
     return gpu.installed("vllm") and gpu.cuda()
 
 
@@ -72,8 +72,6 @@ def generate(model: str, adapter: str | None, tokenizer, prompts: list[list[dict
     `timing`, when given, receives `generation_seconds`: the generation alone, without the merge and the engine's
     start, as the HF path times it without loading the model."""
     from vllm import LLM
-
-    from posttrain.models.loading import is_adapter_dir
 
     merged_dir, llm = None, None
     try:

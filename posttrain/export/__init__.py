@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Callable
 
 from posttrain.errors import PosttrainError
+from posttrain.evaluation.generation import end_of_turn_ids
 from posttrain.export import card as export_card
 from posttrain.export.verify import (  # noqa: F401
     TOLERANCE,
@@ -33,6 +34,7 @@ from posttrain.export.verify import (  # noqa: F401
     verify,
 )
 from posttrain.models.lineage import Lineage, lineage, load, own_dtype  # noqa: F401 (export's API)
+from posttrain.models.loading import is_model_dir, load_tokenizer, resolve_dtype
 from posttrain.runs.layout import run_of  # noqa: F401
 from posttrain.runs.ownership import remove_tree
 
@@ -50,8 +52,6 @@ def export(model: str, adapter: str | None = None, *, out: str | Path, dtype: st
     `exclude_stage` leaves that stage (the export stage itself, inside a pipeline) out of the card's stage table.
     Returns what was done: dtype, lineage and, when verified, the verification figures.
     """
-    from posttrain.models.loading import load_tokenizer, resolve_dtype
-
     if dtype is not None and dtype not in DTYPE_NAMES:
         raise PosttrainError(f"dtype: expected one of {', '.join(DTYPE_NAMES)}, got {dtype!r}")
     out = Path(out)
@@ -104,7 +104,6 @@ def _check_out(out: Path, sources, force: bool) -> None:
     if out.is_dir() and any(out.iterdir()):
         if not force:
             raise PosttrainError(f"{out}: not empty; pass --force to replace it")
-        from posttrain.models.loading import is_model_dir
 
         if not is_model_dir(out):  # --out ~ --force must not delete a home directory
             raise PosttrainError(f"{out}: not a model directory (no config.json or adapter_config.json); --force "
@@ -131,8 +130,6 @@ def _move_into_place(tmp: Path, out: Path) -> None:
 
 def _stop_at_end_of_turn(model, tokenizer) -> None:
     """Servers stop at generation_config's eos; the chat template ends a turn with the tokenizer's."""
-    from posttrain.evaluation.generation import end_of_turn_ids
-
     config = model.generation_config
     ids = end_of_turn_ids(config.eos_token_id, tokenizer)
     if ids:

@@ -17,7 +17,10 @@ from pathlib import Path
 
 import yaml
 
+from posttrain.config.schema import DataSpec
+from posttrain.data.sources import content_fingerprint, resolve_sources
 from posttrain.errors import PosttrainError
+from posttrain.evaluation.compare import markdown_table
 from posttrain.export.verify import TOLERANCE
 from posttrain.runs.layout import run_of
 
@@ -97,9 +100,6 @@ def lineage_stages(run_dir: Path, stage: str, stages: dict) -> list[str]:
 
 
 def _data_rows(run_dir: Path, name: str) -> list[str]:
-    from posttrain.config.schema import DataSpec
-    from posttrain.data.sources import content_fingerprint, resolve_sources
-
     config = run_dir / name / "config.yaml"
     if not config.is_file():
         return []
@@ -122,8 +122,6 @@ def _data_rows(run_dir: Path, name: str) -> list[str]:
 
 
 def _eval_table(stage_dir: Path) -> str | None:
-    from posttrain.evaluation.compare import markdown_table
-
     path = stage_dir / "metrics.json"
     if not path.is_file():
         return None

@@ -14,8 +14,11 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from posttrain.data.sources import Source
 from posttrain.errors import PosttrainError
+from posttrain.evaluation.examples import load_examples
 from posttrain.models.lineage import lineage, load
+from posttrain.models.loading import load_tokenizer
 
 # Largest |logit difference| allowed, as a fraction of the reference's largest |logit|: rounding errors are
 # relative, so the scale is the logits' own. Measured (docs/export.md): Qwen2-shaped models of 2-24 layers with a
@@ -85,8 +88,6 @@ def read_prompts(path: str | None) -> list[list[dict]]:
         if not lines:
             raise PosttrainError(f"{path}: no prompts (expected one user message a line)")
         return [[{"role": "user", "content": line}] for line in lines[:8]]
-    from posttrain.data.sources import Source
-    from posttrain.evaluation.examples import load_examples
 
     return [example.prompt for example in load_examples([Source(str(file))], limit=8)[0]]
 
@@ -107,8 +108,6 @@ def run_verify(exported: Path, found, prompts: list[list[dict]], *, trust_remote
     """`verify` on a lineage (posttrain.export.Lineage) already checked, with its prompts already read."""
     import torch
     from transformers import AutoModelForCausalLM
-
-    from posttrain.models.loading import load_tokenizer
 
     tokenizer = load_tokenizer(str(exported), trust_remote_code=trust_remote_code)
     inputs = [tokenizer.apply_chat_template(p, add_generation_prompt=True, tokenize=False) for p in prompts]

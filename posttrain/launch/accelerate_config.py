@@ -20,6 +20,8 @@ from pathlib import Path
 
 import yaml
 
+from posttrain.launch.process import start_time
+
 DEFAULT_PORT = 29500  # torchrun's; every node must name the same port, so a multi-node run cannot pick a free one
 
 
@@ -80,7 +82,6 @@ def threads_per_process(launch, cuda: bool) -> int:
 def environment(launch, cuda: bool, parent_pid: int) -> dict[str, str]:
     env = dict(os.environ)
     env["POSTTRAIN_PARENT_PID"] = str(parent_pid)  # the workers end themselves if `posttrain run` dies
-    from posttrain.launch.process import start_time
 
     started = start_time(parent_pid)
     if started:

@@ -22,6 +22,7 @@ from pathlib import Path
 from posttrain.errors import PosttrainError
 from posttrain.launch import accelerate_config
 from posttrain.launch.process import die_with_parent
+from posttrain.rewards.search.index import corpus_index
 from posttrain.training import engines
 
 
@@ -82,8 +83,6 @@ def _prepare(ctx) -> None:
     """What every rank would otherwise race to make: a GRPO stage's search index over its corpus."""
     corpus = getattr(ctx.stage, "search_corpus", None)
     if corpus and not getattr(ctx.stage, "search_index", None):
-        from posttrain.rewards.search.index import corpus_index
-
         Path(ctx.stage_dir).mkdir(parents=True, exist_ok=True)
         corpus_index(corpus, ctx.stage_dir)
 

@@ -20,9 +20,12 @@ import os
 import sys
 import threading
 import time
-
-from posttrain.launch.process import start_time
 from pathlib import Path
+
+from posttrain import stages
+from posttrain.config.load import from_dict
+from posttrain.errors import PosttrainError
+from posttrain.launch.process import start_time
 
 EXIT_USER_ERROR = 2
 
@@ -36,7 +39,6 @@ def main(argv: list[str] | None = None) -> int:
     payload = json.loads((folder / "payload.json").read_text(encoding="utf-8"))
     _watch_parent()
     rank = int(os.environ.get("RANK", "0"))
-    from posttrain.errors import PosttrainError
 
     try:
         metrics = run(payload)
@@ -52,9 +54,6 @@ def main(argv: list[str] | None = None) -> int:
 
 def run(payload: dict) -> dict:
     from accelerate import PartialState
-
-    from posttrain import stages
-    from posttrain.config.load import from_dict
 
     config = from_dict(payload["pipeline"])
     stage = config.stage(payload["stage"])

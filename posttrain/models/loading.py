@@ -8,10 +8,13 @@ applies, and how LoRA / QLoRA are attached, so stages do not each re-decide.
 
 from __future__ import annotations
 
+import functools
 import logging
 from pathlib import Path
 
-from posttrain import machine as gpu  # what the machine can do, and what each GPU-only option needs, is in posttrain/machine.py
+from posttrain import (
+    machine as gpu,  # what the machine can do, and what each GPU-only option needs, is in posttrain/machine.py
+)
 from posttrain.errors import ConfigError, PosttrainError
 from posttrain.models.templates import TEMPLATE_TOKENS, get_template
 
@@ -85,7 +88,6 @@ def load_model(
 ):
     """A model for training or generation; `quantize_4bit` is QLoRA's base (CUDA + bitsandbytes only)."""
     import torch
-
     import transformers
 
     auto = {
@@ -166,3 +168,16 @@ def is_adapter_dir(path: str | Path) -> bool:
 def is_model_dir(path: str | Path) -> bool:
     """A transformers model or a peft adapter: what `--force` and init-model may replace."""
     return (Path(path) / "config.json").is_file() or is_adapter_dir(path)
+
+
+def no_grad(function):
+    """torch.no_grad() as a decorator that imports torch when the function first runs, not when it is defined."""
+
+    @functools.wraps(function)
+    def without_gradients(*args, **kwargs):
+        import torch
+
+        with torch.no_grad():
+            return function(*args, **kwargs)
+
+    return without_gradients

@@ -14,7 +14,10 @@ import tempfile
 from pathlib import Path
 from typing import Iterable, Iterator
 
+from posttrain.data.io import read_rows
 from posttrain.errors import PosttrainError
+from posttrain.models.loading import is_model_dir
+from posttrain.models.templates import CHATML
 from posttrain.runs.ownership import remove_tree
 
 SIZES = {
@@ -36,8 +39,6 @@ SPECIAL_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
 
 def corpus_texts(paths: Iterable[str | Path]) -> Iterator[str]:
     """Every string in the given files: .txt lines, or string values inside json/jsonl/parquet records."""
-    from posttrain.data.io import read_rows
-
     for path in paths:
         path = Path(path)
         if path.suffix.lower() in (".txt", ".md"):
@@ -63,8 +64,6 @@ def _strings(value) -> Iterator[str]:
 def train_tokenizer(texts: Iterable[str], vocab_size: int):
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
-
-    from posttrain.models.templates import CHATML
 
     bpe = Tokenizer(models.BPE())
     bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
@@ -100,8 +99,6 @@ def model_config(size: str, tokenizer):
 
 def _check_replaceable(out: Path) -> None:
     """init-model replaces a model directory (an earlier tiny model) and nothing else: not `.`, not a home."""
-    from posttrain.models.loading import is_model_dir  # torch: only once a model is built
-
     if out.is_symlink():
         raise PosttrainError(f"{out}: a symbolic link to {os.path.realpath(out)}; name that directory itself")
     if out.exists() and not (out.is_dir() and (is_model_dir(out) or not any(out.iterdir()))):

@@ -17,8 +17,19 @@ from pathlib import Path
 
 from posttrain import stages as stage_table
 from posttrain.config import load_config, reward_names
+from posttrain.data.check import check
+from posttrain.data.formats import get_format
+from posttrain.data.sources import resolve_sources
 from posttrain.errors import PosttrainError
+from posttrain.evaluation.examples import RECORD_TYPES, load_examples, source_format
+from posttrain.evaluation.metrics import RM_ACCURACY as METRIC
+from posttrain.evaluation.metrics import check_examples
 from posttrain.launch import launched
+from posttrain.models.loading import load_tokenizer
+from posttrain.rewards.search import ncbi
+from posttrain.rewards.search.index import SearchIndex
+from posttrain.scoring import model_kind
+from posttrain.stages.eval import unknown_models
 from posttrain.training import requirements
 
 
@@ -86,14 +97,6 @@ def validate(source, overrides=()) -> ValidationReport:
 def _check_eval(stage, config, template, report) -> None:
     """An eval stage's models (base, earlier stages, model directories) and its data: each record, and what each
     metric needs of it (a reference text, a judge prompt)."""
-    from posttrain.data.check import check
-    from posttrain.data.formats import get_format
-    from posttrain.data.sources import resolve_sources
-    from posttrain.evaluation.examples import RECORD_TYPES, load_examples, source_format
-    from posttrain.evaluation.metrics import check_examples
-    from posttrain.evaluation.metrics import RM_ACCURACY as METRIC
-    from posttrain.stages.eval import unknown_models
-
     where = f"stages.{stage.name}"
     report.problems += unknown_models(stage, config)
     named = {"base"} | {s.name for s in config.stages}
@@ -137,7 +140,6 @@ def _check_model(path: str, template, trust_remote_code, report, where) -> bool:
     if not (root / "config.json").exists() and not (root / "adapter_config.json").exists():
         report.problems.append(f"{where}: {path}: no config.json; expected a Hugging Face model directory")
         return False
-    from posttrain.models.loading import load_tokenizer
 
     try:
         load_tokenizer(path, template=template, trust_remote_code=trust_remote_code)
@@ -150,8 +152,6 @@ def _check_model(path: str, template, trust_remote_code, report, where) -> bool:
 
 def _check_reward_models(stage, config, earlier: set[str], report) -> None:
     """A `model:` reward names an earlier stage (its output, once trained) or a reward model directory."""
-    from posttrain.scoring import model_kind
-
     for i, reward in enumerate(stage.rewards):
         if not reward.model:
             continue
@@ -171,8 +171,6 @@ def _check_search(stage, report) -> None:
     """A study-search reward needs a backend: an index that opens, or live PubMed."""
     where = f"stages.{stage.name}"
     if stage.search_index:
-        from posttrain.rewards.search.index import SearchIndex
-
         try:
             count = SearchIndex(stage.search_index).db.execute("SELECT count(*) FROM docs").fetchone()[0]
             report.notes.append(f"{where}.search_index: {stage.search_index}: {count} documents")
@@ -185,8 +183,6 @@ def _check_search(stage, report) -> None:
         else:
             report.problems.append(f"{where}.search_corpus: {stage.search_corpus}: no such file")
     if (stage.search_backend or os.environ.get("POSTTRAIN_SEARCH_BACKEND")) == "ncbi":
-        from posttrain.rewards.search import ncbi
-
         rate = ncbi.RATE_WITH_KEY if os.environ.get("NCBI_API_KEY") else ncbi.RATE_WITHOUT_KEY
         report.notes.append(f"{where}.search_backend: live PubMed, at most {rate:g} requests/s "
                             f"({ncbi.RATE_WITH_KEY:g} with NCBI_API_KEY set in the environment)")
@@ -199,9 +195,6 @@ def _check_search(stage, report) -> None:
 
 
 def _check_data(stage, field_name, spec, tokenizer_dir, template, max_length, report) -> None:
-    from posttrain.data.check import check
-    from posttrain.data.sources import resolve_sources
-
     where = f"stages.{stage.name}.{field_name}"
     try:
         sources = resolve_sources(spec)

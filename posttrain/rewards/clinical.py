@@ -17,8 +17,10 @@ from __future__ import annotations
 import json
 import math
 
-from posttrain.rewards.registry import register
 from posttrain.rewards.formatting import extract_answer, parse_number, response_part
+from posttrain.rewards.registry import register
+from posttrain.rewards.search import SearchUnavailable, search
+from posttrain.rewards.search.query import QueryError
 
 _TAGS = ("<think>", "</think>", "<answer>", "</answer>")
 BAD_FORMAT = -2.0
@@ -70,9 +72,6 @@ def sample_size_estimation(solution_str, ground_truth, extra_info=None) -> float
 
 
 def _study_search(solution_str, ground_truth, think: bool) -> float:
-    from posttrain.rewards.search import SearchUnavailable, search
-    from posttrain.rewards.search.query import QueryError
-
     if not isinstance(solution_str, str):
         return BAD_FORMAT
     text = response_part(solution_str)

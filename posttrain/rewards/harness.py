@@ -19,8 +19,12 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from posttrain.rewards.registry import get, names, score_value
+from posttrain.data.io import read_rows
+from posttrain.errors import DataError
+from posttrain.rewards import search
 from posttrain.rewards.adapters import compute_score, trl_reward
+from posttrain.rewards.registry import get, names, score_value
+from posttrain.rewards.search.index import build_index
 
 COMPLETIONS = {
     "empty": "",
@@ -102,9 +106,6 @@ def _probe(function, trl, source, completion, truth, name) -> Check:
 @contextlib.contextmanager
 def probe_index():
     """A three-document search index, so study-search probes reach a real query."""
-    from posttrain.rewards import search
-    from posttrain.rewards.search.index import build_index
-
     with tempfile.TemporaryDirectory() as folder:
         corpus = Path(folder) / "corpus.jsonl"
         corpus.write_text("".join(json.dumps({"pmid": str(i), "title": f"heart trial {i}", "abstract": "dose arm"})
@@ -119,9 +120,6 @@ def probe_index():
 
 
 def read_cases(path: str | Path) -> list[dict]:
-    from posttrain.data.io import read_rows
-    from posttrain.errors import DataError
-
     cases = []
     for line, row in read_rows(path):
         for field in ("completion", "expected"):

@@ -32,6 +32,7 @@ import math
 import re
 from collections import Counter
 
+from posttrain.data.formats.judges import SWAP
 from posttrain.rewards.registry import register
 
 _PREFERENCE_TAG = re.compile(r"<preference>(.*?)</preference>", re.DOTALL | re.IGNORECASE)
@@ -252,8 +253,6 @@ def judge_metrics(records) -> dict:
     result["majority_baseline"] = majority / count if count else 0.0
     pairs = [v for v in verdicts.values() if len(v) == 2]
     if verdicts:
-        from posttrain.data.formats.judges import SWAP
-
         same = sum(1 for v in pairs if v[False] != "unknown" and SWAP.get(v[False]) == v[True])
         result.update(pairs=len(pairs), position_consistency=same / len(pairs) if pairs else 0.0)
     if rewards:

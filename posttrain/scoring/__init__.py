@@ -14,6 +14,8 @@ import json
 from pathlib import Path
 
 from posttrain.errors import PosttrainError
+from posttrain.scoring.bradley_terry import BradleyTerryScorer
+from posttrain.scoring.process import ProcessScorer
 
 
 def model_kind(path: str | Path) -> str:
@@ -43,10 +45,7 @@ def load_scorer(path: str | Path, **kwargs):
     """The scorer for the reward model at `path`."""
     kind = model_kind(path)
     if kind == "process":
-        from posttrain.scoring.process import ProcessScorer
-
         return ProcessScorer(str(path), **kwargs)
-    from posttrain.scoring.bradley_terry import BradleyTerryScorer
 
     return BradleyTerryScorer(str(path), **kwargs)
 

@@ -12,9 +12,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import torch
-
 from posttrain.errors import PosttrainError
+from posttrain.models.loading import load_tokenizer, no_grad
 
 
 def encode(tokenizer, prompt: list[dict], response: list[dict] | str) -> list[int]:
@@ -28,8 +27,6 @@ def encode(tokenizer, prompt: list[dict], response: list[dict] | str) -> list[in
 def load_reward_model(path: str, dtype=None, template: str | None = None):
     """The sequence classifier and tokenizer at `path` (a merged LoRA adapter too), pad token set."""
     import transformers
-
-    from posttrain.models.loading import load_tokenizer
 
     root = Path(path)
     kwargs = {"num_labels": 1, **({"dtype": dtype} if dtype is not None else {})}
@@ -57,15 +54,19 @@ class BradleyTerryScorer:
     kind = "bradley_terry"
 
     def __init__(self, path: str, *, batch_size: int = 8, template: str | None = None, device: str | None = None):
+        import torch
+
         self.path = path
         self.model, self.tokenizer = load_reward_model(path, template=template)
         self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         self.model.to(self.device)
         self.batch_size = batch_size
 
-    @torch.no_grad()
+    @no_grad
     def score_ids(self, rows: list[list[int]]) -> list[float]:
         """One score per token-id row; rows are right-padded as TRL's reward collator pads them."""
+        import torch
+
         scores: list[float] = []
         pad = self.model.config.pad_token_id
         for start in range(0, len(rows), self.batch_size):

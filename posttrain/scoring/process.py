@@ -18,10 +18,8 @@ import json
 import math
 from pathlib import Path
 
-import torch
-
 from posttrain.errors import PosttrainError
-from posttrain.models.loading import is_adapter_dir, load_model, resolve_dtype
+from posttrain.models.loading import is_adapter_dir, load_model, load_tokenizer, no_grad, resolve_dtype
 
 MARKER = "posttrain_process_reward"  # the key in config.json that says how the model was trained
 MARKER_FILE = "process_reward.json"  # the same, beside a LoRA adapter (which has no config.json)
@@ -150,9 +148,9 @@ class ProcessScorer:
     kind = "process"
 
     def __init__(self, path: str, device: str | None = None, *, batch_size: int = 16, template: str | None = None):
+        import torch
         import transformers
 
-        from posttrain.models.loading import load_tokenizer
         root = Path(path)
         self.path = str(path)
         self.batch_size = batch_size
@@ -178,9 +176,11 @@ class ProcessScorer:
     def _messages(prompt) -> list[dict]:
         return [{"role": "user", "content": prompt}] if isinstance(prompt, str) else list(prompt)
 
-    @torch.no_grad()
+    @no_grad
     def step_probabilities_many(self, items: list[tuple]) -> list[list[float]]:
         """P(correct) per step for each (prompt, steps) pair, `batch_size` solutions per forward pass."""
+        import torch
+
         encoded = [encode_steps(self.tokenizer, self._messages(prompt), list(steps), self.step_separator)
                    if steps else None for prompt, steps in items]
         out: list[list[float]] = [[] for _ in items]

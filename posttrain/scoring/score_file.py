@@ -20,6 +20,8 @@ from posttrain.data.formats import detect_format, get_format, load_records
 from posttrain.data.io import read_rows, write_records
 from posttrain.data.records import validate_conversation
 from posttrain.errors import DataError, PosttrainError, RecordError
+from posttrain.scoring import load_scorer, model_kind
+from posttrain.scoring.process import aggregate_scores, split_steps, step_metrics
 
 
 @dataclass
@@ -93,9 +95,6 @@ def score_file(model: str, path, fmt: str | None = None, out=None, batch_size: i
     `step_separator` and `aggregate` apply to a process reward model scoring whole responses: where a
     response is cut into steps, and how its step scores make one score (min, mean or product).
     """
-    from posttrain.scoring import load_scorer, model_kind
-    from posttrain.scoring.process import aggregate_scores, split_steps
-
     records = list(items(path, fmt))  # read (and check) all of it before loading a model
     kind = model_kind(model)
     if kind == "process":
@@ -142,8 +141,6 @@ def score_file(model: str, path, fmt: str | None = None, out=None, batch_size: i
             result.pairs += 1
             result.correct += row["chosen_score"] > row["rejected_score"]
     if result.kind == "steps":
-        from posttrain.scoring.process import step_metrics
-
         labelled = [(row["step_scores"], record["labels"]) for (what, _, record), row in zip(records, rows)
                     if what == "steps"]
         result.metrics = step_metrics([ps for ps, _ in labelled], [labels for _, labels in labelled])

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from posttrain.errors import PosttrainError
+from posttrain.evaluation.generation import GenerationSettings
 
 if TYPE_CHECKING:  # the command line imports this module for its defaults; transformers can wait
     from posttrain.evaluation.generation import GenerationSettings
@@ -111,8 +112,6 @@ def _stop(value) -> tuple[str, ...]:
 
 def parse_chat_request(body, served_model: str, max_tokens_limit: int) -> ChatRequest:
     """The request as posttrain runs it, or an ApiError naming the first bad field."""
-    from posttrain.evaluation.generation import GenerationSettings
-
     if not isinstance(body, dict):
         raise ApiError(400, "the request body must be a JSON object", None, "invalid_type")
     model = body.get("model")

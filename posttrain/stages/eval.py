@@ -26,8 +26,17 @@ from posttrain.config.schema import (
     as_list,
     one_search_source,
 )
+from posttrain.data.sources import resolve_sources
 from posttrain.errors import ConfigError
+from posttrain.evaluation import evaluate, metrics
+from posttrain.evaluation.compare import compare_models, comparison_table, figures, markdown_table, stage_baselines
 from posttrain.evaluation.generation import GenerationSettings
+from posttrain.evaluation.metrics import parse as metric_names
+from posttrain.evaluation.report import write_after_eval
+from posttrain.models.lineage import adapter_base
+from posttrain.models.loading import is_adapter_dir
+from posttrain.rewards import search
+from posttrain.rewards.search.index import corpus_index
 from posttrain.runs.layout import model_label
 from posttrain.stages import StageContext
 from posttrain.training import requirements
@@ -72,8 +81,6 @@ class Config(StageConfig):
     @field_validator("metrics")
     @classmethod
     def _known_metrics(cls, names):
-        from posttrain.evaluation import metrics
-
         try:
             return metrics.parse(names)
         except ConfigError as e:
@@ -88,8 +95,6 @@ class Config(StageConfig):
             raise ValueError("an eval stage trains nothing and has no `trainer:`; its generation settings are "
                              "max_new_tokens, batch_size, temperature, top_p, do_sample, seed and num_samples")
         if self.num_samples > 1:
-            from posttrain.evaluation.generation import GenerationSettings
-
             try:  # the generation settings' own rule: k samples of greedy decoding are one answer k times
                 GenerationSettings(temperature=self.temperature, top_p=self.top_p, do_sample=self.do_sample,
                                    num_samples=self.num_samples)
@@ -159,13 +164,6 @@ def unknown_models(stage: Config, pipeline: PipelineConfig) -> list[str]:
 
 
 def run(ctx: StageContext) -> dict:
-    from posttrain.data.sources import resolve_sources
-    from posttrain.evaluation import evaluate
-    from posttrain.evaluation.compare import compare_models, figures
-    from posttrain.models.lineage import adapter_base
-    from posttrain.evaluation.metrics import parse as metric_names
-    from posttrain.models.loading import is_adapter_dir
-
     stage, pipeline = ctx.stage, ctx.pipeline
     problems = unknown_models(stage, pipeline)
     if problems:
@@ -191,7 +189,6 @@ def run(ctx: StageContext) -> dict:
     combined = {"metric_names": stage.metrics, "data": [str(s.path) for s in sources], "models": results,
                 "figures": table, "intervals": intervals,
                 "comparisons": compare_models(comparison_pairs(stage, pipeline), rows, names, settings.seed)}
-    from posttrain.evaluation.report import write_after_eval
 
     write_after_eval(ctx.stage_dir, combined)  # <stage>/report.html and the run's; a failure only warns
     return combined
@@ -219,13 +216,9 @@ def comparison_pairs(stage: Config, pipeline: PipelineConfig) -> list[tuple[str,
 def _configure_search(ctx: StageContext) -> None:
     """Study-search rewards query what the stage names, else what the environment names, as in a GRPO stage;
     never what an earlier stage of the same process configured."""
-    from posttrain.rewards import search
-
     stage = ctx.stage
     index = stage.search_index
     if stage.search_corpus:
-        from posttrain.rewards.search.index import corpus_index
-
         index = corpus_index(stage.search_corpus, ctx.stage_dir)
     search.configure(index=index, backend=stage.search_backend, cache=stage.search_cache)
 
@@ -233,12 +226,6 @@ def _configure_search(ctx: StageContext) -> None:
 def comparison(stage_dir: Path) -> str | None:
     """The Markdown tables of a finished eval stage, or None: the figures with their 95 % intervals (rows:
     models) and the baselines under them, then each model against its input stage and the base."""
-    from posttrain.evaluation.compare import (
-        comparison_table,
-        markdown_table,
-        stage_baselines,
-    )
-
     path = Path(stage_dir) / "metrics.json"
     if not path.exists():
         return None

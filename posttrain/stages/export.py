@@ -16,6 +16,7 @@ from pydantic import model_validator
 
 from posttrain.config.schema import StageConfig
 from posttrain.errors import PosttrainError
+from posttrain.export import export
 from posttrain.stages import StageContext
 
 TRAINS = False
@@ -48,8 +49,6 @@ def plan(stage, pipeline, output_dir=None) -> None:
 
 
 def run(ctx: StageContext) -> dict:
-    from posttrain.export import export
-
     stage, pipeline = ctx.stage, ctx.pipeline
     plan(stage, pipeline)
     # a previous attempt killed after its rename left a whole export; it is replaced, never half-reused

@@ -34,9 +34,20 @@ from pydantic import Field, field_validator
 from transformers import TrainingArguments
 
 from posttrain.config.schema import DataSpec, LoraSpec, TrainingStage, as_list
+from posttrain.data.formats import load_records
+from posttrain.data.sources import resolve_sources
+from posttrain.data.split import split_off
 from posttrain.errors import PosttrainError
-from posttrain.scoring.process import (LABELS, MARKER, MARKER_FILE, encode_steps, first_error,  # noqa: F401 (the format)
-                                       load_token_classifier, step_metrics)
+from posttrain.models.loading import load_tokenizer, lora_config, training_dtype
+from posttrain.scoring.process import (  # noqa: F401 (the format)
+    LABELS,
+    MARKER,
+    MARKER_FILE,
+    encode_steps,
+    first_error,
+    load_token_classifier,
+    step_metrics,
+)
 from posttrain.stages import StageContext
 from posttrain.training import requirements
 from posttrain.training.defaults import COMMON, apply_common, build_config
@@ -89,9 +100,6 @@ def plan(stage, pipeline, output_dir) -> Plan:
 
 
 def load_steps(specs) -> list[dict]:
-    from posttrain.data.formats import load_records
-    from posttrain.data.sources import resolve_sources
-
     records = []
     for source in resolve_sources(specs):
         rows = load_records(source.path, source.format, columns=source.columns, tags=source.tags,
@@ -155,9 +163,6 @@ class _SaveWithMarker:
 
 def run(ctx: StageContext) -> dict:
     from transformers import DataCollatorForTokenClassification, Trainer, set_seed
-
-    from posttrain.models.loading import load_tokenizer, lora_config, training_dtype
-    from posttrain.data.split import split_off
 
     stage, pipeline = ctx.stage, ctx.pipeline
     requirements.require(requirements.problems(stage, pipeline))

@@ -24,11 +24,19 @@ from trl import RewardConfig, RewardTrainer
 from posttrain.config.schema import DataSpec, LoraSpec, TrainingStage, as_list
 from posttrain.data.formats import load_records
 from posttrain.data.sources import resolve_sources
+from posttrain.data.split import split_off
 from posttrain.errors import PosttrainError
-from posttrain.models.loading import load_tokenizer, lora_config
+from posttrain.models.loading import (
+    _merged_adapter,
+    _missing_model,
+    is_adapter_dir,
+    load_tokenizer,
+    lora_config,
+    resolve_dtype,
+    training_dtype,
+)
 from posttrain.scoring.bradley_terry import encode
 from posttrain.stages import StageContext
-from posttrain.data.split import split_off
 from posttrain.training import requirements
 from posttrain.training.defaults import COMMON, apply_common, build_config
 from posttrain.training.finish import train_and_save
@@ -146,14 +154,6 @@ def load_classifier(path: str, pipeline):
     """The input model (a causal LM, a LoRA stage's adapter merged in) as a sequence classifier with one output:
     a new score head, which is what a reward model starts from."""
     import transformers
-
-    from posttrain.models.loading import (
-        _merged_adapter,
-        _missing_model,
-        is_adapter_dir,
-        resolve_dtype,
-        training_dtype,
-    )
 
     auto = transformers.AutoModelForSequenceClassification
     kwargs = {"dtype": resolve_dtype(training_dtype(pipeline.dtype)), "trust_remote_code": pipeline.trust_remote_code,

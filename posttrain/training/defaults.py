@@ -11,6 +11,7 @@ from posttrain import machine as gpu
 from posttrain.errors import PosttrainError
 from posttrain.models.loading import resolve_dtype, training_dtype
 from posttrain.runs.secrets import pickled_without_secrets
+from posttrain.training import engines
 from posttrain.training.finish import check_resume
 
 COMMON = {"report_to": "none", "save_total_limit": 2}  # trackers are opt-in; checkpoints are for resume
@@ -48,8 +49,6 @@ def apply_common(settings: dict, stage, pipeline, config_class, where: str):
 def _distributed(settings: dict, stage) -> None:
     """The stage's DeepSpeed/FSDP (a ConfigError where this machine lacks them, so `validate` lists it); gloo for
     CPU processes, which accelerate would otherwise hand to MPI where torch has it."""
-    from posttrain.training import engines
-
     if hasattr(stage, "deepspeed"):
         engines.apply(settings, stage)
     if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not torch.cuda.is_available():

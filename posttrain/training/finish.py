@@ -12,9 +12,11 @@ import json
 from pathlib import Path
 
 from posttrain.errors import PosttrainError
+from posttrain.models.loading import is_adapter_dir
 from posttrain.runs.ownership import remove_tree
 from posttrain.training.checkpoints import latest_checkpoint
 from posttrain.training.logs import plot_loss
+
 
 def _explicit(resume) -> bool:
     """A checkpoint path was named; otherwise (`auto`) the stage's newest whole checkpoint is used."""
@@ -67,8 +69,6 @@ def train_and_save(trainer, ctx, tokenizer, resume=None, evaluate: bool = False)
 def _name_input_adapter(saved: Path, input_model: str) -> None:
     """A LoRA stage trained on an earlier LoRA stage's merged output: peft names the first base, which lacks the
     earlier adapter; name the input adapter instead, so loading merges the chain in order."""
-    from posttrain.models.loading import is_adapter_dir
-
     config_path = saved / "adapter_config.json"
     if not (config_path.exists() and is_adapter_dir(input_model)):
         return

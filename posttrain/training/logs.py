@@ -10,12 +10,14 @@ for rates such as tokens/s).
 from __future__ import annotations
 
 import datetime
-import logging
 import json
+import logging
 import time
 from pathlib import Path
 
 from transformers import TrainerCallback
+
+from posttrain.data.io import atomic_path
 
 _RENAMES = {"learning_rate": "lr"}
 _SKIP = {"total_flos", "train_runtime", "train_samples_per_second", "train_steps_per_second"}
@@ -63,7 +65,6 @@ def truncate_log(path: Path, step: int) -> None:
     """On resume, drop lines past the checkpoint: the steps after it are run again."""
     if not path.exists():
         return
-    from posttrain.data.io import atomic_path
 
     keep = [line for line in read_log(path) if line.get("current_steps", 0) <= step]
     with atomic_path(path) as tmp:

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from types import SimpleNamespace
 
-from posttrain.data.records import validate_conversation
+from posttrain.data.records import validate_conversation, validate_rl_prompt
 from posttrain.errors import RecordError
 
 RECORD = "conversation"
@@ -96,8 +96,6 @@ def to_rl_prompt(row, columns=None, tags=None) -> dict:
     so a judge's answers (in GRPO, or generated for evaluation) are checked for JSON validity and score error.
     A row of a variant file (`instruction`, `output`, `metadata`; what `posttrain data variants` writes, its
     held-out `_eval.json` included) reads the same way."""
-    from posttrain.data.records import validate_rl_prompt
-
     metadata = metadata_of(row)
     variant = "conversations" not in row and "instruction" in row
     instruction, output = _variant_fields(row) if variant else instruction_output(row)

@@ -30,10 +30,14 @@ import shlex
 from pathlib import Path
 
 from posttrain.config import PipelineConfig, load_config
-from posttrain.errors import ConfigError, PosttrainError
+from posttrain.data.split import assignment
+from posttrain.errors import ConfigError, PosttrainError, closest
 from posttrain.integrations.verl.overrides import hydra_overrides
 from posttrain.integrations.verl.script import OUTPUTS, SPLITS, VERL_VERSION, script, write_files  # noqa: F401
+from posttrain.models.loading import load_tokenizer
+from posttrain.rewards.adapters import reward_for_source
 from posttrain.rewards.search.index import corpus_index
+from posttrain.stages import grpo
 
 DEFAULT_PROMPT_LENGTH = 2048  # the seed's max prompt length, when the prompts cannot be measured
 
@@ -55,8 +59,6 @@ class Prepared:
 def prepare(source, stage_name: str, out_dir, *, overrides=(), val_size: float = 0.1, test_size: float = 0.1,
             gpus: int = 1, nodes: int = 1, max_prompt_length: int | None = None, force: bool = False) -> Prepared:
     """Write OUT_DIR/{train,val,test}.parquet and OUT_DIR/run_verl.sh for a GRPO stage; see the module docstring."""
-    from posttrain.stages import grpo
-
     config = source if isinstance(source, PipelineConfig) else load_config(source, overrides)
     stage = _grpo_stage(config, stage_name)
     _check_sizes(val_size, test_size, gpus, nodes, max_prompt_length)
@@ -93,8 +95,6 @@ def _grpo_stage(config: PipelineConfig, name: str):
     listed = f"GRPO stages: {', '.join(grpo_names)}" if grpo_names else "the pipeline has no GRPO stage"
     stage = next((s for s in config.stages if s.name == name), None)
     if stage is None:
-        from posttrain.errors import closest
-
         raise ConfigError(f"--stage: no stage named {name!r}; {listed}{closest(name, grpo_names)}")
     if stage.type != "grpo":
         raise ConfigError(f"--stage: stage {name} has type {stage.type}; VERL takes a GRPO stage ({listed})")
@@ -170,8 +170,6 @@ def _local(path: str, notes: list[str]) -> tuple[str, Path | None]:
 
 
 def _split(records: list[dict], val_size: float, test_size: float, seed: int) -> dict[str, list[dict]]:
-    from posttrain.data.split import assignment
-
     split_of = assignment(len(records), (1 - val_size - test_size, val_size, test_size), seed)
     splits = {name: [r for r, k in zip(records, split_of) if k == i] for i, name in enumerate(SPLITS)}
     for name, size in (("train", 1 - val_size - test_size), ("val", val_size)):
@@ -183,8 +181,6 @@ def _split(records: list[dict], val_size: float, test_size: float, seed: int) ->
 
 def _reward_list(stage, weights, records: list[dict]) -> list[dict] | None:
     """The stage's rewards with the weights TRL uses, for extra_info; None when data_source names the same reward."""
-    from posttrain.rewards.adapters import reward_for_source
-
     weights = weights or [r.weight for r in stage.rewards]
     if len(weights) != len(stage.rewards):
         raise ConfigError(f"stages.{stage.name}.trainer.reward_weights: {len(weights)} weights for "
@@ -214,7 +210,6 @@ def _longest_prompt(records, tokenizer_dir, template, trust_remote_code, notes) 
         notes.append(f"no local tokenizer to measure the prompts with: data.max_prompt_length={DEFAULT_PROMPT_LENGTH} "
                      f"(pass --max-prompt-length, or override data.max_prompt_length)")
         return DEFAULT_PROMPT_LENGTH
-    from posttrain.models.loading import load_tokenizer
 
     tokenizer = load_tokenizer(str(tokenizer_dir), template=template, trust_remote_code=trust_remote_code)
     texts = [tokenizer.apply_chat_template(r["prompt"], add_generation_prompt=True, tokenize=False) for r in records]

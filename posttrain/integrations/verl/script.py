@@ -9,8 +9,13 @@ import tempfile
 from pathlib import Path
 
 from posttrain.config import PipelineConfig
-from posttrain.integrations.verl.overrides import hydra_value
+from posttrain.data.formats import get_format, writer
+from posttrain.data.io import write_records
 from posttrain.errors import PosttrainError
+from posttrain.integrations.verl.overrides import hydra_value
+from posttrain.rewards import adapters
+from posttrain.rewards.adapters import _SPLIT_SUFFIX, REWARDS_KEY
+from posttrain.rewards.search.index import corpus_index
 
 _NEW_REWARD_LAYOUT = ('import importlib.util, os, sys; s = importlib.util.find_spec("verl"); '
                       'sys.exit(0 if s and os.path.isfile(os.path.join(os.path.dirname(s.origin), "trainer", '
@@ -23,8 +28,6 @@ OUTPUTS = tuple(f"{split}.parquet" for split in SPLITS) + ("run_verl.sh",)
 
 
 def script(stage, config: PipelineConfig, overrides: list[str], out_dir: Path) -> str:
-    from posttrain.rewards import adapters
-
     reward_file = Path(adapters.__file__).resolve()
     lines = [
         "#!/usr/bin/env bash",
@@ -62,8 +65,6 @@ def script(stage, config: PipelineConfig, overrides: list[str], out_dir: Path) -
 
 def _search_env(stage, out_dir: Path) -> dict[str, str]:
     """The stage's study-search settings as the environment variables a reward worker reads (rewards/search)."""
-    from posttrain.rewards.search.index import corpus_index
-
     env = {}
     if stage.search_corpus:  # prepare indexes the corpus into out_dir once the data is written
         env["POSTTRAIN_SEARCH_INDEX"] = str(Path(corpus_index(stage.search_corpus, out_dir, build=False)).resolve())
@@ -79,10 +80,6 @@ def _search_env(stage, out_dir: Path) -> dict[str, str]:
 def write_files(out_dir: Path, splits: dict[str, list[dict]], rewards, script: str) -> dict[str, int]:
     """Every file into a scratch dir first, then renamed into place: a failure leaves nothing half-written."""
     import pyarrow as pa
-
-    from posttrain.data.formats import get_format, writer
-    from posttrain.data.io import write_records
-    from posttrain.rewards.adapters import _SPLIT_SUFFIX, REWARDS_KEY
 
     to_row = writer(get_format("verl"))
     created = not out_dir.exists()

@@ -25,6 +25,7 @@ import threading
 
 from posttrain.errors import ConfigError
 from posttrain.rewards.search.errors import SearchUnavailable  # noqa: F401 (where callers find it)
+from posttrain.rewards.search.index import SearchIndex
 from posttrain.rewards.search.ncbi import NCBISearch
 
 BACKENDS = ("index", "ncbi")
@@ -88,8 +89,6 @@ def _index():
                           "rate limit from 3 to 10 requests/s)")
     backend = getattr(_local, "backend", None)
     if backend is None or backend.path != index:
-        from posttrain.rewards.search.index import SearchIndex
-
         backend = _local.backend = SearchIndex(index)
     return backend
 

@@ -29,7 +29,7 @@ from posttrain.errors import ConfigError, PosttrainError
 from posttrain.rewards import harness, search
 from posttrain.rewards.clinical import study_search
 from posttrain.rewards.search import errors as search_errors
-from posttrain.rewards.search import ncbi
+from posttrain.rewards.search import ncbi, rate_limit
 from posttrain.rewards.search.ncbi import NCBISearch, NCBIUnavailable, RateLimiter, SharedRateLimiter
 from posttrain.rewards.search.query import QueryError
 
@@ -151,8 +151,8 @@ class Records(logging.Handler):
 def isolated(monkeypatch, tmp_path):
     previous = dict(search._configured)
     monkeypatch.setattr(ncbi, "DEFAULT_URL", DEAD_URL)
-    monkeypatch.setattr(ncbi, "_warned", set())
-    monkeypatch.setattr(ncbi, "_limiters", {})
+    monkeypatch.setattr(rate_limit, "_warned", set())
+    monkeypatch.setattr(rate_limit, "_limiters", {})
     for name in ("NCBI_API_KEY", "POSTTRAIN_NCBI_URL", "POSTTRAIN_SEARCH_BACKEND", "POSTTRAIN_SEARCH_INDEX",
                  "POSTTRAIN_SEARCH_CACHE"):
         monkeypatch.delenv(name, raising=False)
