@@ -94,7 +94,8 @@ def check(
     from posttrain import stages
     from posttrain.data.check import check as run
 
-    report = run(file, record_type=stages.reads(stage), reader=stage, fmt=fmt, model=model, max_length=max_length, other_splits=against,
+    report = run(file, record_type=stages.reads(stage), reader=stage, fmt=fmt, model=model, max_length=max_length,
+                 other_splits=against,
                  columns=_json_option("columns", columns), tags=_json_option("tags", tags), template=template)
     _out().print(report.to_text(), markup=False)
     if not report.ok:

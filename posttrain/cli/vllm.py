@@ -53,8 +53,10 @@ def vllm_serve_command(
         served = str(merged_dir or "MERGED_DIR") if adapter else model
         if adapter:
             err.print(f"{model} is a LoRA adapter: it is merged into its base at {served} first")
-        print(shlex.join(["env", *[f"{k}={v}" for k, v in vllm_server.SERVER_ENV.items()], *vllm_server.server_command(served, **options)]))
-        for problem in vllm_server.machine_problems(tensor_parallel_size):  # a dry run still says what would stop a real one
+        environment = [f"{k}={v}" for k, v in vllm_server.SERVER_ENV.items()]
+        print(shlex.join(["env", *environment, *vllm_server.server_command(served, **options)]))
+        # a dry run still says what would stop a real one
+        for problem in vllm_server.machine_problems(tensor_parallel_size):
             err.print(f"note: on this machine the server would not start: {escape(problem)}")
         return
     found = vllm_server.machine_problems(tensor_parallel_size)

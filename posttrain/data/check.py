@@ -128,7 +128,8 @@ _RECORD_CHECKS: dict[str, Callable[[dict], list[tuple[str, str, str]]]] = {
 
 
 def check(
-    path, *, record_type: str = "conversation", reader: str | None = None, fmt: str | None = None, model: str | None = None, max_length: int | None = None,
+    path, *, record_type: str = "conversation", reader: str | None = None, fmt: str | None = None,
+    model: str | None = None, max_length: int | None = None,
     columns: dict | None = None, tags: dict | None = None, other_splits=(), template: str | None = None,
 ) -> CheckReport:
     """Check every `record_type` record of `path` (`reader`: the stage that reads them, for the report);

@@ -48,7 +48,8 @@ def file_kind(path: str | os.PathLike) -> str:
         return "hub"
     if not p.exists():
         raise PosttrainError(f"{p}: no such file")
-    raise PosttrainError(f"{p}: unknown file type {suffix or '(none)'}; expected .json, .jsonl, .parquet, .txt or a directory")
+    raise PosttrainError(f"{p}: unknown file type {suffix or '(none)'}; expected .json, .jsonl, .parquet, .txt or a "
+                         "directory")
 
 
 def read_rows(path: str | os.PathLike, *, split: str = "train", on_bad_line=None) -> Iterator[tuple[int, Any]]:

@@ -69,20 +69,27 @@ def validate_conversation(record: Any, *, require_assistant_last: bool = True) -
     return {"messages": clean}
 
 
-def validate_rl_prompt(record: Any) -> dict:
-    """rl_prompt: {"prompt": messages (no assistant turn at the end), "data_source": str, "ground_truth": any,
-    "extra_info": dict}. The prompt stays as messages: the chat template is applied once, when training."""
-    if not isinstance(record, dict):
-        raise RecordError("record", f"expected a JSON object, got {type(record).__name__}")
-    prompt = record.get("prompt")
+def validate_prompt(prompt: Any, *, ends_with_user: bool = True) -> list[dict]:
+    """The prompt rule every record type shares: text is one user turn; messages are checked as a
+    conversation's (roles, order, content), with errors named at `prompt[i]`; with `ends_with_user`, the
+    last turn is not the assistant's (the model answers it)."""
     if isinstance(prompt, str):
         prompt = [{"role": "user", "content": prompt}]
     try:
         messages = validate_conversation({"messages": prompt}, require_assistant_last=False)["messages"]
     except RecordError as e:
         raise RecordError("prompt" + e.field[len("messages"):], e.expected) from None
-    if messages[-1]["role"] == "assistant":
+    if ends_with_user and messages[-1]["role"] == "assistant":
         raise RecordError(f"prompt[{len(messages) - 1}].role", "expected the prompt to end with a user turn")
+    return messages
+
+
+def validate_rl_prompt(record: Any) -> dict:
+    """rl_prompt: {"prompt": messages (no assistant turn at the end), "data_source": str, "ground_truth": any,
+    "extra_info": dict}. The prompt stays as messages: the chat template is applied once, when training."""
+    if not isinstance(record, dict):
+        raise RecordError("record", f"expected a JSON object, got {type(record).__name__}")
+    messages = validate_prompt(record.get("prompt"))
     source = record.get("data_source")
     if not isinstance(source, str) or not source.strip():
         raise RecordError("data_source", "expected a non-empty string naming the task (it selects the reward)")
@@ -101,16 +108,7 @@ def validate_preference(record: Any) -> dict:
     if not isinstance(record, dict):
         raise RecordError("record", f"expected a JSON object, got {type(record).__name__}")
     prompt = record.get("prompt") or []
-    if isinstance(prompt, str):
-        prompt = [{"role": "user", "content": prompt}]
-    if prompt:
-        try:
-            prompt = validate_conversation({"messages": prompt}, require_assistant_last=False)["messages"]
-        except RecordError as e:
-            raise RecordError("prompt" + e.field[len("messages"):], e.expected) from None
-        if prompt[-1]["role"] == "assistant":
-            raise RecordError(f"prompt[{len(prompt) - 1}].role", "expected the prompt to end with a user turn")
-    out = {"prompt": prompt}
+    out = {"prompt": validate_prompt(prompt) if prompt else []}
     for key in ("chosen", "rejected"):
         value = record.get(key)
         if isinstance(value, str):
@@ -146,16 +144,9 @@ def validate_steps(record: Any) -> dict:
     prompt = record.get("prompt")
     if prompt is None:
         raise RecordError("prompt", "missing; expected a string or a list of {role, content} messages")
-    if isinstance(prompt, str):
-        if not prompt.strip():
-            raise RecordError("prompt", "empty; expected text")
-        prompt = [{"role": "user", "content": prompt}]
-    try:
-        messages = validate_conversation({"messages": prompt}, require_assistant_last=False)["messages"]
-    except RecordError as e:
-        raise RecordError("prompt" + e.field[len("messages"):], e.expected) from None
-    if messages[-1]["role"] == "assistant":
-        raise RecordError(f"prompt[{len(messages) - 1}].role", "expected the prompt to end with a user turn")
+    if isinstance(prompt, str) and not prompt.strip():
+        raise RecordError("prompt", "empty; expected text")
+    messages = validate_prompt(prompt)
     steps = record.get("completions")
     if not isinstance(steps, list) or not steps:
         raise RecordError("completions", "expected a non-empty list of step strings")

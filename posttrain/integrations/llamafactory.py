@@ -82,7 +82,8 @@ def trackers() -> list[str]:
 
 
 def sft_fields() -> set[str]:
-    return {f.name for f in dataclasses.fields(trainer_config_class(stages.config_class("sft").trainer_class)) if f.init}
+    config_class = trainer_config_class(stages.config_class("sft").trainer_class)
+    return {f.name for f in dataclasses.fields(config_class) if f.init}
 
 
 def is_recipe(raw: dict) -> bool:

@@ -12,9 +12,7 @@ import functools
 import logging
 from pathlib import Path
 
-from posttrain import (
-    machine as gpu,  # what the machine can do, and what each GPU-only option needs, is in posttrain/machine.py
-)
+from posttrain import machine as gpu  # what the machine can do, and what each GPU-only option needs
 from posttrain.errors import ConfigError, PosttrainError
 from posttrain.models.templates import TEMPLATE_TOKENS, get_template
 
@@ -85,8 +83,10 @@ def load_model(
     attn_implementation: str | None = None,
     quantize_4bit: bool = False,
     task: str = "causal_lm",
+    **head,
 ):
-    """A model for training or generation; `quantize_4bit` is QLoRA's base (CUDA + bitsandbytes only)."""
+    """A model for training or generation; `quantize_4bit` is QLoRA's base (CUDA + bitsandbytes only).
+    `task` picks the auto class; `head` (num_labels, id2label, ...) configures a classifier's new head."""
     import torch
     import transformers
 
@@ -95,7 +95,7 @@ def load_model(
         "sequence_classification": transformers.AutoModelForSequenceClassification,
         "token_classification": transformers.AutoModelForTokenClassification,
     }[task]
-    kwargs = {"dtype": resolve_dtype(dtype), "trust_remote_code": trust_remote_code}
+    kwargs = {"dtype": resolve_dtype(dtype), "trust_remote_code": trust_remote_code, **head}
     if attn_implementation:
         kwargs["attn_implementation"] = attn_implementation
     if quantize_4bit:

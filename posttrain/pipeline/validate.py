@@ -113,7 +113,8 @@ def _check_eval(stage, config, template, report) -> None:
     for source in sources:
         try:
             name = source_format(source, records=("preference",) if scores_pairs else RECORD_TYPES)
-            result = check(source.path, record_type=get_format(name).RECORD, fmt=name, columns=source.columns, tags=source.tags)
+            result = check(source.path, record_type=get_format(name).RECORD, fmt=name, columns=source.columns,
+                           tags=source.tags)
         except PosttrainError as e:
             report.problems.append(f"{where}.data: {e}")
             clean = False
@@ -210,7 +211,8 @@ def _check_data(stage, field_name, spec, tokenizer_dir, template, max_length, re
             pass  # reported when eval_data itself is checked
     for source in sources:
         try:
-            result = check(source.path, record_type=stage_table.record_type(stage.type), reader=stage.type, fmt=source.format, model=tokenizer_dir,
+            result = check(source.path, record_type=stage_table.record_type(stage.type), reader=stage.type,
+                           fmt=source.format, model=tokenizer_dir,
                            max_length=max_length, columns=source.columns, tags=source.tags, template=template,
                            other_splits=held_out)
         except PosttrainError as e:

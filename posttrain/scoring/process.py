@@ -19,7 +19,7 @@ import math
 from pathlib import Path
 
 from posttrain.errors import PosttrainError
-from posttrain.models.loading import is_adapter_dir, load_model, load_tokenizer, no_grad, resolve_dtype
+from posttrain.models.loading import is_adapter_dir, load_model, load_tokenizer, no_grad
 
 MARKER = "posttrain_process_reward"  # the key in config.json that says how the model was trained
 MARKER_FILE = "process_reward.json"  # the same, beside a LoRA adapter (which has no config.json)
@@ -91,12 +91,10 @@ def load_token_classifier(path: str, dtype: str = "auto", trust_remote_code: boo
         getattr(model, model.base_model_prefix).load_state_dict(
             getattr(causal, causal.base_model_prefix).state_dict())
         return model
-    kwargs = {"dtype": resolve_dtype(dtype), "trust_remote_code": trust_remote_code, **extra}
-    if attn_implementation:
-        kwargs["attn_implementation"] = attn_implementation
     try:
-        return transformers.AutoModelForTokenClassification.from_pretrained(str(path), **kwargs)
-    except (OSError, ValueError) as e:
+        return load_model(path, dtype=dtype, trust_remote_code=trust_remote_code,
+                          attn_implementation=attn_implementation, task="token_classification", **extra)
+    except ValueError as e:
         raise PosttrainError(f"{path}: cannot load it as a token classifier: {e}") from None
 
 

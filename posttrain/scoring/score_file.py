@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 
 from posttrain.data.formats import detect_format, get_format, load_records
 from posttrain.data.io import read_rows, write_records
-from posttrain.data.records import validate_conversation
+from posttrain.data.records import validate_prompt
 from posttrain.errors import DataError, PosttrainError, RecordError
 from posttrain.scoring import load_scorer, model_kind
 from posttrain.scoring.process import aggregate_scores, split_steps, step_metrics
@@ -73,13 +73,10 @@ def _detect(path, row) -> str:
 
 
 def _prompt_completion(path, line, row) -> dict:
-    prompt = row.get("prompt")
-    if isinstance(prompt, str):
-        prompt = [{"role": "user", "content": prompt}]
     try:
-        prompt = validate_conversation({"messages": prompt}, require_assistant_last=False)["messages"]
+        prompt = validate_prompt(row.get("prompt"), ends_with_user=False)
     except RecordError as e:
-        raise DataError(path, line, "prompt" + e.field[len("messages"):], e.expected) from None
+        raise DataError(path, line, e.field, e.expected) from None
     completion = row.get("completion")
     if isinstance(completion, list):
         completion = "".join(m.get("content") or "" for m in completion if isinstance(m, dict))

@@ -19,13 +19,7 @@ from typing import Literal
 from pydantic import Field, field_validator, model_validator
 
 from posttrain import machine
-from posttrain.config.schema import (
-    DataSpec,
-    PipelineConfig,
-    StageConfig,
-    as_list,
-    one_search_source,
-)
+from posttrain.config.schema import DataSpec, PipelineConfig, StageConfig, as_list, one_search_source
 from posttrain.data.sources import resolve_sources
 from posttrain.errors import ConfigError
 from posttrain.evaluation import evaluate, metrics

@@ -36,9 +36,8 @@ from transformers import TrainingArguments
 from posttrain.config.schema import DataSpec, LoraSpec, TrainingStage, as_list
 from posttrain.data.formats import load_records
 from posttrain.data.sources import resolve_sources
-from posttrain.data.split import split_off
 from posttrain.errors import PosttrainError
-from posttrain.models.loading import load_tokenizer, lora_config, training_dtype
+from posttrain.models.loading import lora_config, training_dtype
 from posttrain.scoring.process import (  # noqa: F401 (the format)
     LABELS,
     MARKER,
@@ -50,8 +49,9 @@ from posttrain.scoring.process import (  # noqa: F401 (the format)
 )
 from posttrain.stages import StageContext
 from posttrain.training import requirements
-from posttrain.training.defaults import COMMON, apply_common, build_config
+from posttrain.training.defaults import COMMON, trainer_args
 from posttrain.training.finish import train_and_save
+from posttrain.training.inputs import stage_tokenizer, train_and_held_out
 from posttrain.training.logs import TrainerLogCallback
 
 RECORD = "steps"  # what `data:` reads; the data doctor checks it
@@ -88,15 +88,9 @@ class Plan:
 
 def plan(stage, pipeline, output_dir) -> Plan:
     """The TrainingArguments a run would use; `validate` builds them too."""
-    settings = {**COMMON, **stage.trainer}
-    where = f"stages.{stage.name}.trainer"
-    resume = apply_common(settings, stage, pipeline, TrainingArguments, where)
-    if stage.eval_data or stage.val_size:
-        settings.setdefault("eval_strategy", "steps" if "eval_steps" in settings else "epoch")
     # the token classification collator pads labels; nothing else should drop our columns
-    settings.setdefault("remove_unused_columns", False)
-    args = build_config(TrainingArguments, where, output_dir=str(output_dir), **settings)
-    return Plan(args, resume)
+    return Plan(*trainer_args(stage, pipeline, TrainingArguments, output_dir,
+                              {**COMMON, "remove_unused_columns": False}))
 
 
 def load_steps(specs) -> list[dict]:
@@ -167,14 +161,8 @@ def run(ctx: StageContext) -> dict:
     stage, pipeline = ctx.stage, ctx.pipeline
     requirements.require(requirements.problems(stage, pipeline))
     p = plan(stage, pipeline, ctx.checkpoints_dir)
-    tokenizer = load_tokenizer(ctx.model_path, template=stage.template or pipeline.template,
-                               trust_remote_code=pipeline.trust_remote_code)
-    train_records = load_steps(stage.data)
-    eval_records = load_steps(stage.eval_data) if stage.eval_data else []
-    if stage.val_size and not eval_records:
-        train_records, eval_records = split_off(train_records, stage.val_size, pipeline.seed)
-    if not train_records:
-        raise PosttrainError(f"stage {stage.name}: the training data holds no records")
+    tokenizer = stage_tokenizer(ctx)
+    train_records, eval_records = train_and_held_out(stage, pipeline, load_steps)
     separator = stage.step_separator
     train = tokenized(tokenizer, train_records, separator, stage.max_length, f"{stage.name} train")
     evaluation = (tokenized(tokenizer, eval_records, separator, stage.max_length, f"{stage.name} eval")

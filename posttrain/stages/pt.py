@@ -20,13 +20,13 @@ from pydantic import Field, field_validator
 from posttrain.config.schema import DataSpec, LoraSpec, TrainingStage, as_list
 from posttrain.data.formats import load_records
 from posttrain.data.sources import resolve_sources
-from posttrain.data.split import split_off
 from posttrain.errors import PosttrainError
-from posttrain.models.loading import load_model, load_tokenizer, lora_config, training_dtype
+from posttrain.models.loading import load_model, lora_config, training_dtype
 from posttrain.stages import StageContext
 from posttrain.training import requirements
-from posttrain.training.defaults import COMMON, apply_common, build_config
+from posttrain.training.defaults import trainer_args
 from posttrain.training.finish import train_and_save
+from posttrain.training.inputs import stage_tokenizer, train_and_held_out
 from posttrain.training.logs import TrainerLogCallback
 
 if TYPE_CHECKING:
@@ -62,12 +62,7 @@ def plan(stage, pipeline, output_dir) -> Plan:
     """The TrainingArguments a run would use; `validate` builds them too."""
     from transformers import TrainingArguments
 
-    settings = {**COMMON, **stage.trainer}
-    where = f"stages.{stage.name}.trainer"
-    resume = apply_common(settings, stage, pipeline, TrainingArguments, where)
-    if stage.eval_data or stage.val_size:
-        settings.setdefault("eval_strategy", "steps" if "eval_steps" in settings else "epoch")
-    return Plan(build_config(TrainingArguments, where, output_dir=str(output_dir), **settings), resume)
+    return Plan(*trainer_args(stage, pipeline, TrainingArguments, output_dir))
 
 
 def texts(specs) -> list[str]:
@@ -100,13 +95,8 @@ def run(ctx: StageContext) -> dict:
     stage, pipeline = ctx.stage, ctx.pipeline
     requirements.require(requirements.problems(stage, pipeline))
     p = plan(stage, pipeline, ctx.checkpoints_dir)
-    tokenizer = load_tokenizer(ctx.model_path, template=pipeline.template, trust_remote_code=pipeline.trust_remote_code)
-    train_texts = texts(stage.data)
-    eval_texts = texts(stage.eval_data) if stage.eval_data else []
-    if stage.val_size and not eval_texts:
-        train_texts, eval_texts = split_off(train_texts, stage.val_size, pipeline.seed)
-    if not train_texts:
-        raise PosttrainError(f"stage {stage.name}: the training data holds no records")
+    tokenizer = stage_tokenizer(ctx)
+    train_texts, eval_texts = train_and_held_out(stage, pipeline, texts)
     train = blocks(tokenizer, train_texts, stage.block_size, f"stage {stage.name} train")
     evaluation = blocks(tokenizer, eval_texts, stage.block_size, f"stage {stage.name} eval") if eval_texts else None
     model = load_model(ctx.model_path, dtype=training_dtype(pipeline.dtype), trust_remote_code=pipeline.trust_remote_code,

@@ -26,20 +26,13 @@ from posttrain.data.formats import load_records
 from posttrain.data.sources import resolve_sources
 from posttrain.data.split import split_off
 from posttrain.errors import PosttrainError
-from posttrain.models.loading import (
-    _merged_adapter,
-    _missing_model,
-    is_adapter_dir,
-    load_tokenizer,
-    lora_config,
-    resolve_dtype,
-    training_dtype,
-)
+from posttrain.models.loading import load_model, lora_config, training_dtype
 from posttrain.scoring.bradley_terry import encode
 from posttrain.stages import StageContext
 from posttrain.training import requirements
-from posttrain.training.defaults import COMMON, apply_common, build_config
+from posttrain.training.defaults import COMMON, trainer_args
 from posttrain.training.finish import train_and_save
+from posttrain.training.inputs import stage_tokenizer
 from posttrain.training.logs import TrainerLogCallback
 
 RECORD = "preference"  # what `data:` reads; the data doctor checks it
@@ -77,12 +70,7 @@ class Plan:
 
 
 def plan(stage, pipeline, output_dir) -> Plan:
-    settings = {**DEFAULTS, **stage.trainer}
-    where = f"stages.{stage.name}.trainer"
-    resume = apply_common(settings, stage, pipeline, RewardConfig, where)
-    if stage.eval_data or stage.val_size:
-        settings.setdefault("eval_strategy", "steps" if "eval_steps" in settings else "epoch")
-    return Plan(build_config(RewardConfig, where, output_dir=str(output_dir), **settings), resume)
+    return Plan(*trainer_args(stage, pipeline, RewardConfig, output_dir, DEFAULTS))
 
 
 def load_pairs(specs, name: str) -> tuple[list[dict], int]:
@@ -122,8 +110,7 @@ def run(ctx: StageContext) -> dict:
     stage, pipeline = ctx.stage, ctx.pipeline
     requirements.require(requirements.problems(stage, pipeline))
     p = plan(stage, pipeline, ctx.checkpoints_dir)
-    tokenizer = load_tokenizer(ctx.model_path, template=stage.template or pipeline.template,
-                               trust_remote_code=pipeline.trust_remote_code)
+    tokenizer = stage_tokenizer(ctx)
     train_pairs, ties = load_pairs(stage.data, f"stage {stage.name} data")
     eval_pairs = load_pairs(stage.eval_data, f"stage {stage.name} eval_data")[0] if stage.eval_data else []
     if stage.val_size and not eval_pairs:
@@ -153,19 +140,8 @@ def run(ctx: StageContext) -> dict:
 def load_classifier(path: str, pipeline):
     """The input model (a causal LM, a LoRA stage's adapter merged in) as a sequence classifier with one output:
     a new score head, which is what a reward model starts from."""
-    import transformers
-
-    auto = transformers.AutoModelForSequenceClassification
-    kwargs = {"dtype": resolve_dtype(training_dtype(pipeline.dtype)), "trust_remote_code": pipeline.trust_remote_code,
-              "num_labels": 1}
-    if pipeline.attn_implementation:
-        kwargs["attn_implementation"] = pipeline.attn_implementation
-    if is_adapter_dir(path):
-        return _merged_adapter(path, auto, kwargs)
-    try:
-        return auto.from_pretrained(str(path), **kwargs)
-    except OSError as e:
-        raise _missing_model(str(path), "model", e) from None
+    return load_model(path, dtype=training_dtype(pipeline.dtype), trust_remote_code=pipeline.trust_remote_code,
+                      attn_implementation=pipeline.attn_implementation, task="sequence_classification", num_labels=1)
 
 
 def _warn_long(dataset, max_length, name) -> None:

@@ -20,18 +20,13 @@ from trl import SFTConfig, SFTTrainer
 from posttrain.config.schema import DataSpec, LoraSpec, TrainingStage, as_list
 from posttrain.data.chat import tokenize_conversation
 from posttrain.data.sources import load_conversations_from
-from posttrain.data.split import split_off
 from posttrain.errors import PosttrainError
-from posttrain.models.loading import (
-    load_model,
-    load_tokenizer,
-    lora_config,
-    training_dtype,
-)
+from posttrain.models.loading import load_model, lora_config, training_dtype
 from posttrain.stages import StageContext
 from posttrain.training import requirements
 from posttrain.training.defaults import COMMON, apply_common, build_config
 from posttrain.training.finish import train_and_save
+from posttrain.training.inputs import stage_tokenizer, train_and_held_out
 from posttrain.training.logs import TrainerLogCallback
 from posttrain.training.packing import ExactPackingCollator
 
@@ -108,14 +103,8 @@ def run(ctx: StageContext) -> dict:
     stage, pipeline = ctx.stage, ctx.pipeline
     requirements.require(requirements.problems(stage, pipeline))
     p = plan(stage, pipeline, ctx.checkpoints_dir)
-    tokenizer = load_tokenizer(ctx.model_path, template=stage.template or pipeline.template,
-                               trust_remote_code=pipeline.trust_remote_code)
-    train_records = load_conversations_from(stage.data)
-    eval_records = load_conversations_from(stage.eval_data) if stage.eval_data else []
-    if stage.val_size and not eval_records:
-        train_records, eval_records = split_off(train_records, stage.val_size, pipeline.seed)
-    if not train_records:
-        raise PosttrainError(f"stage {stage.name}: the training data holds no records")
+    tokenizer = stage_tokenizer(ctx)
+    train_records, eval_records = train_and_held_out(stage, pipeline, load_conversations_from)
 
     num_proc = p.args.dataset_num_proc
     train = tokenized(tokenizer, train_records, p.max_length, p.assistant_only, p.packing, f"{stage.name} train",

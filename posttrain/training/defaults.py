@@ -63,3 +63,15 @@ def build_config(config_class, where: str, **kwargs):
     except (TypeError, ValueError) as e:
         raise PosttrainError(f"{where}: {e}") from None
     return pickled_without_secrets(args)  # transformers saves it beside every model and checkpoint
+
+
+def trainer_args(stage, pipeline, config_class, output_dir, defaults: dict = COMMON):
+    """(the stage's trainer config, the checkpoint to resume from): `defaults` under the stage's `trainer:`
+    block, the settings every stage shares (apply_common), evaluation each epoch when there is held-out data
+    and no eval_steps. What `plan` is for a stage that adds nothing of its own."""
+    settings = {**defaults, **stage.trainer}
+    where = f"stages.{stage.name}.trainer"
+    resume = apply_common(settings, stage, pipeline, config_class, where)
+    if getattr(stage, "eval_data", None) or getattr(stage, "val_size", 0):
+        settings.setdefault("eval_strategy", "steps" if "eval_steps" in settings else "epoch")
+    return build_config(config_class, where, output_dir=str(output_dir), **settings), resume

@@ -26,7 +26,8 @@ def _precision(stage, pipeline, where: str) -> list[str]:
     bf16 = [label for label, asked in (("dtype", pipeline.dtype == "bf16"),
                                        (f"{where}.trainer.bf16", trainer.get("bf16") is True)) if asked]
     if cap is not None and cap < (8, 0):  # without CUDA, bf16 trains on the CPU (see notes)
-        found += [f"{label}: bf16 needs a GPU of compute capability 8.0 or newer; this GPU ({machine.device_name()}) is "
+        found += [f"{label}: bf16 needs a GPU of compute capability 8.0 or newer; this GPU "
+                  f"({machine.device_name()}) is "
                   f"{cap[0]}.{cap[1]}. Fix: train in fp16 mixed precision here (dtype: fp32 with trainer fp16: true)"
                   for label in bf16]
     fp16_mixed = trainer.get("fp16", pipeline.dtype == "fp16")

@@ -1,4 +1,5 @@
-"""The files a VERL run starts from: run_verl.sh (the overrides, the reward file, the search backend's environment) and the parquet splits."""
+"""The files a VERL run starts from: run_verl.sh (the overrides, the reward file, the search backend's
+environment) and the parquet splits."""
 
 from __future__ import annotations
 

@@ -19,12 +19,7 @@ from pydantic import Field, field_validator, model_validator
 from posttrain.data.formats import load_records
 from posttrain.data.sources import resolve_sources
 from posttrain.errors import PosttrainError
-from posttrain.models.loading import (
-    load_model,
-    load_tokenizer,
-    lora_config,
-    training_dtype,
-)
+from posttrain.models.loading import load_model, load_tokenizer, lora_config, training_dtype
 from posttrain.rewards import search
 from posttrain.rewards.adapters import trl_reward
 from posttrain.rewards.search.index import corpus_index
@@ -41,14 +36,7 @@ from posttrain.training.logs import TrainerLogCallback, reward_trend
 if TYPE_CHECKING:
     from trl import GRPOConfig
 
-from posttrain.config.schema import (
-    DataSpec,
-    LoraSpec,
-    RewardSpec,
-    TrainingStage,
-    as_list,
-    one_search_source,
-)
+from posttrain.config.schema import DataSpec, LoraSpec, RewardSpec, TrainingStage, as_list, one_search_source
 
 RECORD = "rl_prompt"  # what `data:` reads; the data doctor checks it
 
@@ -104,7 +92,8 @@ def check_groups(settings: dict, where: str, processes: int) -> None:
     rules = generation_problems(settings, where, processes)
     if rules:
         raise PosttrainError("\n".join(rules))
-    per_device, group = setting_value(settings, "per_device_train_batch_size"), setting_value(settings, "num_generations")
+    per_device = setting_value(settings, "per_device_train_batch_size")
+    group = setting_value(settings, "num_generations")
     steps = setting_value(settings, "steps_per_generation") or setting_value(settings, "gradient_accumulation_steps")
     explicit = setting_value(settings, "generation_batch_size")
     completions = explicit or per_device * processes * steps

@@ -101,7 +101,8 @@ def serve_model(stage, pipeline) -> str:
 def generation_problems(settings: dict, where: str, processes: int) -> list[str]:
     """TRL's rules for the GRPO generation round, each with the fix (`settings` as GRPOConfig will get them)."""
     explicit, steps = settings.get("generation_batch_size"), settings.get("steps_per_generation")
-    per_device, group = setting_value(settings, "per_device_train_batch_size"), setting_value(settings, "num_generations")
+    per_device = setting_value(settings, "per_device_train_batch_size")
+    group = setting_value(settings, "num_generations")
     found = []
     if explicit and steps:
         found.append(f"{where}: generation_batch_size {explicit} and steps_per_generation {steps} both size the "
