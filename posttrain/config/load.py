@@ -147,8 +147,6 @@ def _single_stage(raw: dict) -> dict:
     return {**top, "stages": [stage]}
 
 
-
-
 def from_dict(data: dict) -> PipelineConfig:
     """A PipelineConfig from its model_dump() (a launched worker's input): each stage typed by its type."""
     typed = [stage_table.config_class(stage["type"]).model_validate(stage) for stage in data["stages"]]

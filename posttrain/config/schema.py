@@ -27,7 +27,6 @@ ENGINE_KEYS = {"deepspeed": ("deepspeed",), "fsdp": ("fsdp", "fsdp_config")}  # 
 _STAGE_NAME = re.compile(r"[A-Za-z0-9_-]+")
 
 
-
 class Strict(BaseModel):
     """Rejects unknown keys; `error_lines` names the closest valid one."""
 
@@ -171,6 +170,19 @@ class TrainingStage(StageConfig):
         return self
 
 
+class HeldOutDataStage(TrainingStage):
+    """A training stage on records with a held-out share: `eval_data`, else `val_size` of `data`
+    (training/inputs.py); LoRA settings for `finetuning: lora`; the loss plot."""
+
+    data: list[DataSpec] = Field(min_length=1)
+    eval_data: list[DataSpec] | None = None
+    val_size: float = Field(default=0.0, ge=0, lt=1)
+    lora: LoraSpec = Field(default_factory=LoraSpec)
+    plot_loss: bool = False
+
+    _data_lists = field_validator("data", "eval_data", mode="before")(as_list)
+
+
 class RewardSpec(Strict):
     name: str | None = None  # a built-in reward, module:function or path/to/file.py:function
     weight: float = 1.0
@@ -226,7 +238,6 @@ def reward_names(stage: StageConfig) -> list[str]:
     if stage.type == "eval":  # duck-typed: the eval stage's Config lives above this module
         return [m.removeprefix("reward:") for m in stage.metrics if m.startswith("reward:")]
     return [reward.name for reward in getattr(stage, "rewards", None) or [] if reward.name]
-
 
 
 class LaunchSpec(Strict):

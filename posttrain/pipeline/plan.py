@@ -122,8 +122,6 @@ def pipeline_settings(config: PipelineConfig) -> dict:
     return {key: getattr(config, key) for key in keys}
 
 
-
-
 # trainer keys that change how a run is logged, saved or resumed, not the model it trains
 _NOT_FINGERPRINTED = {
     "resume_from_checkpoint", "logging_steps", "logging_strategy", "logging_first_step", "logging_dir", "save_steps",

@@ -108,7 +108,6 @@ class Config(StageConfig):
     label = staticmethod(model_label)  # the folder a model's results go to
 
 
-
 TRAINS = False
 RECORD = None  # prompts with references in several record types; validate checks each source by its format
 OUTPUT = "metrics.json"

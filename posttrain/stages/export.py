@@ -22,6 +22,7 @@ from posttrain.stages import StageContext
 TRAINS = False
 RECORD = None
 
+
 class Config(StageConfig):
     """A standalone model from `model:` (an earlier stage or a directory): LoRA adapters merged, cast to `dtype`
     (default: the model's own), saved with tokenizer and model card to <stage>/model, verified against the
@@ -39,7 +40,6 @@ class Config(StageConfig):
             raise ValueError("an export stage trains nothing and has no `trainer:`; its settings are dtype, verify, "
                              "prompts and template")
         return self
-
 
 
 def plan(stage, pipeline, output_dir=None) -> None:

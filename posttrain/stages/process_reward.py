@@ -30,10 +30,10 @@ from pathlib import Path
 from typing import ClassVar, Literal
 
 import numpy as np
-from pydantic import Field, field_validator
+from pydantic import Field
 from transformers import TrainingArguments
 
-from posttrain.config.schema import DataSpec, LoraSpec, TrainingStage, as_list
+from posttrain.config.schema import HeldOutDataStage
 from posttrain.data.formats import load_records
 from posttrain.data.sources import resolve_sources
 from posttrain.errors import PosttrainError
@@ -56,7 +56,8 @@ from posttrain.training.logs import TrainerLogCallback
 
 RECORD = "steps"  # what `data:` reads; the data doctor checks it
 
-class Config(TrainingStage):
+
+class Config(HeldOutDataStage):
     """A step-level process reward model on `steps` records; `trainer:` feeds transformers.TrainingArguments.
 
     Each step is followed by `step_separator` and its label is predicted at that separator's token.
@@ -65,20 +66,14 @@ class Config(TrainingStage):
     trainer_class: ClassVar[str] = "transformers:TrainingArguments"
 
     type: Literal["process_reward"]
-    data: list[DataSpec] = Field(min_length=1)
-    eval_data: list[DataSpec] | None = None
-    val_size: float = Field(default=0.0, ge=0, lt=1)
     step_separator: str = Field(default="\n", min_length=1)
     max_length: int = Field(default=1024, ge=8)
     finetuning: Literal["full", "lora"] = "full"
-    lora: LoraSpec = Field(default_factory=LoraSpec)
     template: str | None = None
-    plot_loss: bool = False
-
-    _data_lists = field_validator("data", "eval_data", mode="before")(as_list)
 
 
 log = logging.getLogger("posttrain")
+
 
 @dataclasses.dataclass
 class Plan:

@@ -15,9 +15,9 @@ import itertools
 import math
 from typing import TYPE_CHECKING, ClassVar, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field
 
-from posttrain.config.schema import DataSpec, LoraSpec, TrainingStage, as_list
+from posttrain.config.schema import HeldOutDataStage
 from posttrain.data.formats import load_records
 from posttrain.data.sources import resolve_sources
 from posttrain.errors import PosttrainError
@@ -35,21 +35,14 @@ if TYPE_CHECKING:
 RECORD = "text"  # what `data:` reads; the data doctor checks it
 
 
-class Config(TrainingStage):
+class Config(HeldOutDataStage):
     """Continued pretraining on raw text; `trainer:` feeds transformers.TrainingArguments."""
 
     trainer_class: ClassVar[str] = "transformers:TrainingArguments"
 
     type: Literal["pt"]
-    data: list[DataSpec] = Field(min_length=1)
-    eval_data: list[DataSpec] | None = None
-    val_size: float = Field(default=0.0, ge=0, lt=1)
     block_size: int = Field(default=1024, ge=8)  # tokens per packed training row (LLaMA-Factory's cutoff_len)
     finetuning: Literal["full", "lora"] = "full"
-    lora: LoraSpec = Field(default_factory=LoraSpec)
-    plot_loss: bool = False
-
-    _data_lists = field_validator("data", "eval_data", mode="before")(as_list)
 
 
 @dataclasses.dataclass

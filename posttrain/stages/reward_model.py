@@ -17,11 +17,10 @@ import itertools
 import logging
 from typing import ClassVar, Literal
 
-from pydantic import Field, field_validator
 from transformers import set_seed
 from trl import RewardConfig, RewardTrainer
 
-from posttrain.config.schema import DataSpec, LoraSpec, TrainingStage, as_list
+from posttrain.config.schema import HeldOutDataStage
 from posttrain.data.formats import load_records
 from posttrain.data.sources import resolve_sources
 from posttrain.data.split import split_off
@@ -37,7 +36,8 @@ from posttrain.training.logs import TrainerLogCallback
 
 RECORD = "preference"  # what `data:` reads; the data doctor checks it
 
-class Config(TrainingStage):
+
+class Config(HeldOutDataStage):
     """A Bradley-Terry reward model on preference pairs; `trainer:` feeds trl.RewardConfig.
 
     The model becomes a sequence classifier with one output, trained so the chosen response scores above the
@@ -47,15 +47,8 @@ class Config(TrainingStage):
     trainer_class: ClassVar[str] = "trl:RewardConfig"
 
     type: Literal["reward_model"]
-    data: list[DataSpec] = Field(min_length=1)
-    eval_data: list[DataSpec] | None = None
-    val_size: float = Field(default=0.0, ge=0, lt=1)
     finetuning: Literal["full", "lora"] = "full"
-    lora: LoraSpec = Field(default_factory=LoraSpec)
     template: str | None = None
-    plot_loss: bool = False
-
-    _data_lists = field_validator("data", "eval_data", mode="before")(as_list)
 
 
 log = logging.getLogger("posttrain")

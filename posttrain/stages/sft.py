@@ -14,10 +14,9 @@ import logging
 from typing import ClassVar, Literal
 
 import torch
-from pydantic import Field, field_validator
 from trl import SFTConfig, SFTTrainer
 
-from posttrain.config.schema import DataSpec, LoraSpec, TrainingStage, as_list
+from posttrain.config.schema import HeldOutDataStage
 from posttrain.data.chat import tokenize_conversation
 from posttrain.data.sources import load_conversations_from
 from posttrain.errors import PosttrainError
@@ -32,7 +31,8 @@ from posttrain.training.packing import ExactPackingCollator
 
 RECORD = "conversation"  # what `data:` reads; the data doctor checks it
 
-class Config(TrainingStage):
+
+class Config(HeldOutDataStage):
     """Supervised fine-tuning on conversations; `trainer:` feeds trl.SFTConfig.
 
     SFTConfig's own `max_length`, `packing` and `assistant_only_loss` keep their
@@ -43,15 +43,8 @@ class Config(TrainingStage):
     trainer_class: ClassVar[str] = "trl:SFTConfig"
 
     type: Literal["sft"]
-    data: list[DataSpec] = Field(min_length=1)
-    eval_data: list[DataSpec] | None = None
-    val_size: float = Field(default=0.0, ge=0, lt=1)
     finetuning: Literal["full", "lora", "qlora"] = "full"
-    lora: LoraSpec = Field(default_factory=LoraSpec)
     template: str | None = None
-    plot_loss: bool = False
-
-    _data_lists = field_validator("data", "eval_data", mode="before")(as_list)
 
 
 log = logging.getLogger("posttrain")

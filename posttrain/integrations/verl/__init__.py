@@ -41,6 +41,7 @@ from posttrain.stages import grpo
 
 DEFAULT_PROMPT_LENGTH = 2048  # the seed's max prompt length, when the prompts cannot be measured
 
+
 # GRPOConfig fields with a VERL counterpart below, and ones that do not change what is trained
 @dataclasses.dataclass
 class Prepared:

@@ -25,6 +25,8 @@ HARMLESS = re.compile(r"^(logging_.*|log_.*|num_completions_to_print|dataloader_
 LOSS_AGG = {"dapo": "token-mean", "bnpo": "token-mean", "grpo": "seq-mean-token-mean",
             "dr_grpo": "seq-mean-token-sum-norm"}
 LOGGERS = {"wandb", "tensorboard", "mlflow", "swanlab", "clearml", "trackio"}
+
+
 # VERL releases whose config has reward/reward.yaml read reward.custom_reward_function (0.9.1 ignores the
 # top-level key); older ones know only the top-level custom_reward_function
 def hydra_overrides(stage, config, args, out_dir: Path, model_path: str, train_rows: int, gpus: int, nodes: int,

@@ -79,6 +79,7 @@ RATE = RATE_WITHOUT_KEY  # the older name
 POST_ABOVE = 1000    # characters of parameters: longer queries are POSTed, as URLs have length limits
 log = logging.getLogger(__name__)
 
+
 class NCBIUnavailable(SearchUnavailable):
     """esearch gave no answer after its retries; `kind` says how (e.g. "timeout", "HTTP 503")."""
 

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, ClassVar, Literal
 
 from pydantic import Field, field_validator, model_validator
 
+from posttrain.config.schema import DataSpec, LoraSpec, RewardSpec, TrainingStage, as_list, one_search_source
 from posttrain.data.formats import load_records
 from posttrain.data.sources import resolve_sources
 from posttrain.errors import PosttrainError
@@ -36,9 +37,8 @@ from posttrain.training.logs import TrainerLogCallback, reward_trend
 if TYPE_CHECKING:
     from trl import GRPOConfig
 
-from posttrain.config.schema import DataSpec, LoraSpec, RewardSpec, TrainingStage, as_list, one_search_source
-
 RECORD = "rl_prompt"  # what `data:` reads; the data doctor checks it
+
 
 class Config(TrainingStage):
     """Reinforcement with verifiable rewards on rl_prompt records; `trainer:` feeds trl.GRPOConfig."""
@@ -62,8 +62,6 @@ class Config(TrainingStage):
     @model_validator(mode="after")
     def _one_search_source(self):
         return one_search_source(self)
-
-
 
 
 def plan(stage, pipeline, output_dir, processes: int | None = None) -> tuple[GRPOConfig, object]:
