@@ -27,6 +27,18 @@ _NEXT = {
 }
 
 
+def plain_values(value: Any) -> Any:
+    """`value` with numpy arrays made lists, all the way down: readers of parquet
+    (pandas, datasets with a numpy format) hand lists back as arrays, and records are plain JSON values."""
+    if hasattr(value, "tolist"):
+        value = value.tolist()
+    if isinstance(value, dict):
+        return {k: plain_values(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [plain_values(v) for v in value]
+    return value
+
+
 def validate_conversation(record: Any, *, require_assistant_last: bool = True) -> dict:
     """Return the record as a clean conversation, or raise RecordError.
 

@@ -10,7 +10,7 @@ import math
 import pytest
 import torch
 
-from tests.test_gpu import stage_problems
+from tests.training.test_requirements import stage_problems
 from posttrain.config import load_config
 from posttrain.pipeline import run
 from tests.conftest import make_chats, write_jsonl

@@ -9,7 +9,7 @@ stage reads them. Parquet hands back numpy arrays, made plain lists here.
 
 from __future__ import annotations
 
-from posttrain.data.records import validate_steps
+from posttrain.data.records import plain_values, validate_steps
 
 RECORD = "steps"
 
@@ -18,18 +18,8 @@ def detect(row: dict) -> bool:
     return "completions" in row and "labels" in row and "prompt" in row
 
 
-def _plain(value):
-    if hasattr(value, "tolist"):
-        value = value.tolist()
-    if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_plain(v) for v in value]
-    return value
-
-
 def to_record(row: dict, columns: dict | None = None, tags: dict | None = None) -> dict:
-    row = _plain(row)
+    row = plain_values(row)
     if columns:  # dataset_info.json may name other columns for prompt/completions/labels
         row = {**row, **{key: row.get(column) for key, column in columns.items()
                          if key in ("prompt", "completions", "labels")}}

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 
-from posttrain.data.records import validate_rl_prompt
+from posttrain.data.records import plain_values, validate_rl_prompt
 from posttrain.errors import RecordError
 
 RECORD = "rl_prompt"
@@ -22,19 +22,8 @@ def detect(row: dict) -> bool:
     return "data_source" in row and "reward_model" in row
 
 
-def _plain(value):
-    # parquet hands back numpy arrays for lists; records are plain JSON values
-    if hasattr(value, "tolist"):
-        value = value.tolist()
-    if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_plain(v) for v in value]
-    return value
-
-
 def to_record(row: dict, columns: dict | None = None, tags: dict | None = None) -> dict:
-    row = _plain(row)
+    row = plain_values(row)
     reward_model = row.get("reward_model")
     if not isinstance(reward_model, dict) or "ground_truth" not in reward_model:
         raise RecordError("reward_model.ground_truth", "missing; expected {style, ground_truth}")

@@ -12,7 +12,7 @@ from posttrain import stages
 from posttrain.stages.grpo import rollouts
 from posttrain.config import load_config
 from posttrain.errors import PosttrainError
-from tests.test_gpu import A100, EVERYTHING, machine, pipeline, problems, stage_problems  # noqa: F401  (machine: a fixture)
+from tests.training.test_requirements import A100, EVERYTHING, machine, pipeline, problems, stage_problems  # noqa: F401  (machine: a fixture)
 
 
 @pytest.mark.parametrize("trainer, message", [

@@ -1,5 +1,5 @@
 """posttrain/machine.py: what each GPU-only option needs, said before anything loads, on a stand-in machine; and
-gradient checkpointing, which needs no GPU, training on this CPU. The GRPO rollout rules: tests/test_rollouts.py."""
+gradient checkpointing, which needs no GPU, training on this CPU. The GRPO rollout rules: tests/stages/test_grpo_rollouts.py."""
 
 from __future__ import annotations
 
