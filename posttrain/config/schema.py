@@ -130,10 +130,20 @@ def _trainer_type_error(config_class, key: str, value) -> str | None:
     try:
         adapter.validate_python(value)
     except ValidationError:
+        if not isinstance(value, list) and _fits(adapter, [value]):
+            return None  # one value for a list field (loss_type: ipo): TRL's configs take it, as HfArgumentParser does
         if isinstance(hint, type):
             return hint.__name__
         return re.sub(r"\b(typing|builtins|transformers\.[\w.]+)\.", "", str(hint).replace("NoneType", "None"))
     return None
+
+
+def _fits(adapter, value) -> bool:
+    try:
+        adapter.validate_python(value)
+    except ValidationError:
+        return False
+    return True
 
 
 OWN_TRAINER_KEYS = {"output_dir": "each stage writes to <output_dir>/<stage>/"}

@@ -15,7 +15,7 @@ it names each model whose 95 % interval does not lie above them.
 
 from __future__ import annotations
 
-from posttrain.evaluation.metrics import resampling_figures
+from posttrain.evaluation.metrics import PAIR_METRICS, resampling_figures
 from posttrain.evaluation.uncertainty import compare
 
 # judge_metrics' figures of the data (counts, the majority baseline) are no column: they say what the data is,
@@ -23,7 +23,8 @@ from posttrain.evaluation.uncertainty import compare
 from posttrain.rewards.judges import DATA_FIGURES
 
 BASELINES = {"judge.accuracy": "majority-class baseline (always the most common label)",
-             "rm_accuracy": "chance baseline (a coin flip on each non-tie pair)"}
+             "rm_accuracy": "chance baseline (a coin flip on each non-tie pair)",
+             "preference_accuracy": "chance baseline (a coin flip on each non-tie pair)"}
 NOT_ABOVE = "not above it (95 % interval's low end at or below it)"
 ALL_ABOVE = "every model's 95 % interval lies above it"
 
@@ -42,13 +43,14 @@ def figures(metrics: dict) -> dict[str, float]:
 
 def baselines(metrics: dict) -> dict[str, float]:
     """A metrics.json's `metrics` as figure -> its baseline: judge.accuracy's majority-class baseline
-    (judge_metrics' `majority_baseline`), rm_accuracy's 0.5."""
+    (judge_metrics' `majority_baseline`), rm_accuracy's and preference_accuracy's 0.5."""
     found = {}
     judge = metrics.get("judge")
     if isinstance(judge, dict) and isinstance(judge.get("majority_baseline"), (int, float)):
         found["judge.accuracy"] = judge["majority_baseline"]
-    if isinstance(metrics.get("rm_accuracy"), (int, float)):
-        found["rm_accuracy"] = 0.5
+    for name in PAIR_METRICS:
+        if isinstance(metrics.get(name), (int, float)):
+            found[name] = 0.5
     return found
 
 

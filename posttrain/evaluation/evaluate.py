@@ -43,6 +43,11 @@ def evaluate(model: str, sources: list[Source], metrics: str | list[str], out_di
     if names == [reward_models.METRIC]:  # a reward model scores pairs; nothing is generated
         return reward_models.evaluate_reward_model(model, adapter, sources, out_dir, limit=limit,
                                                    batch_size=settings.batch_size)
+    if names == [metric_lib.PREFERENCE_ACCURACY]:  # a policy ranks pairs by likelihood; nothing is generated
+        return reward_models.evaluate_policy(model, adapter, sources, out_dir, limit=limit,
+                                             batch_size=settings.batch_size, template=template, dtype=dtype,
+                                             trust_remote_code=trust_remote_code,
+                                             attn_implementation=attn_implementation)
     examples, formats = load_examples(sources, limit)
     metric_lib.check_examples(names, examples)
     prompts = [example.prompt for example in examples for _ in range(settings.num_samples)]

@@ -31,7 +31,9 @@ from posttrain.rewards.adapters import reward_for_source
 from posttrain.rewards.judges import DATA_FIGURES, json_scores, judge_metrics, parse_preference, parse_score
 
 RM_ACCURACY = "rm_accuracy"  # a reward model scoring preference pairs: evaluation/reward_models.py
-NAMES = ("bleu", "rouge", "exact_match", "judge", RM_ACCURACY)
+PREFERENCE_ACCURACY = "preference_accuracy"  # a causal LM ranking preference pairs by likelihood: the same module
+PAIR_METRICS = (RM_ACCURACY, PREFERENCE_ACCURACY)  # they score pairs and generate nothing
+NAMES = ("bleu", "rouge", "exact_match", "judge", *PAIR_METRICS)
 REFERENCE_METRICS = ("bleu", "rouge", "exact_match")  # they compare the output with a reference text
 JUDGE_SOURCES = ("pairwise_preference", "pointwise_score", "json_judge")
 ROUGE_KEYS = ("rouge1", "rouge2", "rougeL")
@@ -43,8 +45,9 @@ def valid_names() -> str:
 
 
 def check_alone(names: list[str]) -> None:
-    if RM_ACCURACY in names and len(names) > 1:
-        raise ConfigError(f"metrics: {RM_ACCURACY} scores preference pairs with a reward model and generates nothing; "
+    pair = next((name for name in names if name in PAIR_METRICS), None)
+    if pair and len(names) > 1:
+        raise ConfigError(f"metrics: {pair} scores preference pairs and generates nothing; "
                           "list it alone (another eval stage can generate and score with the other metrics)")
 
 

@@ -1,34 +1,69 @@
-"""Reward-model accuracy as an evaluation metric: a reward model scores held-out preference pairs.
+"""Metrics on held-out preference pairs, which generate nothing: a reward model's or a policy's ranking.
 
-A reward model generates nothing, so `rm_accuracy` is the one metric that
-does not go through generation: the model (a reward_model stage's output,
-full or LoRA) scores each pair's chosen and rejected answer with
-`posttrain.scoring`, exactly as `posttrain score` and the stage's own eval
-do, and the figures are the share of non-tie pairs whose chosen answer
-scores higher (`rm_accuracy`) and the mean margin chosen − rejected
-(`rm_margin`). The files written have the shape of every other evaluation's:
+`rm_accuracy`: a reward model (a reward_model stage's output, full or LoRA)
+scores each pair's chosen and rejected answer with `posttrain.scoring`,
+exactly as `posttrain score` and the stage's own eval do; the figures are the
+share of non-tie pairs whose chosen answer scores higher (`rm_accuracy`) and
+the mean margin chosen − rejected (`rm_margin`).
+
+`preference_accuracy`: a causal LM (base, SFT, DPO, any stage) is read as
+the implicit reward model DPO makes of it: an answer's reward is its mean
+per-token log-probability given the prompt (scoring/likelihood.py), the
+reference-free form SimPO optimises; length-normalised, so a short rejected
+answer does not win by being short. The figures are the share of non-tie
+pairs whose chosen answer the model finds likelier (`preference_accuracy`)
+and the mean margin (`preference_margin`, in nats per token). One number
+compares base, SFT and DPO models on the same pairs.
+
+The files written have the shape of every other evaluation's:
 `predictions.jsonl` (one row per pair with both scores) and `metrics.json`,
-so eval stages, their tables and the report treat a reward model like any
-other model.
+so eval stages, their tables and the report treat these like any other.
 """
 
 from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import Callable
 
 from posttrain.data.formats import load_records
 from posttrain.data.io import write_json, write_records
 from posttrain.errors import PosttrainError
 from posttrain.evaluation.examples import source_format
+from posttrain.evaluation.generation import load
+from posttrain.evaluation.metrics import PREFERENCE_ACCURACY
 from posttrain.evaluation.metrics import RM_ACCURACY as METRIC
 from posttrain.evaluation.results import EvalResult, with_intervals
 from posttrain.scoring import load_scorer, model_kind
+from posttrain.scoring.likelihood import response_log_probs
 
 
 def evaluate_reward_model(model: str, adapter: str | None, sources, out_dir=None, *, limit: int | None = None,
                           batch_size: int = 8):
     scored = adapter if adapter is not None else model  # a LoRA reward model is its adapter directory
+    rows, formats = _read_pairs(sources, limit)
+    if model_kind(scored) != "bradley_terry":
+        raise PosttrainError(f"{scored}: {METRIC} needs a Bradley-Terry reward model (one score per response); "
+                             "a process reward model is evaluated with `posttrain score` on step-labelled solutions")
+    scorer = load_scorer(scored, batch_size=batch_size)
+    return _ranked(METRIC, "rm_margin", scorer.score_many, rows, str(scored), None, sources, formats, out_dir)
+
+
+def evaluate_policy(model: str, adapter: str | None, sources, out_dir=None, *, limit: int | None = None,
+                    batch_size: int = 8, template: str | None = None, dtype: str = "auto",
+                    trust_remote_code: bool = False, attn_implementation: str | None = None):
+    rows, formats = _read_pairs(sources, limit)
+    network, tokenizer = load(model, adapter, template=template, dtype=dtype, trust_remote_code=trust_remote_code,
+                              attn_implementation=attn_implementation)
+
+    def mean_log_probs(answers):
+        return [total / max(count, 1) for total, count in response_log_probs(network, tokenizer, answers, batch_size)]
+
+    return _ranked(PREFERENCE_ACCURACY, "preference_margin", mean_log_probs, rows, str(model),
+                   None if adapter is None else str(adapter), sources, formats, out_dir)
+
+
+def _read_pairs(sources, limit: int | None) -> tuple[list[dict], list[str]]:
     rows, formats = [], []
     for source in sources:  # read (and check) every pair, as the data spec says, before the model loads
         name = source_format(source, records=("preference",))
@@ -39,29 +74,30 @@ def evaluate_reward_model(model: str, adapter: str | None, sources, out_dir=None
     rows = rows[:limit] if limit else rows
     if not rows:
         raise PosttrainError(f"{', '.join(str(s.path) for s in sources)}: no preference pairs")
-    if model_kind(scored) != "bradley_terry":
-        raise PosttrainError(f"{scored}: {METRIC} needs a Bradley-Terry reward model (one score per response); "
-                             "a process reward model is evaluated with `posttrain score` on step-labelled solutions")
-    scorer = load_scorer(scored, batch_size=batch_size)
+    return rows, formats
+
+
+def _ranked(metric: str, margin_name: str, score: Callable[[list], list[float]], rows: list[dict], model: str,
+            adapter: str | None, sources, formats: list[str], out_dir) -> EvalResult:
+    """Each pair's chosen and rejected answer scored by `score`; `metric` is how often chosen is above."""
     started = time.time()
-    answers = [(row["prompt"], row[key]) for row in rows for key in ("chosen", "rejected")]
-    scores = scorer.score_many(answers)
+    scores = score([(row["prompt"], row[key]) for row in rows for key in ("chosen", "rejected")])
     for row, chosen, rejected in zip(rows, scores[0::2], scores[1::2]):
         row.update(chosen_score=chosen, rejected_score=rejected)
     decided = [row for row in rows if not row.get("tie")]
     margins = [row["chosen_score"] - row["rejected_score"] for row in decided]
     for row in rows:
         margin = row["chosen_score"] - row["rejected_score"]
-        row["scores"] = {METRIC: float(margin > 0), "rm_margin": margin} if not row.get("tie") else {}
+        row["scores"] = {metric: float(margin > 0), margin_name: margin} if not row.get("tie") else {}
         # what a report shows of any evaluation, a reference and an output: here the pair and its two scores
         row["reference"] = f"chosen: {_text(row['chosen'])}\n\nrejected: {_text(row['rejected'])}"
         row["output"] = f"chosen {row['chosen_score']:+.3f}, rejected {row['rejected_score']:+.3f}"
-    figures = {METRIC: sum(m > 0 for m in margins) / len(margins) if margins else float("nan"),
-               "rm_margin": sum(margins) / len(margins) if margins else float("nan")}
-    document = {"model": str(scored), "adapter": None, "data": [str(s.path) for s in sources], "formats": formats,
+    figures = {metric: sum(m > 0 for m in margins) / len(margins) if margins else float("nan"),
+               margin_name: sum(margins) / len(margins) if margins else float("nan")}
+    document = {"model": model, "adapter": adapter, "data": [str(s.path) for s in sources], "formats": formats,
                 "count": len(rows), "pairs": len(decided), "ties": len(rows) - len(decided),
-                "metric_names": [METRIC], "metrics": figures, "counts": {METRIC: len(decided)},
-                "scoring_seconds": round(time.time() - started, 2), **with_intervals([METRIC], rows, 0)}
+                "metric_names": [metric], "metrics": figures, "counts": {metric: len(decided)},
+                "scoring_seconds": round(time.time() - started, 2), **with_intervals([metric], rows, 0)}
     if out_dir is not None:
         out_dir = Path(out_dir)
         write_records(out_dir / "predictions.jsonl", rows, "jsonl")

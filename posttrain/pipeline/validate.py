@@ -22,8 +22,7 @@ from posttrain.data.formats import get_format
 from posttrain.data.sources import resolve_sources
 from posttrain.errors import PosttrainError
 from posttrain.evaluation.examples import RECORD_TYPES, load_examples, source_format
-from posttrain.evaluation.metrics import RM_ACCURACY as METRIC
-from posttrain.evaluation.metrics import check_examples
+from posttrain.evaluation.metrics import PAIR_METRICS, check_examples
 from posttrain.launch import launched
 from posttrain.models.loading import load_tokenizer
 from posttrain.rewards.search import ncbi
@@ -108,7 +107,7 @@ def _check_eval(stage, config, template, report) -> None:
     except PosttrainError as e:
         report.problems.append(f"{where}.data: {e}")
         return
-    scores_pairs = METRIC in stage.metrics  # a reward model's accuracy: preference pairs, nothing generated
+    scores_pairs = any(name in PAIR_METRICS for name in stage.metrics)  # preference pairs, nothing generated
     clean = True
     for source in sources:
         try:

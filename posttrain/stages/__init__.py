@@ -35,6 +35,7 @@ STAGES = {
     "eval": "posttrain.stages.eval",
     "export": "posttrain.stages.export",
     "pt": "posttrain.stages.pt",
+    "dpo": "posttrain.stages.dpo",
 }
 
 

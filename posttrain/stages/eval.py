@@ -94,7 +94,7 @@ class Config(StageConfig):
                                    num_samples=self.num_samples)
             except ConfigError as e:
                 raise ValueError(str(e)) from None
-            corpus = [name for name in self.metrics if name in ("bleu", "judge", "rm_accuracy")]
+            corpus = [name for name in self.metrics if name in ("bleu", "judge", *metrics.PAIR_METRICS)]
             if corpus:
                 raise ValueError(f"num_samples {self.num_samples}: {', '.join(corpus)} is a figure over the whole "
                                  "file, not a score per answer; evaluate it in an eval stage with one sample")

@@ -13,7 +13,6 @@ stage's `trainer:` block is passed to `trl.RewardConfig` as is.
 from __future__ import annotations
 
 import dataclasses
-import itertools
 import logging
 from typing import ClassVar, Literal
 
@@ -21,8 +20,7 @@ from transformers import set_seed
 from trl import RewardConfig, RewardTrainer
 
 from posttrain.config.schema import HeldOutDataStage
-from posttrain.data.formats import load_records
-from posttrain.data.sources import resolve_sources
+from posttrain.data.pairs import load_pairs
 from posttrain.data.split import split_off
 from posttrain.errors import PosttrainError
 from posttrain.models.loading import load_model, lora_config, training_dtype
@@ -64,22 +62,6 @@ class Plan:
 
 def plan(stage, pipeline, output_dir) -> Plan:
     return Plan(*trainer_args(stage, pipeline, RewardConfig, output_dir, DEFAULTS))
-
-
-def load_pairs(specs, name: str) -> tuple[list[dict], int]:
-    """The preference records of `specs` without ties, and how many ties were dropped."""
-    pairs, ties = [], 0
-    for source in resolve_sources(specs):
-        rows = load_records(source.path, source.format, columns=source.columns, tags=source.tags,
-                            split=source.split, record="preference")
-        for _, record in itertools.islice(rows, source.max_samples):
-            if record["tie"]:
-                ties += 1
-            else:
-                pairs.append(record)
-    if ties:
-        log.warning("%s: %d tie(s) dropped (a Bradley-Terry model has no tie), %d pairs kept", name, ties, len(pairs))
-    return pairs, ties
 
 
 def tokenized(tokenizer, pairs: list[dict], name: str):

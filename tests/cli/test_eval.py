@@ -65,7 +65,7 @@ def test_an_unknown_metric_lists_the_valid_ones(tiny_model, tmp_path):
     data = write_jsonl(tmp_path / "chats.jsonl", make_chats(1))
     result = _invoke("--model", tiny_model, "--data", data, "--metrics", "rouge,bleu4", "--out", tmp_path / "out")
     assert result.exit_code == 2
-    assert _flat("metric 'bleu4': unknown; metrics: bleu, rouge, exact_match, judge, rm_accuracy, reward:NAME (NAME one of "
+    assert _flat("metric 'bleu4': unknown; metrics: bleu, rouge, exact_match, judge, rm_accuracy, preference_accuracy, reward:NAME (NAME one of "
                  "answer_tags,") in _flat(result.stderr)
     assert not (tmp_path / "out").exists()
 
