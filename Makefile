@@ -11,7 +11,7 @@ TORCH_CONSTRAINTS ?= -c constraints-cpu.txt
 PYTEST_WORKERS ?= 2
 DEMO_MODEL := models/quickstart-base
 
-.PHONY: install test demo clinical medical judge pointwise-judge agent-judge bench bench-gpu clean
+.PHONY: install test demo preference clinical medical judge pointwise-judge agent-judge bench bench-gpu clean
 
 $(STAMP): pyproject.toml constraints-cpu.txt
 	$(PYTHON) -m venv $(VENV)
@@ -32,6 +32,11 @@ demo: $(STAMP) $(DEMO_MODEL)/config.json
 	$(BIN)/posttrain validate recipes/quickstart.yaml
 	$(BIN)/posttrain run recipes/quickstart.yaml
 	$(BIN)/posttrain status runs/quickstart
+
+preference: $(STAMP) $(DEMO_MODEL)/config.json
+	$(BIN)/posttrain validate recipes/preference/sft_dpo.yaml
+	$(BIN)/posttrain run recipes/preference/sft_dpo.yaml
+	$(BIN)/posttrain status runs/sft_dpo
 
 CLINICAL_DATA := examples/data/clinical_trials
 CLINICAL_MODEL := models/clinical-trials-base
@@ -103,6 +108,6 @@ bench-gpu: $(STAMP)
 	$(BIN)/python bench/gpu_figures.py
 
 clean:
-	rm -rf runs/quickstart $(DEMO_MODEL) runs/clinical-trials $(CLINICAL_MODEL) runs/medical-dialogue $(MEDICAL_MODEL) \
+	rm -rf runs/quickstart $(DEMO_MODEL) runs/sft_dpo runs/clinical-trials $(CLINICAL_MODEL) runs/medical-dialogue $(MEDICAL_MODEL) \
 		runs/pairwise-judge-cpu $(JUDGE_MODEL) runs/pointwise-judge-cpu $(POINTWISE_MODEL) \
 		runs/agent-judge-cpu $(AGENT_JUDGE_MODEL)

@@ -14,6 +14,8 @@ Files (deterministic; run to regenerate):
   rm_gallery.jsonl                     RM-Gallery rows (input, output[i].answer.label, metadata.preferred), ties too
   ranking_alpaca.json, ranking_sharegpt.json + dataset_info.json   LLaMA-Factory ranking datasets
   sft.jsonl                            conversations with the chosen answers (the SFT stage before the RM)
+  sft_careless.jsonl                   conversations from a careless teacher, half its answers of the rejected
+                                       kinds (the SFT stage before DPO: preferences have something to fix)
   rl_prompts.jsonl                     rl_prompt records of held-out questions (GRPO scored by the RM)
 """
 
@@ -155,6 +157,11 @@ def main() -> None:
     write_jsonl(OUT / "rl_prompts.jsonl", [
         {"prompt": [{"role": "user", "content": q}], "data_source": "clinical_qa", "ground_truth": a,
          "extra_info": {"index": i}} for i, (q, a, _) in enumerate(held_facts)])
+    # written last, so the files above keep their bytes
+    careless = [{"messages": r["prompt"] + [{"role": "assistant",
+                                              "content": r["chosen"] if rng.random() < 0.5 else r["rejected"]}]}
+                for r in pairs(rng, train_facts, 96)]
+    write_jsonl(OUT / "sft_careless.jsonl", careless)
 
 
 if __name__ == "__main__":
