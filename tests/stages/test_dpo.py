@@ -10,12 +10,14 @@ import pytest
 import torch
 from peft import PeftModel
 from transformers import AutoModelForCausalLM
+from trl import DPOTrainer
 
 from posttrain.config import load_config
 from posttrain.data.records import validate_preference
 from posttrain.pipeline import read_manifest, run
 from posttrain.stages import StageContext, dpo
 from posttrain.training.inputs import stage_tokenizer
+from posttrain.training.preference import build_trainer, loss_types
 from tests.conftest import make_chats, write_jsonl
 from tests.stages.test_reward_model import pairs
 
@@ -99,7 +101,7 @@ def test_after_a_lora_sft_stage_the_reference_is_the_sft_model(tmp_path, tiny_mo
     p = dpo.plan(stage, pipeline, ctx.checkpoints_dir)
     tokenizer = stage_tokenizer(ctx)
     held_out = dpo.pairs_dataset([validate_preference(r) for r in pairs(4, 1)])
-    trainer = dpo.build_trainer(ctx, p, tokenizer, dpo.pairs_dataset([validate_preference(r) for r in pairs(4, 0)]),
+    trainer = build_trainer(DPOTrainer, ctx, p.args, tokenizer, dpo.pairs_dataset([validate_preference(r) for r in pairs(4, 0)]),
                                 held_out)
 
     base = AutoModelForCausalLM.from_pretrained(tiny_model)
@@ -121,5 +123,5 @@ def test_after_a_lora_sft_stage_the_reference_is_the_sft_model(tmp_path, tiny_mo
 
 
 def test_the_loss_types_are_the_ones_trl_computes():
-    names = dpo.loss_types()
+    names = loss_types(DPOTrainer)
     assert {"sigmoid", "ipo", "hinge", "robust", "sigmoid_norm"} <= set(names) and len(names) >= 10, names
