@@ -34,9 +34,9 @@ demo: $(STAMP) $(DEMO_MODEL)/config.json
 	$(BIN)/posttrain status runs/quickstart
 
 preference: $(STAMP) $(DEMO_MODEL)/config.json
-	$(BIN)/posttrain validate recipes/preference/sft_dpo.yaml
-	$(BIN)/posttrain run recipes/preference/sft_dpo.yaml
-	$(BIN)/posttrain status runs/sft_dpo
+	$(BIN)/posttrain validate recipes/preference/pipeline.yaml
+	$(BIN)/posttrain run recipes/preference/pipeline.yaml
+	$(BIN)/posttrain status runs/preference
 
 CLINICAL_DATA := examples/data/clinical_trials
 CLINICAL_MODEL := models/clinical-trials-base
@@ -108,6 +108,6 @@ bench-gpu: $(STAMP)
 	$(BIN)/python bench/gpu_figures.py
 
 clean:
-	rm -rf runs/quickstart $(DEMO_MODEL) runs/sft_dpo runs/clinical-trials $(CLINICAL_MODEL) runs/medical-dialogue $(MEDICAL_MODEL) \
+	rm -rf runs/quickstart $(DEMO_MODEL) runs/preference runs/clinical-trials $(CLINICAL_MODEL) runs/medical-dialogue $(MEDICAL_MODEL) \
 		runs/pairwise-judge-cpu $(JUDGE_MODEL) runs/pointwise-judge-cpu $(POINTWISE_MODEL) \
 		runs/agent-judge-cpu $(AGENT_JUDGE_MODEL)

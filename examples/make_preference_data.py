@@ -14,6 +14,8 @@ Files (deterministic; run to regenerate):
   rm_gallery.jsonl                     RM-Gallery rows (input, output[i].answer.label, metadata.preferred), ties too
   ranking_alpaca.json, ranking_sharegpt.json + dataset_info.json   LLaMA-Factory ranking datasets
   sft.jsonl                            conversations with the chosen answers (the SFT stage before the RM)
+  kto_train.jsonl, kto_eval.jsonl      TRL unpaired rows (prompt, completion, label): each pair's two answers
+  kto_sharegpt.json + dataset_info.json  a LLaMA-Factory KTO dataset (sharegpt messages, kto_tag column)
   sft_careless.jsonl                   conversations from a careless teacher, half its answers of the rejected
                                        kinds (the SFT stage before DPO: preferences have something to fix)
   rl_prompts.jsonl                     rl_prompt records of held-out questions (GRPO scored by the RM)
@@ -100,6 +102,12 @@ def pairs(rng, facts, n):
     return rows
 
 
+def unpaired(rows):
+    """Each pair's two answers as TRL unpaired rows: the chosen one desirable, the rejected one not."""
+    return [{"prompt": r["prompt"], "completion": r[key], "label": key == "chosen"}
+            for r in rows for key in ("chosen", "rejected")]
+
+
 def write_jsonl(path, rows):
     path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
 
@@ -109,8 +117,9 @@ def main() -> None:
     OUT.mkdir(parents=True, exist_ok=True)
     # held-out questions: the eval pairs and the GRPO prompts ask what training never saw
     train_facts, held_facts = FACTS[:32], FACTS[32:]
-    write_jsonl(OUT / "pairs_train.jsonl", pairs(rng, train_facts, 320))
-    write_jsonl(OUT / "pairs_eval.jsonl", pairs(rng, held_facts, 64))
+    train_pairs, held_pairs = pairs(rng, train_facts, 320), pairs(rng, held_facts, 64)
+    write_jsonl(OUT / "pairs_train.jsonl", train_pairs)
+    write_jsonl(OUT / "pairs_eval.jsonl", held_pairs)
 
     implicit = []
     for row in pairs(rng, train_facts, 16):
@@ -149,7 +158,11 @@ def main() -> None:
                                                  "rejected": "rejected"}},
             "clinical_pref_sharegpt": {"file_name": "ranking_sharegpt.json", "formatting": "sharegpt",
                                        "ranking": True, "columns": {"messages": "conversations", "chosen": "chosen",
-                                                                    "rejected": "rejected"}}}
+                                                                    "rejected": "rejected"}},
+            "clinical_kto_sharegpt": {"file_name": "kto_sharegpt.json", "formatting": "sharegpt",
+                                      "columns": {"messages": "messages", "kto_tag": "label"},
+                                      "tags": {"role_tag": "role", "content_tag": "content", "user_tag": "user",
+                                               "assistant_tag": "assistant"}}}
     (OUT / "dataset_info.json").write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
 
     write_jsonl(OUT / "sft.jsonl", [{"messages": r["prompt"] + [{"role": "assistant", "content": r["chosen"]}]}
@@ -162,6 +175,11 @@ def main() -> None:
                                               "content": r["chosen"] if rng.random() < 0.5 else r["rejected"]}]}
                 for r in pairs(rng, train_facts, 96)]
     write_jsonl(OUT / "sft_careless.jsonl", careless)
+    write_jsonl(OUT / "kto_train.jsonl", unpaired(train_pairs))
+    write_jsonl(OUT / "kto_eval.jsonl", unpaired(held_pairs))
+    (OUT / "kto_sharegpt.json").write_text(json.dumps(  # LLaMA-Factory's kto_en_demo layout
+        [{"messages": r["prompt"] + [{"role": "assistant", "content": r["completion"]}], "label": r["label"]}
+         for r in unpaired(train_pairs[:16])], indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
 
 
 if __name__ == "__main__":

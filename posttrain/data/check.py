@@ -124,6 +124,7 @@ _RECORD_CHECKS: dict[str, Callable[[dict], list[tuple[str, str, str]]]] = {
     "steps": lambda record: [],  # validate_steps has said everything there is to say
     "preference": lambda record: [],  # validate_preference has said everything there is to say
     "text": lambda record: [],  # validate_text has said everything there is to say
+    "unpaired_preference": lambda record: [],  # validate_unpaired_preference has said it all
 }
 
 

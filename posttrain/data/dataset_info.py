@@ -84,6 +84,9 @@ def _source(dataset_dir: str, info_path: str, info: dict, name: str) -> DataSour
     if ranking and fmt in ("alpaca", "sharegpt"):
         # a ranking entry holds chosen/rejected pairs in that layout: the preference format reads both layouts
         fmt = "preference"
+    elif "kto_tag" in entry.get("columns", {}) and fmt in ("alpaca", "sharegpt"):
+        # a KTO entry: each row one answer, its kto_tag column saying whether it is desirable
+        fmt = "unpaired_preference"
     return DataSource(
         name=name, path=path, format=fmt, columns=dict(entry.get("columns", {})),
         tags=dict(entry.get("tags", {})), ranking=ranking,

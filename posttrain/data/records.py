@@ -189,3 +189,32 @@ def validate_text(record: Any) -> dict:
     if not text.strip():
         raise RecordError("text", "empty; expected some text")
     return {"text": text}
+
+
+def validate_unpaired_preference(record: Any) -> dict:
+    """unpaired_preference: {"prompt": messages (may be empty), "completion": assistant messages, "label": bool}.
+
+    One answer, marked desirable (true) or not (false): what KTO learns from (TRL's unpaired preference type,
+    LLaMA-Factory's `kto_tag`). A completion given as a string is one assistant turn."""
+    if not isinstance(record, dict):
+        raise RecordError("record", f"expected a JSON object, got {type(record).__name__}")
+    prompt = record.get("prompt") or []
+    completion = record.get("completion")
+    if isinstance(completion, str):
+        if not completion.strip():
+            raise RecordError("completion", "empty; expected text")
+        completion = [{"role": "assistant", "content": completion}]
+    if not isinstance(completion, list) or not completion:
+        raise RecordError("completion", "missing; expected a string or a list of assistant messages"
+                          if completion is None else "expected a string or a list of assistant messages")
+    for i, message in enumerate(completion):
+        if not isinstance(message, dict) or message.get("role") != "assistant":
+            raise RecordError(f"completion[{i}]", "expected an assistant message {role: assistant, content}")
+        if not isinstance(message.get("content"), str) or not message["content"].strip():
+            raise RecordError(f"completion[{i}].content", "expected non-empty text")
+    label = record.get("label")
+    if not isinstance(label, bool):
+        raise RecordError("label", "missing; expected true (desirable) or false (undesirable)" if label is None
+                          else f"expected true (desirable) or false (undesirable), got {label!r}")
+    return {"prompt": validate_prompt(prompt) if prompt else [],
+            "completion": [{"role": "assistant", "content": m["content"]} for m in completion], "label": label}

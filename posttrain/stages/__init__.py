@@ -36,6 +36,7 @@ STAGES = {
     "export": "posttrain.stages.export",
     "pt": "posttrain.stages.pt",
     "dpo": "posttrain.stages.dpo",
+    "kto": "posttrain.stages.kto",
 }
 
 

@@ -123,9 +123,9 @@ def test_check_exit_codes(tmp_path):
 
 
 def test_check_user_error_exits_2(tmp_path):
-    result = _run("check", _jsonl(tmp_path / "d.jsonl", [GOOD]), "--stage", "dpo")
+    result = _run("check", _jsonl(tmp_path / "d.jsonl", [GOOD]), "--stage", "ppo")
     assert result.exit_code == 2
-    assert result.stderr.startswith("stage: expected one of sft, grpo, ") and result.stderr.endswith(", got 'dpo'\n")
+    assert result.stderr.startswith("stage: expected one of sft, grpo, ") and result.stderr.endswith(", got 'ppo'\n")
 
 
 def test_check_with_a_model_reports_token_lengths(tmp_path, tiny_model):

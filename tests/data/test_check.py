@@ -91,8 +91,8 @@ def test_undetectable_rows_and_json_array_errors(tmp_path):
 def test_empty_file_and_unknown_stage(tmp_path):
     report = check(_jsonl(tmp_path / "d.jsonl", []))
     assert report.ok and _found(report) == [(None, "warning", "empty", "no records")]
-    with pytest.raises(PosttrainError, match="stage: expected one of sft, grpo, .*got 'dpo'"):
-        stages.reads("dpo")  # the record type a stage reads comes from the stage table
+    with pytest.raises(PosttrainError, match="stage: expected one of sft, grpo, .*got 'ppo'"):
+        stages.reads("ppo")  # the record type a stage reads comes from the stage table
 
 
 def test_token_lengths_and_records_the_max_length_cuts(tmp_path, tiny_model):

@@ -20,6 +20,7 @@ from posttrain.data.formats import steps
 from posttrain.data.formats import medical_dialogue
 from posttrain.data.formats import preference, rm_gallery
 from posttrain.data.formats import text
+from posttrain.data.formats import unpaired_preference
 from posttrain.data.io import file_kind, read_rows
 from posttrain.errors import DataError, PosttrainError, RecordError, closest
 
@@ -53,11 +54,13 @@ register("rm-gallery", rm_gallery)
 register("medical-dialogue", medical_dialogue.CONVERSATION)
 register("medical-dialogue-rl", medical_dialogue.RL_PROMPT)
 register("text", text, aliases=("pt",))
+register("unpaired_preference", unpaired_preference, aliases=("trl-unpaired", "kto"))
 # the canonical file format of each record type, the default target of a conversion
 CANONICAL = {"conversation": "openai", "rl_prompt": "rl_prompt"}
 CANONICAL["steps"] = "steps"
 CANONICAL["preference"] = "preference"
 CANONICAL["text"] = "text"
+CANONICAL["unpaired_preference"] = "unpaired_preference"
 
 
 def writer(module: ModuleType):
