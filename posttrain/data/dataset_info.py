@@ -87,6 +87,10 @@ def _source(dataset_dir: str, info_path: str, info: dict, name: str) -> DataSour
     elif "kto_tag" in entry.get("columns", {}) and fmt in ("alpaca", "sharegpt"):
         # a KTO entry: each row one answer, its kto_tag column saying whether it is desirable
         fmt = "unpaired_preference"
+    elif fmt == "alpaca" and set(entry.get("columns", {"response": None})) == {"prompt"}:
+        # LLaMA-Factory's pretraining entries (c4_demo, wiki_demo): a columns block naming only the text's column
+        # leaves alpaca's response unset, so the rows are raw text, which is what stage pt reads
+        fmt = "text"
     return DataSource(
         name=name, path=path, format=fmt, columns=dict(entry.get("columns", {})),
         tags=dict(entry.get("tags", {})), ranking=ranking,

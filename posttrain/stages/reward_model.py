@@ -123,6 +123,9 @@ def _warn_long(dataset, max_length, name) -> None:
     if not max_length:
         return
     over = sum(1 for c, r in zip(dataset["chosen_ids"], dataset["rejected_ids"]) if max(len(c), len(r)) > max_length)
+    if over == len(dataset):
+        raise PosttrainError(f"{name}: all {over} pairs are longer than max_length={max_length}, and the trainer "
+                             "skips such pairs; raise the stage's trainer.max_length (LLaMA-Factory's cutoff_len)")
     if over:
         log.warning("%s: %d of %d pairs are longer than max_length=%d and are skipped by the trainer",
                     name, over, len(dataset), max_length)

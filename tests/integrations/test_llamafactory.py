@@ -227,8 +227,11 @@ def test_no_warning_for_keys_that_are_translated(caplog):
 # --- errors ---------------------------------------------------------------------------------------
 
 ERRORS = [
-    ({"stage": "dpo"}, ["stage", "'dpo'", "sft"]),
-    ({"stage": "rm"}, ["stage", "'rm'", "sft"]),
+    ({"stage": "ppo"}, ["stage", "'ppo'", "sft, pt, rm, dpo, kto", "grpo"]),
+    ({"stage": "dpo", "pref_loss": "kto_pair"}, ["pref_loss", "kto_pair", "stage: kto"]),
+    ({"stage": "dpo", "pref_loss": "sigmoidd"}, ["pref_loss", "'sigmoidd'", "sigmoid, hinge, ipo, orpo, simpo"]),
+    ({"stage": "pt", "quantization_bit": 4}, ["quantization_bit", "not for a pt stage"]),
+    ({"stage": "dpo", "train_on_prompt": True}, ["train_on_prompt", "stage sft only"]),
     ({"finetuning_type": "freeze"}, ["finetuning_type", "'freeze'", "full", "lora"]),
     ({"quantization_bit": 4}, ["quantization_bit", "lora"]),
     ({"finetuning_type": "lora", "quantization_bit": 8}, ["quantization_bit", "4 bits"]),

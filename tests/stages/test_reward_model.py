@@ -126,3 +126,12 @@ def test_val_size_holds_out_pairs_and_evaluates_them(tmp_path, tiny_model):
     metrics = json.loads((run(cfg) / "rm" / "metrics.json").read_text())
     assert (metrics["train_examples"], metrics["eval_examples"]) == (36, 12)
     assert 0 <= metrics["eval_accuracy"] <= 1 and "eval_margin" in metrics
+
+
+def test_pairs_all_longer_than_max_length_are_an_error_not_an_empty_run(tmp_path, tiny_model):
+    from posttrain.errors import PosttrainError
+
+    pipeline = config(tmp_path, tiny_model)
+    pipeline["stages"][0]["trainer"]["max_length"] = 4
+    with pytest.raises(PosttrainError, match=r"all 48 pairs are longer than max_length=4.*trainer\.max_length"):
+        run(pipeline)

@@ -1,16 +1,18 @@
-"""LLaMA-Factory SFT recipes, run as they are.
+"""LLaMA-Factory recipes of every training stage, run as they are.
 
-Teams moving from LLaMA-Factory bring a recipe YAML (`stage: sft`,
+Teams moving from LLaMA-Factory bring a recipe YAML (`stage: sft|pt|rm|dpo|kto`,
 `finetuning_type`, `dataset: a,b` naming entries of `data/dataset_info.json`,
 TrainingArguments keys) and expect `posttrain train RECIPE.yaml` to train the
 same model without edits. `to_pipeline` turns such a recipe into the raw dict
-of a one-stage posttrain pipeline (stage `sft`; the model ends at
-`<output_dir>/sft/model`), which `config.load_config` then validates like any
-pipeline file.
+of a one-stage posttrain pipeline (STAGE_TYPES: `rm` is posttrain's
+reward_model, `dpo` is dpo, orpo or simpo by its `pref_loss`; the model ends
+at `<output_dir>/<stage>/model`), which `config.load_config` then validates
+like any pipeline file.
 
 The translation is a table: each key is renamed into the pipeline, handled
-by a small rule, passed to `trl.SFTConfig` as is when it is one of its
-fields, or named in a warning; none is dropped silently. Where LLaMA-Factory's
+by a small rule (the preference keys: preference.py), passed to the stage's
+TRL config class as is when it is one of its fields, or named in a warning;
+none is dropped silently. Where LLaMA-Factory's
 defaults differ from posttrain's (LoRA unless told otherwise, LoRA dropout 0,
 cutoff 2048, no packing, gradient checkpointing on) the recipe gets
 LLaMA-Factory's, so it trains as it did there. Keys that need what this
@@ -27,17 +29,23 @@ import dataclasses
 import importlib.util
 import logging
 import re
+import typing
 from pathlib import Path
 
 from posttrain import stages
 from posttrain.config.schema import trainer_config_class
 from posttrain.errors import ConfigError
+from posttrain.integrations.llamafactory import preference
 from posttrain.models.templates import TEMPLATES
 
 log = logging.getLogger("posttrain")
 
+# LLaMA-Factory's stage -> posttrain's stage type (a dpo recipe's pref_loss may pick orpo or simpo instead)
+STAGE_TYPES = {"sft": "sft", "pt": "pt", "rm": "reward_model", "dpo": "dpo", "kto": "kto"}
 # LLaMA-Factory's defaults where they differ from posttrain's.
-DEFAULTS = {"finetuning_type": "lora", "cutoff_len": 2048, "packing": False, "disable_gradient_checkpointing": False}
+DEFAULTS = {"finetuning_type": "lora", "cutoff_len": 2048, "disable_gradient_checkpointing": False}
+SFT_DEFAULTS = {"packing": False}  # LLaMA-Factory packs pt's text always, and nothing but sft's otherwise
+SFT_ONLY = ("packing", "neat_packing", "train_on_prompt", "mask_history")  # LLaMA-Factory refuses them elsewhere
 LORA_DEFAULTS = {"lora_dropout": 0.0}  # rank 8, alpha 2*rank and target `all` are posttrain's defaults too
 
 # LLaMA-Factory key -> (section of the pipeline, posttrain key)
@@ -56,7 +64,7 @@ RENAMES = {
 }
 # Read by to_pipeline itself, outside the table.
 HANDLED = {"stage", "finetuning_type", "quantization_bit", "quantization_method", "dataset", "dataset_dir",
-           "eval_dataset", "max_samples", "val_size", "warmup_ratio"}
+           "eval_dataset", "max_samples", "val_size", "warmup_ratio", *preference.KEYS}
 LORA_KEYS = {"lora_rank", "lora_alpha", "lora_dropout", "lora_target", "additional_target"}
 PRECISION = {"bf16": "bf16", "fp16": "fp32", "tf32": None}  # kept key -> the dtype to load the model in
 FLASH = {"fa2": ("flash_attention_2", "flash_attn"), "fa3": ("flash_attention_3", "flash_attn_interface"),
@@ -81,9 +89,14 @@ def trackers() -> list[str]:
     return get_available_reporting_integrations()
 
 
-def sft_fields() -> set[str]:
-    config_class = trainer_config_class(stages.config_class("sft").trainer_class)
+def trainer_fields(kind: str) -> set[str]:
+    config_class = trainer_config_class(stages.config_class(kind).trainer_class)
     return {f.name for f in dataclasses.fields(config_class) if f.init}
+
+
+def finetuning_kinds(kind: str) -> tuple[str, ...]:
+    """The `finetuning:` values stage type `kind` takes (full, lora, qlora)."""
+    return typing.get_args(stages.config_class(kind).model_fields["finetuning"].annotation)
 
 
 def is_recipe(raw: dict) -> bool:
@@ -91,7 +104,7 @@ def is_recipe(raw: dict) -> bool:
 
 
 def to_pipeline(raw: dict, path: Path | None = None) -> dict:
-    """The raw posttrain pipeline dict for a LLaMA-Factory SFT recipe; warnings go to the `posttrain` logger."""
+    """The raw posttrain pipeline dict for a LLaMA-Factory recipe; warnings go to the `posttrain` logger."""
     where = f"{path}: " if path else ""
 
     def warn(key, why):
@@ -101,12 +114,16 @@ def to_pipeline(raw: dict, path: Path | None = None) -> dict:
         raise ConfigError(f"{where}{key}: {why}")
 
     given = {k: v for k, v in raw.items() if v is not None and v != ""}  # LLaMA-Factory reads empty as unset
-    if given.get("stage") != "sft":
-        fail("stage", f"{raw.get('stage')!r} is not supported; posttrain runs LLaMA-Factory recipes of stage sft "
-                      f"(posttrain's own stage types: {', '.join(stages.STAGES)})")
-    finetuning = _finetuning({**DEFAULTS, **given}, fail, warn)
-    recipe = {**DEFAULTS, **(LORA_DEFAULTS if finetuning != "full" else {}), **given}
-    out = {"top": {}, "stage": {"name": "sft", "type": "sft", "finetuning": finetuning}, "trainer": {}, "lora": {}}
+    name = given.get("stage")
+    if name not in STAGE_TYPES:
+        rl = "; its RL stage is grpo (posttrain's own pipeline files)" if name == "ppo" else ""
+        fail("stage", f"{raw.get('stage')!r} is not supported; posttrain runs LLaMA-Factory recipes of stage "
+                      f"{', '.join(STAGE_TYPES)}{rl}")
+    kind = preference.stage_type(name, given, fail) or STAGE_TYPES[name]
+    defaults = {**DEFAULTS, **(SFT_DEFAULTS if kind == "sft" else {})}
+    finetuning = _finetuning({**defaults, **given}, finetuning_kinds(kind), kind, fail, warn)
+    recipe = {**defaults, **(LORA_DEFAULTS if finetuning != "full" else {}), **given}
+    out = {"top": {}, "stage": {"name": name, "type": kind, "finetuning": finetuning}, "trainer": {}, "lora": {}}
     top, stage, trainer, lora = out["top"], out["stage"], out["trainer"], out["lora"]
 
     rules = {
@@ -129,17 +146,21 @@ def to_pipeline(raw: dict, path: Path | None = None) -> dict:
         "report_to": lambda v: _report_to(v, trainer, warn),
         **{key: (lambda v, key=key: _precision(key, v, top, trainer, warn)) for key in PRECISION},
     }
-    fields = sft_fields()
+    if kind != "sft":
+        rules.update(_stage_rules(kind, stage, fail, warn))
+    fields = trainer_fields(kind)
     for key, value in recipe.items():
         if key in HANDLED:
             continue
         if key in LORA_KEYS and finetuning == "full":
             warn(key, "finetuning_type is full; ignored")
-        elif key in RENAMES:
-            section, name = RENAMES[key]
-            out[section][name] = value
         elif key in rules:
             rules[key](value)
+        elif key in RENAMES and RENAMES[key][0] == "trainer" and RENAMES[key][1] not in fields:
+            warn(key, f"its {stages.config_class(kind).trainer_class.split(':')[1]} has no "
+                      f"{RENAMES[key][1]}; ignored")
+        elif key in RENAMES:
+            out[RENAMES[key][0]][RENAMES[key][1]] = value
         elif key in fields and key != "output_dir":
             trainer[key] = value
         elif value not in ([], {}):
@@ -164,27 +185,46 @@ def to_pipeline(raw: dict, path: Path | None = None) -> dict:
     if ratio and not recipe.get("warmup_steps"):  # as in transformers, warmup_steps > 0 wins
         trainer["warmup_steps"] = float(ratio)  # transformers 5 reads a float below 1 as a ratio
 
+    preference.translate(kind, recipe, trainer, warn)
     if trainer:
         stage["trainer"] = trainer
     if lora and finetuning != "full":
         stage["lora"] = lora
     output_dir = top.get("output_dir")
-    name = re.sub(r"[^A-Za-z0-9_.-]", "_", Path(str(output_dir or "")).name)
-    name = name if name.strip(".") else "sft"
-    log.info("%sLLaMA-Factory recipe translated; the model is written to %s/sft/model", where,
-             output_dir or f"runs/{name}")
-    return {"name": name, **top, "stages": [stage]}
+    pipeline = re.sub(r"[^A-Za-z0-9_.-]", "_", Path(str(output_dir or "")).name)
+    pipeline = pipeline if pipeline.strip(".") else name
+    log.info("%sLLaMA-Factory recipe translated (stage type %s); the model is written to %s/%s/model", where, kind,
+             output_dir or f"runs/{pipeline}", name)
+    return {"name": pipeline, **top, "stages": [stage]}
 
 
-def _finetuning(recipe: dict, fail, warn) -> str:
+def _stage_rules(kind: str, stage: dict, fail, warn) -> dict:
+    """What a recipe key means for a stage other than sft, where it differs from sft's rule."""
+    def sft_only(key):
+        return lambda v: v and fail(key, f"LLaMA-Factory allows it for stage sft only, and this is stage "
+                                         f"{stage['name']}")
+
+    rules = {key: sft_only(key) for key in SFT_ONLY}
+    if kind == "pt":  # raw text: packed into blocks of cutoff_len tokens, no chat template
+        rules["cutoff_len"] = lambda v: stage.update(block_size=int(v))
+        rules["packing"] = lambda v: v or warn("packing", "false, but posttrain's pt stage always packs the text "
+                                                          "into blocks of cutoff_len tokens; ignored")
+        rules["template"] = lambda v: warn("template", "stage pt trains on raw text, without a chat template; "
+                                                       "ignored")
+    return rules
+
+
+def _finetuning(recipe: dict, allowed: tuple[str, ...], stage_type: str, fail, warn) -> str:
     kind, bits = recipe["finetuning_type"], recipe.get("quantization_bit")
-    if kind not in ("full", "lora"):
-        fail("finetuning_type", f"{kind!r} is not supported; posttrain does full or lora "
-                                "(lora with quantization_bit: 4 is qlora)")
+    if kind not in allowed:
+        fail("finetuning_type", f"{kind!r} is not supported; posttrain's {stage_type} stage does "
+                                f"{' or '.join(k for k in allowed if k != 'qlora')}"
+                                f"{' (lora with quantization_bit: 4 is qlora)' if 'qlora' in allowed else ''}")
     if bits is None:
         return kind
-    if kind != "lora" or int(bits) != 4:
-        fail("quantization_bit", f"{bits} with finetuning_type {kind}: posttrain quantizes only for lora, to 4 bits")
+    if kind != "lora" or int(bits) != 4 or "qlora" not in allowed:
+        fail("quantization_bit", f"{bits} with finetuning_type {kind}: posttrain quantizes only for lora, to 4 bits"
+                                 f"{'' if 'qlora' in allowed else f', and not for a {stage_type} stage'}")
     method = recipe.get("quantization_method", "bnb")
     if method not in ("bnb", "bitsandbytes"):
         warn("quantization_method", f"{method!r}: posttrain quantizes with bitsandbytes; ignored")
