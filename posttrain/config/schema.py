@@ -70,6 +70,26 @@ class LoraSpec(Strict):
     # modules trained whole beside the adapters (peft's modules_to_save, LLaMA-Factory's additional_target),
     # e.g. embed_tokens when the embeddings are new: a tied lm_head stays tied to them
     modules_to_save: list[str] | None = None
+    rslora: bool = False  # rank-stabilised scaling, alpha / sqrt(r) (peft's use_rslora)
+    dora: bool = False  # weight-decomposed LoRA (peft's use_dora)
+    init: bool | str = True  # peft's init_lora_weights: true, gaussian, pissa, pissa_niter_16, olora, ...
+
+
+class FreezeSpec(Strict):
+    """`finetuning: freeze`: train some decoder layers whole and freeze the rest (LLaMA-Factory's freeze tuning)."""
+
+    trainable_layers: int = 2  # the last n layers; a negative n, the first |n|
+    trainable_modules: str | list[str] = "all"  # within those layers: all, or names such as mlp, self_attn
+    extra_modules: list[str] = Field(default_factory=list)  # outside the layers: embed_tokens, norm, lm_head
+
+
+class OftSpec(Strict):
+    """`finetuning: oft`: orthogonal fine-tuning adapters (peft's OFT)."""
+
+    r: int = Field(default=0, ge=0)  # the number of blocks; 0: derived from block_size
+    block_size: int = Field(default=32, ge=0)
+    target_modules: str | list[str] = "all-linear"
+    module_dropout: float = Field(default=0.0, ge=0, lt=1)
 
 
 class StageConfig(Strict):
@@ -182,12 +202,14 @@ class TrainingStage(StageConfig):
 
 class HeldOutDataStage(TrainingStage):
     """A training stage on records with a held-out share: `eval_data`, else `val_size` of `data`
-    (training/inputs.py); LoRA settings for `finetuning: lora`; the loss plot."""
+    (training/inputs.py); the settings of `finetuning: lora`, `freeze` and `oft`; the loss plot."""
 
     data: list[DataSpec] = Field(min_length=1)
     eval_data: list[DataSpec] | None = None
     val_size: float = Field(default=0.0, ge=0, lt=1)
     lora: LoraSpec = Field(default_factory=LoraSpec)
+    freeze: FreezeSpec = Field(default_factory=FreezeSpec)
+    oft: OftSpec = Field(default_factory=OftSpec)
     plot_loss: bool = False
 
     _data_lists = field_validator("data", "eval_data", mode="before")(as_list)

@@ -145,11 +145,7 @@ def lora_config(lora, task_type: str = "CAUSAL_LM"):
     """A peft LoraConfig from the stage's `lora:` block (default: every linear layer)."""
     from peft import LoraConfig
 
-    targets = lora.target_modules
-    if isinstance(targets, str) and targets not in ("all", "all-linear"):
-        targets = [t.strip() for t in targets.split(",") if t.strip()]
-    elif targets in ("all", "all-linear"):
-        targets = "all-linear"
+    targets = target_modules(lora.target_modules)
     return LoraConfig(
         r=lora.r,
         lora_alpha=lora.alpha if lora.alpha is not None else 2 * lora.r,
@@ -157,8 +153,18 @@ def lora_config(lora, task_type: str = "CAUSAL_LM"):
         target_modules=targets,
         task_type=task_type,
         modules_to_save=lora.modules_to_save,
+        use_rslora=lora.rslora,
+        use_dora=lora.dora,
+        init_lora_weights=lora.init,
         ensure_weight_tying=bool(lora.modules_to_save),
     )
+
+
+def target_modules(targets: str | list[str]) -> str | list[str]:
+    """peft's target_modules from a config's: `all`/`all-linear` is every linear layer, `a,b` a list."""
+    if targets in ("all", "all-linear"):
+        return "all-linear"
+    return [t.strip() for t in targets.split(",") if t.strip()] if isinstance(targets, str) else targets
 
 
 def is_adapter_dir(path: str | Path) -> bool:

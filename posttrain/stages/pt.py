@@ -21,7 +21,8 @@ from posttrain.config.schema import HeldOutDataStage
 from posttrain.data.formats import load_records
 from posttrain.data.sources import resolve_sources
 from posttrain.errors import PosttrainError
-from posttrain.models.loading import load_model, lora_config, training_dtype
+from posttrain.models.finetuning import peft_config, prepare
+from posttrain.models.loading import load_model, training_dtype
 from posttrain.stages import StageContext
 from posttrain.training import requirements
 from posttrain.training.defaults import trainer_args
@@ -42,7 +43,7 @@ class Config(HeldOutDataStage):
 
     type: Literal["pt"]
     block_size: int = Field(default=1024, ge=8)  # tokens per packed training row (LLaMA-Factory's cutoff_len)
-    finetuning: Literal["full", "lora"] = "full"
+    finetuning: Literal["full", "lora", "freeze", "oft"] = "full"
 
 
 @dataclasses.dataclass
@@ -94,10 +95,11 @@ def run(ctx: StageContext) -> dict:
     evaluation = blocks(tokenizer, eval_texts, stage.block_size, f"stage {stage.name} eval") if eval_texts else None
     model = load_model(ctx.model_path, dtype=training_dtype(pipeline.dtype), trust_remote_code=pipeline.trust_remote_code,
                        attn_implementation=pipeline.attn_implementation)
-    if stage.finetuning == "lora":
+    prepare(model, stage)
+    if peft_config(stage) is not None:
         from peft import get_peft_model
 
-        model = get_peft_model(model, lora_config(stage.lora))
+        model = get_peft_model(model, peft_config(stage))
     trainer = Trainer(model=model, args=p.args, train_dataset=train, eval_dataset=evaluation,
                       processing_class=tokenizer, data_collator=default_data_collator,
                       callbacks=[TrainerLogCallback(ctx.log_path)])

@@ -23,7 +23,8 @@ from posttrain.config.schema import HeldOutDataStage
 from posttrain.data.pairs import load_pairs
 from posttrain.data.split import split_off
 from posttrain.errors import PosttrainError
-from posttrain.models.loading import load_model, lora_config, training_dtype
+from posttrain.models.finetuning import peft_config, prepare
+from posttrain.models.loading import load_model, training_dtype
 from posttrain.scoring.bradley_terry import encode
 from posttrain.stages import StageContext
 from posttrain.training import requirements
@@ -45,7 +46,7 @@ class Config(HeldOutDataStage):
     trainer_class: ClassVar[str] = "trl:RewardConfig"
 
     type: Literal["reward_model"]
-    finetuning: Literal["full", "lora"] = "full"
+    finetuning: Literal["full", "lora", "freeze", "oft"] = "full"
     template: str | None = None
 
 
@@ -98,13 +99,14 @@ def run(ctx: StageContext) -> dict:
     set_seed(p.args.seed)
     model = load_classifier(ctx.model_path, pipeline)
     model.config.pad_token_id = tokenizer.pad_token_id  # the classifier finds each row's last token by it
+    prepare(model, stage, keep=("score",))  # freeze tuning trains the new head too
     trainer = RewardTrainer(
         model=model,
         args=p.args,
         train_dataset=train,
         eval_dataset=evaluation,
         processing_class=tokenizer,
-        peft_config=lora_config(stage.lora, task_type="SEQ_CLS") if stage.finetuning == "lora" else None,
+        peft_config=peft_config(stage, task_type="SEQ_CLS"),
         callbacks=[TrainerLogCallback(ctx.log_path)],
     )
     metrics = train_and_save(trainer, ctx, tokenizer, p.resume, evaluate=evaluation is not None)

@@ -20,7 +20,8 @@ from posttrain.config.schema import HeldOutDataStage
 from posttrain.data.chat import tokenize_conversation
 from posttrain.data.sources import load_conversations_from
 from posttrain.errors import PosttrainError
-from posttrain.models.loading import load_model, lora_config, training_dtype
+from posttrain.models.finetuning import peft_config, prepare
+from posttrain.models.loading import load_model, training_dtype
 from posttrain.stages import StageContext
 from posttrain.training import requirements
 from posttrain.training.defaults import COMMON, apply_common, build_config
@@ -43,7 +44,7 @@ class Config(HeldOutDataStage):
     trainer_class: ClassVar[str] = "trl:SFTConfig"
 
     type: Literal["sft"]
-    finetuning: Literal["full", "lora", "qlora"] = "full"
+    finetuning: Literal["full", "lora", "qlora", "freeze", "oft"] = "full"
     template: str | None = None
 
 
@@ -108,6 +109,7 @@ def run(ctx: StageContext) -> dict:
     model = load_model(ctx.model_path, dtype=training_dtype(pipeline.dtype), trust_remote_code=pipeline.trust_remote_code,
                        attn_implementation=pipeline.attn_implementation,
                        quantize_4bit=stage.finetuning == "qlora")
+    prepare(model, stage)
     attention = model.config._attn_implementation or "sdpa"
     trainer = ExactSFTTrainer(
         model=model,
@@ -120,7 +122,7 @@ def run(ctx: StageContext) -> dict:
             varlen="flash" in attention,  # flash-attention isolates packed examples by position_ids
             mask_dtype=torch.bool if attention != "eager" else model.dtype,
         ),
-        peft_config=lora_config(stage.lora) if stage.finetuning in ("lora", "qlora") else None,
+        peft_config=peft_config(stage),
         callbacks=[TrainerLogCallback(ctx.log_path)],
     )
     metrics = train_and_save(trainer, ctx, tokenizer, p.resume, evaluate=evaluation is not None)

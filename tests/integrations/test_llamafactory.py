@@ -194,9 +194,9 @@ WARNINGS = [
     ({"lora_rank": 16}, ["lora_rank", "full"], {}),
     ({"eval_strategy": "steps", "load_best_model_at_end": True},
      ["eval_strategy", "load_best_model_at_end", "no evaluation data"], {}),
-    ({"overwrite_cache": True, "logging_dir": "./logs", "export_dir": "out", "use_dora": False},
+    ({"overwrite_cache": True, "logging_dir": "./logs", "export_dir": "out", "use_badam": True},
      ["overwrite_cache: not supported by posttrain; ignored", "logging_dir: not supported",
-      "export_dir: not supported", "use_dora: not supported"], {}),
+      "export_dir: not supported", "use_badam: no equivalent"], {}),
     ({"finetuning_type": "lora", "quantization_bit": 4, "quantization_method": "hqq"},
      ["quantization_method", "hqq"], {}),
 ]
@@ -232,7 +232,10 @@ ERRORS = [
     ({"stage": "dpo", "pref_loss": "sigmoidd"}, ["pref_loss", "'sigmoidd'", "sigmoid, hinge, ipo, orpo, simpo"]),
     ({"stage": "pt", "quantization_bit": 4}, ["quantization_bit", "not for a pt stage"]),
     ({"stage": "dpo", "train_on_prompt": True}, ["train_on_prompt", "stage sft only"]),
-    ({"finetuning_type": "freeze"}, ["finetuning_type", "'freeze'", "full", "lora"]),
+    ({"finetuning_type": "badam"}, ["finetuning_type", "'badam'", "full", "lora", "freeze", "oft"]),
+    ({"stage": "kto", "finetuning_type": "freeze"}, ["finetuning_type", "'freeze'", "kto stage does full or lora"]),
+    ({"finetuning_type": "full", "use_dora": True}, ["use_dora", "LoRA option"]),
+    ({"finetuning_type": "lora", "use_galore": True}, ["use_galore", "finetuning_type lora"]),
     ({"quantization_bit": 4}, ["quantization_bit", "lora"]),
     ({"finetuning_type": "lora", "quantization_bit": 8}, ["quantization_bit", "4 bits"]),
     ({"val_size": 100}, ["val_size", "fraction"]),
@@ -507,3 +510,27 @@ def test_seed_002_recipe_trains_a_lora_adapter_end_to_end(tiny_model, tmp_path, 
     lora_b = [p for name, p in model.named_parameters() if "lora_B" in name]
     assert lora_b and any(bool(torch.any(p != 0)) for p in lora_b)  # lora_B starts at zero
     assert _changed(base, _weights(model.merge_and_unload()))
+
+
+# --- method keys ------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("recipe, expected", [
+    ({"finetuning_type": "freeze", "freeze_trainable_layers": -1, "freeze_trainable_modules": "mlp",
+      "freeze_extra_modules": "embed_tokens,norm"},
+     {"finetuning": "freeze", "freeze": {"trainable_layers": -1, "trainable_modules": "mlp",
+                                         "extra_modules": ["embed_tokens", "norm"]}}),
+    ({"finetuning_type": "oft", "oft_block_size": 16, "lora_target": "q_proj,v_proj"},
+     {"finetuning": "oft", "oft": {"block_size": 16, "target_modules": ["q_proj", "v_proj"]}}),
+    ({"finetuning_type": "lora", "use_rslora": True, "use_dora": True, "pissa_init": True},
+     {"lora": {"rslora": True, "dora": True, "init": "pissa_niter_16"}}),
+    ({"use_dft_loss": True}, {"trainer": {"loss_type": "dft"}}),
+    ({"use_galore": True, "galore_layerwise": True, "galore_rank": 128, "galore_scale": 2.0},
+     {"trainer": {"optim": "galore_adamw_layerwise", "optim_target_modules": "all-linear",
+                  "optim_args": "rank=128,scale=2.0"}}),
+    ({"use_apollo": True, "apollo_target": "q_proj", "apollo_rank": 64},
+     {"trainer": {"optim": "apollo_adamw", "optim_target_modules": ["q_proj"], "optim_args": "rank=64"}}),
+])
+def test_method_keys_map_to_what_applies_them(recipe, expected):
+    stage = stage_of(to_pipeline({**BASE, **recipe}))
+    assert contains(stage, expected), stage
+    load_config(to_pipeline({**BASE, **recipe}))  # and the pipeline validates, trainer keys included

@@ -35,7 +35,7 @@ from pathlib import Path
 from posttrain import stages
 from posttrain.config.schema import trainer_config_class
 from posttrain.errors import ConfigError
-from posttrain.integrations.llamafactory import preference
+from posttrain.integrations.llamafactory import methods, preference
 from posttrain.models.templates import TEMPLATES
 
 log = logging.getLogger("posttrain")
@@ -64,7 +64,7 @@ RENAMES = {
 }
 # Read by to_pipeline itself, outside the table.
 HANDLED = {"stage", "finetuning_type", "quantization_bit", "quantization_method", "dataset", "dataset_dir",
-           "eval_dataset", "max_samples", "val_size", "warmup_ratio", *preference.KEYS}
+           "eval_dataset", "max_samples", "val_size", "warmup_ratio", *preference.KEYS, *methods.KEYS}
 LORA_KEYS = {"lora_rank", "lora_alpha", "lora_dropout", "lora_target", "additional_target"}
 PRECISION = {"bf16": "bf16", "fp16": "fp32", "tf32": None}  # kept key -> the dtype to load the model in
 FLASH = {"fa2": ("flash_attention_2", "flash_attn"), "fa3": ("flash_attention_3", "flash_attn_interface"),
@@ -122,7 +122,7 @@ def to_pipeline(raw: dict, path: Path | None = None) -> dict:
     kind = preference.stage_type(name, given, fail) or STAGE_TYPES[name]
     defaults = {**DEFAULTS, **(SFT_DEFAULTS if kind == "sft" else {})}
     finetuning = _finetuning({**defaults, **given}, finetuning_kinds(kind), kind, fail, warn)
-    recipe = {**defaults, **(LORA_DEFAULTS if finetuning != "full" else {}), **given}
+    recipe = {**defaults, **(LORA_DEFAULTS if finetuning in ("lora", "qlora") else {}), **given}
     out = {"top": {}, "stage": {"name": name, "type": kind, "finetuning": finetuning}, "trainer": {}, "lora": {}}
     top, stage, trainer, lora = out["top"], out["stage"], out["trainer"], out["lora"]
 
@@ -152,8 +152,8 @@ def to_pipeline(raw: dict, path: Path | None = None) -> dict:
     for key, value in recipe.items():
         if key in HANDLED:
             continue
-        if key in LORA_KEYS and finetuning == "full":
-            warn(key, "finetuning_type is full; ignored")
+        if key in LORA_KEYS and finetuning not in ("lora", "qlora") and not (key, finetuning) == ("lora_target", "oft"):
+            warn(key, f"finetuning_type is {finetuning}; ignored")
         elif key in rules:
             rules[key](value)
         elif key in RENAMES and RENAMES[key][0] == "trainer" and RENAMES[key][1] not in fields:
@@ -186,9 +186,13 @@ def to_pipeline(raw: dict, path: Path | None = None) -> dict:
         trainer["warmup_steps"] = float(ratio)  # transformers 5 reads a float below 1 as a ratio
 
     preference.translate(kind, recipe, trainer, warn)
+    methods.translate(recipe, kind, finetuning, stage, lora, trainer, warn, fail)
+    for block in ("freeze", "oft"):
+        if not stage.get(block):
+            stage.pop(block, None)
     if trainer:
         stage["trainer"] = trainer
-    if lora and finetuning != "full":
+    if lora and finetuning in ("lora", "qlora"):
         stage["lora"] = lora
     output_dir = top.get("output_dir")
     pipeline = re.sub(r"[^A-Za-z0-9_.-]", "_", Path(str(output_dir or "")).name)
