@@ -37,6 +37,8 @@ STAGES = {
     "pt": "posttrain.stages.pt",
     "dpo": "posttrain.stages.dpo",
     "kto": "posttrain.stages.kto",
+    "orpo": "posttrain.stages.orpo",
+    "simpo": "posttrain.stages.simpo",
 }
 
 

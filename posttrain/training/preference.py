@@ -1,4 +1,4 @@
-"""What the stages that learn against a frozen reference (dpo, kto) share: the reference, and the loss types.
+"""What the preference stages share: the reference (dpo, kto), and run() for the pairs stages without one.
 
 The reference is the stage's input model, whatever that is. After a LoRA SFT
 stage its adapter is merged into the base first, so the policy starts from
@@ -9,21 +9,40 @@ rebuild the reference from `model.config._name_or_path`, which after a merged
 adapter names the bare base (the trap LLaMA-Factory's issue #8974 reports as
 a DPO loss of 0 on an SFT adapter). A precomputed reference is the policy
 before its first step, which is the input already.
+
+ORPO and SimPO (stages orpo, simpo) have no reference: their trainers take
+none, and `train_on_pairs` is the whole of their run(), from the pairs to the
+saved model.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import inspect
+import logging
 import re
 
+from posttrain.data.pairs import load_pairs
 from posttrain.errors import PosttrainError, closest
 from posttrain.models.loading import load_model, lora_config, training_dtype
+from posttrain.training import requirements
+from posttrain.training.finish import train_and_save
+from posttrain.training.inputs import stage_tokenizer, train_and_held_out
 from posttrain.training.logs import TrainerLogCallback
 
+log = logging.getLogger("posttrain")
 
-def build_trainer(trainer_class, ctx, args, tokenizer, train, evaluation):
-    """`trainer_class` (trl.DPOTrainer, trl.KTOTrainer) on the input model, its reference the input model too."""
+
+@dataclasses.dataclass
+class Plan:
+    args: object  # the stage's TRL config (trl.experimental.orpo.ORPOConfig, trl.experimental.cpo.CPOConfig)
+    resume: str | None
+
+
+def build_trainer(trainer_class, ctx, args, tokenizer, train, evaluation, *, reference: bool = True):
+    """`trainer_class` (trl.DPOTrainer, trl.KTOTrainer) on the input model, its reference the input model too;
+    with `reference=False` (ORPO, CPO/SimPO, whose trainers take no `ref_model`) the input model alone."""
     stage, pipeline = ctx.stage, ctx.pipeline
 
     def input_model(**extra):
@@ -33,17 +52,58 @@ def build_trainer(trainer_class, ctx, args, tokenizer, train, evaluation):
 
     adapter = stage.finetuning in ("lora", "qlora")
     model = input_model(quantize_4bit=stage.finetuning == "qlora")
-    reference = None if adapter or args.precompute_ref_log_probs else input_model()
+    extra = {}
+    if reference:  # a second copy, unless TRL switches the new adapter off or precomputes the reference
+        extra["ref_model"] = None if adapter or args.precompute_ref_log_probs else input_model()
     return trainer_class(
         model=model,
-        ref_model=reference,
         args=args,
         train_dataset=train,
         eval_dataset=evaluation,
         processing_class=tokenizer,
         peft_config=lora_config(stage.lora) if adapter else None,
         callbacks=[TrainerLogCallback(ctx.log_path)],
+        **extra,
     )
+
+
+def pairs_dataset(pairs: list[dict]):
+    """TRL's explicit-prompt conversational preference rows."""
+    from datasets import Dataset
+
+    return Dataset.from_list([{key: pair[key] for key in ("prompt", "chosen", "rejected")} for pair in pairs])
+
+
+def train_on_pairs(trainer_class, ctx, plan, method: str, *, reference: bool) -> dict:
+    """A pairs stage's run(), from its pairs to its saved model: `trainer_class` (ORPOTrainer, CPOTrainer, ...)
+    with the stage module's `plan`, with a reference or without one (build_trainer); ties dropped and counted.
+    `method` names the loss in what is logged."""
+    stage, pipeline = ctx.stage, ctx.pipeline
+    requirements.require(requirements.problems(stage, pipeline))
+    p = plan(stage, pipeline, ctx.checkpoints_dir)
+    tokenizer = stage_tokenizer(ctx)
+    ties = []
+
+    def load(specs):
+        pairs, dropped = load_pairs(specs, f"stage {stage.name} data", why=f"{method} needs a preferred answer")
+        ties.append(dropped)
+        # TRL's chat-template step reads the prompt's last turn, and fails with an IndexError on an empty one
+        promptless = sum(not pair["prompt"] for pair in pairs)
+        if promptless:
+            raise PosttrainError(f"stage {stage.name} data: {promptless} pair(s) have no prompt (their answers "
+                                 f"share no opening turn); {trainer_class.__name__} needs the prompt both answer")
+        return pairs
+
+    train_pairs, held_out = train_and_held_out(stage, pipeline, load)
+    if any(pair["margin"] is not None for pair in train_pairs):
+        log.warning("stage %s: the pairs' margins are not used by %s's loss (a reward_model stage uses them)",
+                    stage.name, method)
+    evaluation = pairs_dataset(held_out) if held_out else None
+    trainer = build_trainer(trainer_class, ctx, p.args, tokenizer, pairs_dataset(train_pairs), evaluation,
+                            reference=reference)
+    metrics = train_and_save(trainer, ctx, tokenizer, p.resume, evaluate=evaluation is not None)
+    metrics.update(train_examples=len(train_pairs), eval_examples=len(held_out), ties_dropped=sum(ties))
+    return metrics
 
 
 @functools.lru_cache(maxsize=None)

@@ -116,3 +116,16 @@ def test_the_recipe_trains_and_its_adapter_loads_with_peft(stage, lf_dir, tiny_m
     model = PeftModel.from_pretrained(head, str(adapter))
     trained = [p for name, p in model.named_parameters() if "lora_B" in name]
     assert trained and any(bool(p.abs().sum() > 0) for p in trained)  # lora_B starts at zero: it was trained
+
+
+@pytest.mark.parametrize("keys, kind, trainer", [
+    ({"pref_loss": "orpo", "pref_beta": 0.2}, "orpo", {"beta": 0.2}),
+    ({"pref_loss": "simpo", "pref_beta": 2.5, "simpo_gamma": 0.5, "pref_ftx": 0.1}, "simpo",
+     {"beta": 2.5, "simpo_gamma": 0.5, "cpo_alpha": 0.1}),
+])
+def test_reference_free_pref_losses_are_their_own_stage_types(keys, kind, trainer):
+    raw = {**recipe("dpo"), **keys}
+    (translated,) = to_pipeline(raw)["stages"]
+    assert translated["name"] == "dpo" and translated["type"] == kind
+    assert {k: translated["trainer"][k] for k in trainer} == trainer
+    assert load_config(raw).stages[0].type == kind  # and the stage's TRL config takes them
