@@ -285,7 +285,7 @@ def test_every_problem_in_one_mapping_is_listed():
     assert "  (top level): unknown key 'modle'; did you mean 'model'?" in lines
     assert "  (top level): unknown key 'nmae'; did you mean 'name'?" in lines
     assert "  stages.a: unknown key 'lerning'; did you mean 'finetuning'?" in lines
-    assert "  stages.a.finetuning: Input should be 'full', 'lora' or 'qlora'" in lines
+    assert "  stages.a.finetuning: Input should be 'full', 'lora', 'qlora', 'freeze' or 'oft'" in lines
 
 
 def test_unknown_stage_type_listed_with_another_stages_error():
