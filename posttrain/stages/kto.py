@@ -13,7 +13,6 @@ KTO's paper bounds how far their weighted ratio may stray from 1.
 
 from __future__ import annotations
 
-import dataclasses
 import itertools
 import logging
 from typing import ClassVar, Literal
@@ -26,7 +25,7 @@ from posttrain.training import requirements
 from posttrain.training.defaults import COMMON, trainer_args
 from posttrain.training.finish import train_and_save
 from posttrain.training.inputs import stage_tokenizer, train_and_held_out
-from posttrain.training.preference import build_trainer, check_loss_types
+from posttrain.training.preference import Plan, build_trainer, check_loss_types
 
 RECORD = "unpaired_preference"  # what `data:` reads; the data doctor checks it
 
@@ -48,12 +47,6 @@ log = logging.getLogger("posttrain")
 
 # KTOConfig's learning rate default (1e-6) suits 7 B models; posttrain keeps TRL's, and its own max_length
 DEFAULTS = {**COMMON, "max_length": 1024}
-
-
-@dataclasses.dataclass
-class Plan:
-    args: object  # trl.KTOConfig
-    resume: str | None
 
 
 def plan(stage, pipeline, output_dir) -> Plan:

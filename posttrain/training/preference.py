@@ -74,10 +74,10 @@ def pairs_dataset(pairs: list[dict]):
     return Dataset.from_list([{key: pair[key] for key in ("prompt", "chosen", "rejected")} for pair in pairs])
 
 
-def train_on_pairs(trainer_class, ctx, plan, method: str, *, reference: bool) -> dict:
+def train_on_pairs(trainer_class, ctx, plan, method: str, *, reference: bool, needs_prompt: bool = True) -> dict:
     """A pairs stage's run(), from its pairs to its saved model: `trainer_class` (ORPOTrainer, CPOTrainer, ...)
     with the stage module's `plan`, with a reference or without one (build_trainer); ties dropped and counted.
-    `method` names the loss in what is logged."""
+    `method` names the loss in what is logged; `needs_prompt`: pairs without a prompt are refused."""
     stage, pipeline = ctx.stage, ctx.pipeline
     requirements.require(requirements.problems(stage, pipeline))
     p = plan(stage, pipeline, ctx.checkpoints_dir)
@@ -88,7 +88,7 @@ def train_on_pairs(trainer_class, ctx, plan, method: str, *, reference: bool) ->
         pairs, dropped = load_pairs(specs, f"stage {stage.name} data", why=f"{method} needs a preferred answer")
         ties.append(dropped)
         # TRL's chat-template step reads the prompt's last turn, and fails with an IndexError on an empty one
-        promptless = sum(not pair["prompt"] for pair in pairs)
+        promptless = sum(not pair["prompt"] for pair in pairs) if needs_prompt else 0
         if promptless:
             raise PosttrainError(f"stage {stage.name} data: {promptless} pair(s) have no prompt (their answers "
                                  f"share no opening turn); {trainer_class.__name__} needs the prompt both answer")

@@ -17,7 +17,7 @@ from posttrain.data.records import validate_preference
 from posttrain.pipeline import read_manifest, run
 from posttrain.stages import StageContext, dpo
 from posttrain.training.inputs import stage_tokenizer
-from posttrain.training.preference import build_trainer, loss_types
+from posttrain.training.preference import build_trainer, loss_types, pairs_dataset
 from tests.conftest import make_chats, write_jsonl
 from tests.stages.test_reward_model import pairs
 
@@ -100,8 +100,9 @@ def test_after_a_lora_sft_stage_the_reference_is_the_sft_model(tmp_path, tiny_mo
     ctx = StageContext(pipeline=pipeline, stage=stage, model_path=str(adapter), stage_dir=tmp_path / "run" / "dpo")
     p = dpo.plan(stage, pipeline, ctx.checkpoints_dir)
     tokenizer = stage_tokenizer(ctx)
-    held_out = dpo.pairs_dataset([validate_preference(r) for r in pairs(4, 1)])
-    trainer = build_trainer(DPOTrainer, ctx, p.args, tokenizer, dpo.pairs_dataset([validate_preference(r) for r in pairs(4, 0)]),
+    held_out = pairs_dataset([validate_preference(r) for r in pairs(4, 1)])
+    trainer = build_trainer(DPOTrainer, ctx, p.args, tokenizer,
+                            pairs_dataset([validate_preference(r) for r in pairs(4, 0)]),
                                 held_out)
 
     base = AutoModelForCausalLM.from_pretrained(tiny_model)
