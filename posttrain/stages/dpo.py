@@ -30,7 +30,7 @@ class Config(HeldOutDataStage):
     trainer_class: ClassVar[str] = "trl:DPOConfig"
 
     type: Literal["dpo"]
-    finetuning: Literal["full", "lora", "qlora"] = "full"
+    finetuning: Literal["full", "lora", "qlora", "freeze", "oft"] = "full"
     template: str | None = None
 
 

@@ -39,7 +39,7 @@ class Config(HeldOutDataStage):
     trainer_class: ClassVar[str] = "trl:KTOConfig"
 
     type: Literal["kto"]
-    finetuning: Literal["full", "lora", "qlora"] = "full"
+    finetuning: Literal["full", "lora", "qlora", "freeze", "oft"] = "full"
     template: str | None = None
 
 

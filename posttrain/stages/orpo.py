@@ -34,7 +34,7 @@ class Config(HeldOutDataStage):
     trainer_class: ClassVar[str] = "trl.experimental.orpo:ORPOConfig"
 
     type: Literal["orpo"]
-    finetuning: Literal["full", "lora", "qlora"] = "full"
+    finetuning: Literal["full", "lora", "qlora", "freeze", "oft"] = "full"
     template: str | None = None
 
 

@@ -35,7 +35,7 @@ class Config(HeldOutDataStage):
     trainer_class: ClassVar[str] = "trl.experimental.cpo:CPOConfig"
 
     type: Literal["simpo"]
-    finetuning: Literal["full", "lora", "qlora"] = "full"
+    finetuning: Literal["full", "lora", "qlora", "freeze", "oft"] = "full"
     template: str | None = None
 
 

@@ -25,7 +25,8 @@ import re
 
 from posttrain.data.pairs import load_pairs
 from posttrain.errors import PosttrainError, closest
-from posttrain.models.loading import load_model, lora_config, training_dtype
+from posttrain.models.finetuning import peft_config, prepare
+from posttrain.models.loading import load_model, training_dtype
 from posttrain.training import requirements
 from posttrain.training.finish import train_and_save
 from posttrain.training.inputs import stage_tokenizer, train_and_held_out
@@ -50,18 +51,18 @@ def build_trainer(trainer_class, ctx, args, tokenizer, train, evaluation, *, ref
                           trust_remote_code=pipeline.trust_remote_code,
                           attn_implementation=pipeline.attn_implementation, **extra)
 
-    adapter = stage.finetuning in ("lora", "qlora")
-    model = input_model(quantize_4bit=stage.finetuning == "qlora")
+    adapter = peft_config(stage)  # lora, qlora, oft; freeze trains some of the model's own layers
+    model = prepare(input_model(quantize_4bit=stage.finetuning == "qlora"), stage)
     extra = {}
     if reference:  # a second copy, unless TRL switches the new adapter off or precomputes the reference
-        extra["ref_model"] = None if adapter or args.precompute_ref_log_probs else input_model()
+        extra["ref_model"] = None if adapter is not None or args.precompute_ref_log_probs else input_model()
     return trainer_class(
         model=model,
         args=args,
         train_dataset=train,
         eval_dataset=evaluation,
         processing_class=tokenizer,
-        peft_config=lora_config(stage.lora) if adapter else None,
+        peft_config=adapter,
         callbacks=[TrainerLogCallback(ctx.log_path)],
         **extra,
     )

@@ -418,3 +418,10 @@ def test_a_batch_that_makes_whole_groups_only_across_gpus_is_mapped(tmp_path):
     assert o["data.train_batch_size"] == "1" and o["actor_rollout_ref.rollout.n"] == "8"
     with pytest.raises(PosttrainError, match="per_device_train_batch_size 4 x 1 process"):
         prepare(pipeline(tmp_path, trainer=trainer), "rl", tmp_path / "verl1", gpus=1, max_prompt_length=64)
+
+
+@pytest.mark.parametrize("finetuning", ["freeze", "oft"])
+def test_finetuning_verl_cannot_follow_is_refused(tmp_path, finetuning):
+    with pytest.raises(PosttrainError, match=f"finetuning: {finetuning} has no VERL counterpart"):
+        prepare(pipeline(tmp_path, finetuning=finetuning), "rl", tmp_path / "verl", max_prompt_length=64)
+    assert not (tmp_path / "verl" / "run_verl.sh").exists()

@@ -85,3 +85,59 @@ def test_lora_variants_reach_peft():
     config = lora_config(LoraSpec(rslora=True, dora=True, init="pissa_niter_4"))
     assert config.use_rslora and config.use_dora and config.init_lora_weights == "pissa_niter_4"
     assert not lora_config(LoraSpec()).use_rslora
+
+
+def preference_stage(tmp_path, tiny_model, kind: str, **stage):
+    from tests.stages.test_reward_model import pairs
+
+    rows = pairs(16, 0)
+    if kind == "kto":  # each pair's answers unpaired, one desirable and one not
+        rows = [{"prompt": r["prompt"], "completion": r[side], "label": side == "chosen"}
+                for r in rows for side in ("chosen", "rejected")]
+    data = write_jsonl(tmp_path / "pairs.jsonl", rows)
+    fmt = "unpaired_preference" if kind == "kto" else "preference"
+    return run({"name": "f", "model": str(tiny_model), "output_dir": str(tmp_path / "run"),
+                "stages": [{"name": kind, "type": kind, "data": {"path": str(data), "format": fmt},
+                            "trainer": {"max_steps": 2, "learning_rate": 1e-2, "per_device_train_batch_size": 8,
+                                        "max_length": 64}, **stage}]})
+
+
+@pytest.mark.parametrize("kind", ["dpo", "kto", "orpo", "simpo"])
+def test_the_preference_stages_freeze_as_sft_does(tmp_path, tiny_model, model, kind):
+    run_dir = preference_stage(tmp_path, tiny_model, kind, finetuning="freeze", freeze={"trainable_layers": 1})
+    after = AutoModelForCausalLM.from_pretrained(run_dir / kind / "model").state_dict()
+    last = model.config.num_hidden_layers - 1
+    changed = {name for name, weight in model.state_dict().items() if not torch.equal(weight, after[name])}
+    assert changed and all(f"layers.{last}." in name for name in changed), changed
+
+
+def test_a_dpo_stage_trains_an_oft_adapter(tmp_path, tiny_model):
+    run_dir = preference_stage(tmp_path, tiny_model, "dpo", finetuning="oft", oft={"block_size": 16})
+    assert json.loads((run_dir / "dpo" / "model" / "adapter_config.json").read_text())["peft_type"] == "OFT"
+
+
+def test_a_grpo_stage_takes_freeze_and_oft(tmp_path, tiny_model):
+    from trl import GRPOTrainer
+
+    from tests.stages.test_grpo import config
+
+    pipeline = config(tmp_path, tiny_model, max_steps=1)
+    pipeline["stages"][0].update(finetuning="oft", oft={"block_size": 16})
+    run_dir = run(pipeline)
+    assert json.loads((run_dir / "rl" / "model" / "adapter_config.json").read_text())["peft_type"] == "OFT"
+    built = []
+    original = GRPOTrainer.__init__
+
+    def spy(self, *args, **kwargs):
+        original(self, *args, **kwargs)
+        built.append({name for name, p in self.model.named_parameters() if p.requires_grad})
+
+    pipeline = config(tmp_path / "freeze", tiny_model, max_steps=1)
+    pipeline["stages"][0].update(finetuning="freeze", freeze={"trainable_layers": 1})
+    GRPOTrainer.__init__ = spy
+    try:
+        run(pipeline)
+    finally:
+        GRPOTrainer.__init__ = original
+    last = AutoModelForCausalLM.from_pretrained(tiny_model).config.num_hidden_layers - 1
+    assert built[0] and all(f"layers.{last}." in name for name in built[0]), built[0]

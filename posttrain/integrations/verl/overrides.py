@@ -34,6 +34,9 @@ def hydra_overrides(stage, config, args, out_dir: Path, model_path: str, train_r
     """GRPOConfig -> Hydra overrides for verl.trainer.main_ppo, and warnings for settings VERL cannot follow."""
     explicit = stage.trainer
     where = f"stages.{stage.name}.trainer"
+    if stage.finetuning in ("freeze", "oft"):  # VERL's actor trains the whole model or a LoRA adapter
+        raise PosttrainError(f"stages.{stage.name}.finetuning: {stage.finetuning} has no VERL counterpart (its "
+                             "actor trains the full model or LoRA); use full or lora, or train the stage with TRL")
     world, n = gpus * nodes, args.num_generations
     per_device, accumulation = args.per_device_train_batch_size, args.gradient_accumulation_steps
     # TRL counts completions: one optimizer step takes per_device × accumulation × GPUs of them, one generation

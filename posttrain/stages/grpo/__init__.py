@@ -16,11 +16,21 @@ from typing import TYPE_CHECKING, ClassVar, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from posttrain.config.schema import DataSpec, LoraSpec, RewardSpec, TrainingStage, as_list, one_search_source
+from posttrain.config.schema import (
+    DataSpec,
+    FreezeSpec,
+    LoraSpec,
+    OftSpec,
+    RewardSpec,
+    TrainingStage,
+    as_list,
+    one_search_source,
+)
 from posttrain.data.formats import load_records
 from posttrain.data.sources import resolve_sources
 from posttrain.errors import PosttrainError
-from posttrain.models.loading import load_model, load_tokenizer, lora_config, training_dtype
+from posttrain.models.finetuning import peft_config, prepare
+from posttrain.models.loading import load_model, load_tokenizer, training_dtype
 from posttrain.rewards import search
 from posttrain.rewards.adapters import trl_reward
 from posttrain.rewards.search.index import corpus_index
@@ -48,8 +58,10 @@ class Config(TrainingStage):
     type: Literal["grpo"]
     data: list[DataSpec] = Field(min_length=1)
     rewards: list[RewardSpec] = Field(min_length=1)
-    finetuning: Literal["full", "lora", "qlora"] = "full"
+    finetuning: Literal["full", "lora", "qlora", "freeze", "oft"] = "full"
     lora: LoraSpec = Field(default_factory=LoraSpec)
+    freeze: FreezeSpec = Field(default_factory=FreezeSpec)
+    oft: OftSpec = Field(default_factory=OftSpec)
     template: str | None = None
     search_index: str | None = None  # the FTS5 study-search index the rewards query
     search_corpus: str | None = None  # or a PubMed-style corpus the stage indexes itself (once per content)
@@ -150,13 +162,14 @@ def run(ctx: StageContext) -> dict:
                                trust_remote_code=pipeline.trust_remote_code)
     model = load_model(ctx.model_path, dtype=training_dtype(pipeline.dtype), trust_remote_code=pipeline.trust_remote_code,
                        attn_implementation=pipeline.attn_implementation, quantize_4bit=stage.finetuning == "qlora")
+    prepare(model, stage)
     trainer = GRPOTrainer(
         model=model,
         reward_funcs=[_reward_func(reward, ctx) for reward in stage.rewards],
         args=args,
         train_dataset=Dataset.from_list(rows),
         processing_class=tokenizer,
-        peft_config=lora_config(stage.lora) if stage.finetuning in ("lora", "qlora") else None,
+        peft_config=peft_config(stage),
         callbacks=[TrainerLogCallback(ctx.log_path)],
     )
     metrics = train_and_save(trainer, ctx, tokenizer, resume)
