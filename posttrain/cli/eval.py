@@ -19,8 +19,12 @@ def eval_command(
     data: Path = typer.Option(..., "--data", help="Prompts: rl_prompt records (any format that makes them) or "
                               "conversations (the last assistant turn is the reference)."),
     metrics: str = typer.Option(..., "--metrics", help="Comma-separated: bleu, rouge, exact_match, judge, "
-                                "reward:NAME (a library reward or module:function)."),
+                                "reward:NAME (a library reward or module:function); or one of rm_accuracy, "
+                                "preference_accuracy, implicit_reward_accuracy, which score preference pairs."),
     adapter: Optional[Path] = typer.Option(None, "--adapter", help="A LoRA adapter directory to put on --model."),
+    reference: Optional[Path] = typer.Option(None, "--reference", help="implicit_reward_accuracy: the model --model "
+                                             "was trained from (a model directory, or a LoRA stage's adapter "
+                                             "directory, loaded on the base it names)."),
     fmt: Optional[str] = typer.Option(None, "--format", help="The data format (default: detected from the records)."),
     out: Optional[Path] = typer.Option(None, "--out", help="Write predictions.jsonl and metrics.json into this "
                                        "directory."),
@@ -52,7 +56,8 @@ def eval_command(
                                   top_p=top_p, do_sample=do_sample, seed=seed, num_samples=num_samples)
     result = evaluate(str(model), [Source(str(data), fmt)], metrics, out,
                       adapter=None if adapter is None else str(adapter), limit=limit, settings=settings,
-                      template=template, dtype=dtype, backend=backend, pass_threshold=pass_threshold)
+                      template=template, dtype=dtype, backend=backend, pass_threshold=pass_threshold,
+                      **_reference(reference))
     console = Console(highlight=False, soft_wrap=True)
     table = Table(title=f"{result.metrics['count']} examples, {', '.join(result.metrics['formats'])}")
     table.add_column("metric", no_wrap=True)
@@ -68,3 +73,14 @@ def eval_command(
         console.print(baseline_text(name, baseline) + ("; the 95 % interval does not lie above it" if below else ""))
     if out:
         console.print(f"wrote {out / 'predictions.jsonl'} and {out / 'metrics.json'}")
+
+
+def _reference(reference: Optional[Path]) -> dict:
+    from posttrain.models.lineage import adapter_base
+    from posttrain.models.loading import is_adapter_dir
+
+    if reference is None:
+        return {}
+    if is_adapter_dir(reference):
+        return {"reference": adapter_base(str(reference)), "reference_adapter": str(reference)}
+    return {"reference": str(reference)}

@@ -24,7 +24,8 @@ from posttrain.rewards.judges import DATA_FIGURES
 
 BASELINES = {"judge.accuracy": "majority-class baseline (always the most common label)",
              "rm_accuracy": "chance baseline (a coin flip on each non-tie pair)",
-             "preference_accuracy": "chance baseline (a coin flip on each non-tie pair)"}
+             "preference_accuracy": "chance baseline (a coin flip on each non-tie pair)",
+             "implicit_reward_accuracy": "chance baseline (a coin flip on each non-tie pair)"}
 NOT_ABOVE = "not above it (95 % interval's low end at or below it)"
 ALL_ABOVE = "every model's 95 % interval lies above it"
 
@@ -43,7 +44,7 @@ def figures(metrics: dict) -> dict[str, float]:
 
 def baselines(metrics: dict) -> dict[str, float]:
     """A metrics.json's `metrics` as figure -> its baseline: judge.accuracy's majority-class baseline
-    (judge_metrics' `majority_baseline`), rm_accuracy's and preference_accuracy's 0.5."""
+    (judge_metrics' `majority_baseline`), 0.5 for the pair metrics (rm_accuracy, preference_accuracy, ...)."""
     found = {}
     judge = metrics.get("judge")
     if isinstance(judge, dict) and isinstance(judge.get("majority_baseline"), (int, float)):

@@ -20,6 +20,7 @@ from pathlib import Path
 
 from posttrain.data.io import write_json, write_records
 from posttrain.data.sources import Source
+from posttrain.errors import PosttrainError
 from posttrain.evaluation import metrics as metric_lib
 from posttrain.evaluation import reward_models, vllm_generation
 from posttrain.evaluation.examples import Example, load_examples
@@ -31,13 +32,15 @@ def evaluate(model: str, sources: list[Source], metrics: str | list[str], out_di
              adapter: str | None = None, limit: int | None = None, settings: GenerationSettings | None = None,
              template: str | None = None, dtype: str = "auto", trust_remote_code: bool = False,
              attn_implementation: str | None = None, progress: bool = True, backend: str = "auto",
-             pass_threshold: float = 0.0) -> EvalResult:
+             pass_threshold: float = 0.0, reference: str | None = None,
+             reference_adapter: str | None = None) -> EvalResult:
     """Generate an answer to every prompt of `sources` with `model` (plus `adapter`) and score the answers.
 
     `backend`: hf (transformers' generate), vllm (needs vLLM and a CUDA GPU), or auto (vLLM where it can run).
     With `settings.num_samples` k above 1, each prompt is answered k times: each figure is then the mean over
     the k answers (mean@k), and each reward also gets pass@1 and pass@k (an answer passes above
-    `pass_threshold`)."""
+    `pass_threshold`). `reference` (plus `reference_adapter`): the model `model` was trained from, which
+    implicit_reward_accuracy reads the policy against."""
     settings = settings or GenerationSettings()
     names = metric_lib.parse(metrics)
     if names == [reward_models.METRIC]:  # a reward model scores pairs; nothing is generated
@@ -48,6 +51,15 @@ def evaluate(model: str, sources: list[Source], metrics: str | list[str], out_di
                                              batch_size=settings.batch_size, template=template, dtype=dtype,
                                              trust_remote_code=trust_remote_code,
                                              attn_implementation=attn_implementation)
+    if names == [metric_lib.IMPLICIT_REWARD_ACCURACY]:  # DPO's reward: the policy against its reference
+        if reference is None:
+            raise PosttrainError(f"{metric_lib.IMPLICIT_REWARD_ACCURACY} reads the model against the model it was "
+                                 "trained from; give that reference (posttrain eval --reference DIR; an eval stage "
+                                 "uses each listed stage's input model)")
+        return reward_models.evaluate_implicit_reward(model, adapter, reference, reference_adapter, sources, out_dir,
+                                                      limit=limit, batch_size=settings.batch_size, template=template,
+                                                      dtype=dtype, trust_remote_code=trust_remote_code,
+                                                      attn_implementation=attn_implementation)
     examples, formats = load_examples(sources, limit)
     metric_lib.check_examples(names, examples)
     prompts = [example.prompt for example in examples for _ in range(settings.num_samples)]
@@ -83,7 +95,8 @@ def _generate_hf(network, tokenizer, prompts, settings, name: str, progress: boo
 
 def score_outputs(examples: list[Example], outputs: list[str], names: list[str], out_dir=None,
                   info: dict | None = None, seed: int | None = None, num_samples: int = 1,
-                  pass_threshold: float = 0.0) -> EvalResult:
+                  pass_threshold: float = 0.0, reference: str | None = None,
+             reference_adapter: str | None = None) -> EvalResult:
     """Score given outputs and write predictions.jsonl and metrics.json into `out_dir` (when given); each figure
     gets its bootstrap interval, seeded by `seed`. With `num_samples` k, `outputs` holds k answers per example
     in a row, and each row of predictions.jsonl all k with their scores."""

@@ -32,7 +32,8 @@ from posttrain.rewards.judges import DATA_FIGURES, json_scores, judge_metrics, p
 
 RM_ACCURACY = "rm_accuracy"  # a reward model scoring preference pairs: evaluation/reward_models.py
 PREFERENCE_ACCURACY = "preference_accuracy"  # a causal LM ranking preference pairs by likelihood: the same module
-PAIR_METRICS = (RM_ACCURACY, PREFERENCE_ACCURACY)  # they score pairs and generate nothing
+IMPLICIT_REWARD_ACCURACY = "implicit_reward_accuracy"  # DPO's reward, the policy against its reference: the same
+PAIR_METRICS = (RM_ACCURACY, PREFERENCE_ACCURACY, IMPLICIT_REWARD_ACCURACY)  # they score pairs, generate nothing
 NAMES = ("bleu", "rouge", "exact_match", "judge", *PAIR_METRICS)
 REFERENCE_METRICS = ("bleu", "rouge", "exact_match")  # they compare the output with a reference text
 JUDGE_SOURCES = ("pairwise_preference", "pointwise_score", "json_judge")

@@ -15,6 +15,16 @@ pairs whose chosen answer the model finds likelier (`preference_accuracy`)
 and the mean margin (`preference_margin`, in nats per token). One number
 compares base, SFT and DPO models on the same pairs.
 
+`implicit_reward_accuracy`: the reward DPO itself defines, beta times
+log pi(y|x) - log pi_ref(y|x) summed over the answer's tokens, with the
+model's reference (the model it was trained from: in an eval stage the
+stage's input model, for `posttrain eval` `--reference`). TRL's
+`rewards/accuracies` is this figure on the stage's own eval data; here any
+held-out pairs, after training, beside the other models. beta scales every
+reward alike and leaves the ranking as it is, so the margin
+(`implicit_reward_margin`) is given in nats, beta = 1 (TRL's
+`rewards/margins` is beta times it).
+
 The files written have the shape of every other evaluation's:
 `predictions.jsonl` (one row per pair with both scores) and `metrics.json`,
 so eval stages, their tables and the report treat these like any other.
@@ -31,7 +41,7 @@ from posttrain.data.io import write_json, write_records
 from posttrain.errors import PosttrainError
 from posttrain.evaluation.examples import source_format
 from posttrain.evaluation.generation import load
-from posttrain.evaluation.metrics import PREFERENCE_ACCURACY
+from posttrain.evaluation.metrics import IMPLICIT_REWARD_ACCURACY, PREFERENCE_ACCURACY
 from posttrain.evaluation.metrics import RM_ACCURACY as METRIC
 from posttrain.evaluation.results import EvalResult, with_intervals
 from posttrain.scoring import load_scorer, model_kind
@@ -61,6 +71,37 @@ def evaluate_policy(model: str, adapter: str | None, sources, out_dir=None, *, l
 
     return _ranked(PREFERENCE_ACCURACY, "preference_margin", mean_log_probs, rows, str(model),
                    None if adapter is None else str(adapter), sources, formats, out_dir)
+
+
+def evaluate_implicit_reward(model: str, adapter: str | None, reference: str, reference_adapter: str | None,
+                             sources, out_dir=None, *, limit: int | None = None, batch_size: int = 8,
+                             template: str | None = None, dtype: str = "auto", trust_remote_code: bool = False,
+                             attn_implementation: str | None = None):
+    rows, formats = _read_pairs(sources, limit)
+    options = {"template": template, "dtype": dtype, "trust_remote_code": trust_remote_code,
+               "attn_implementation": attn_implementation}
+    network, tokenizer = load(model, adapter, **options)
+    reference_network, _ = load(reference, reference_adapter, **options)
+
+    def log_ratios(answers):
+        policy = response_log_probs(network, tokenizer, answers, batch_size)
+        frozen = response_log_probs(reference_network, tokenizer, answers, batch_size)
+        return [mine - theirs for (mine, _), (theirs, _) in zip(policy, frozen)]
+
+    result = _ranked(IMPLICIT_REWARD_ACCURACY, "implicit_reward_margin", log_ratios, rows, str(model),
+                     None if adapter is None else str(adapter), sources, formats, None)
+    result.metrics["reference"] = {"model": str(reference),
+                                   "adapter": None if reference_adapter is None else str(reference_adapter)}
+    return _written(result, out_dir)
+
+
+def _written(result: EvalResult, out_dir) -> EvalResult:
+    if out_dir is None:
+        return result
+    out_dir = Path(out_dir)
+    write_records(out_dir / "predictions.jsonl", result.rows, "jsonl")
+    write_json(out_dir / "metrics.json", result.metrics)
+    return EvalResult(result.metrics, result.rows, out_dir)
 
 
 def _read_pairs(sources, limit: int | None) -> tuple[list[dict], list[str]]:
@@ -98,11 +139,7 @@ def _ranked(metric: str, margin_name: str, score: Callable[[list], list[float]],
                 "count": len(rows), "pairs": len(decided), "ties": len(rows) - len(decided),
                 "metric_names": [metric], "metrics": figures, "counts": {metric: len(decided)},
                 "scoring_seconds": round(time.time() - started, 2), **with_intervals([metric], rows, 0)}
-    if out_dir is not None:
-        out_dir = Path(out_dir)
-        write_records(out_dir / "predictions.jsonl", rows, "jsonl")
-        write_json(out_dir / "metrics.json", document)
-    return EvalResult(document, rows, out_dir)
+    return _written(EvalResult(document, rows, None), out_dir)
 
 
 def _text(answer) -> str:

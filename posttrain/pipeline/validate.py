@@ -28,7 +28,7 @@ from posttrain.models.loading import load_tokenizer
 from posttrain.rewards.search import ncbi
 from posttrain.rewards.search.index import SearchIndex
 from posttrain.scoring import model_kind
-from posttrain.stages.eval import unknown_models
+from posttrain.stages.eval import missing_references, unknown_models
 from posttrain.training import requirements
 
 
@@ -97,7 +97,7 @@ def _check_eval(stage, config, template, report) -> None:
     """An eval stage's models (base, earlier stages, model directories) and its data: each record, and what each
     metric needs of it (a reference text, a judge prompt)."""
     where = f"stages.{stage.name}"
-    report.problems += unknown_models(stage, config)
+    report.problems += unknown_models(stage, config) + missing_references(stage, config)
     named = {"base"} | {s.name for s in config.stages}
     for ref in stage.models:
         if ref not in named and Path(ref).exists():

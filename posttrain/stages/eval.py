@@ -156,9 +156,32 @@ def unknown_models(stage: Config, pipeline: PipelineConfig) -> list[str]:
     return problems
 
 
+def reference_of(ref: str, pipeline: PipelineConfig) -> str | None:
+    """The model a `models:` entry was trained from (an earlier stage's input), which implicit_reward_accuracy
+    reads it against; None for base and model directories, which name none."""
+    if ref not in {s.name for s in pipeline.stages}:
+        return None
+    return model_path(pipeline.stage(ref).model or "base", pipeline)
+
+
+def missing_references(stage: Config, pipeline: PipelineConfig) -> list[str]:
+    """implicit_reward_accuracy on a model with no input model to read it against, as problem lines."""
+    if metrics.IMPLICIT_REWARD_ACCURACY not in stage.metrics:
+        return []
+    return [f"stages.{stage.name}.models: {ref!r} was not trained from another model here, so "
+            f"{metrics.IMPLICIT_REWARD_ACCURACY} has no reference to read it against; list only stages (their input "
+            "model is the reference), or use preference_accuracy" for ref in stage.models
+            if reference_of(ref, pipeline) is None]
+
+
+def _split(path: str) -> tuple[str, str | None]:
+    """(model, adapter) of a path: a LoRA stage's adapter goes on the base it names."""
+    return (adapter_base(path), path) if is_adapter_dir(path) else (path, None)
+
+
 def run(ctx: StageContext) -> dict:
     stage, pipeline = ctx.stage, ctx.pipeline
-    problems = unknown_models(stage, pipeline)
+    problems = unknown_models(stage, pipeline) + missing_references(stage, pipeline)
     if problems:
         raise ConfigError("\n".join(problems))
     settings = plan(stage, pipeline)
@@ -166,14 +189,16 @@ def run(ctx: StageContext) -> dict:
     sources = resolve_sources(stage.data)
     results, table, intervals, rows = {}, {}, {}, {}
     for ref in stage.models:
-        path = model_path(ref, pipeline)
-        model, adapter = (adapter_base(path), path) if is_adapter_dir(path) else (path, None)
+        model, adapter = _split(model_path(ref, pipeline))
+        reference = reference_of(ref, pipeline)
+        reference, reference_adapter = _split(reference) if reference else (None, None)
         label = stage.label(ref)
         result = evaluate(model, sources, stage.metrics, ctx.stage_dir / label, adapter=adapter, limit=stage.limit,
                           settings=settings, template=stage.template or pipeline.template, dtype=pipeline.dtype,
                           trust_remote_code=pipeline.trust_remote_code,
                           attn_implementation=pipeline.attn_implementation, backend=stage.backend,
-                          pass_threshold=stage.pass_threshold)
+                          pass_threshold=stage.pass_threshold, reference=reference,
+                          reference_adapter=reference_adapter)
         results[label] = {"ref": ref, **result.metrics}
         table[label] = figures(result.metrics["metrics"])
         intervals[label] = result.metrics.get("intervals", {})

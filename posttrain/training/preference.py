@@ -109,8 +109,15 @@ def train_on_pairs(trainer_class, ctx, plan, method: str, *, reference: bool, ne
 
 @functools.lru_cache(maxsize=None)
 def loss_types(trainer_class) -> tuple[str, ...]:
-    """The loss types the installed TRL trainer computes, read from its source (its docs lag behind it)."""
-    return tuple(dict.fromkeys(re.findall(r'loss_type == "(\w+)"', inspect.getsource(trainer_class))))
+    """The loss types the installed TRL trainer computes, read from its source (its docs lag behind it); a
+    subclass's are its own and its bases'."""
+    found = []
+    for cls in trainer_class.__mro__:
+        try:
+            found += re.findall(r'loss_type == "(\w+)"', inspect.getsource(cls))
+        except (OSError, TypeError):  # a class without Python source (object, a C extension)
+            continue
+    return tuple(dict.fromkeys(found))
 
 
 def check_loss_types(stage, names, trainer_class) -> None:

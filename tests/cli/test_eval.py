@@ -65,8 +65,8 @@ def test_an_unknown_metric_lists_the_valid_ones(tiny_model, tmp_path):
     data = write_jsonl(tmp_path / "chats.jsonl", make_chats(1))
     result = _invoke("--model", tiny_model, "--data", data, "--metrics", "rouge,bleu4", "--out", tmp_path / "out")
     assert result.exit_code == 2
-    assert _flat("metric 'bleu4': unknown; metrics: bleu, rouge, exact_match, judge, rm_accuracy, preference_accuracy, reward:NAME (NAME one of "
-                 "answer_tags,") in _flat(result.stderr)
+    assert _flat("metric 'bleu4': unknown; metrics: bleu, rouge, exact_match, judge, rm_accuracy, preference_accuracy, "
+                 "implicit_reward_accuracy, reward:NAME (NAME one of answer_tags,") in _flat(result.stderr)
     assert not (tmp_path / "out").exists()
 
 
@@ -75,3 +75,19 @@ def test_an_adapter_that_is_none_exits_2(tiny_model, tmp_path):
     result = _invoke("--model", tiny_model, "--adapter", tiny_model, "--data", data, "--metrics", "rouge")
     assert result.exit_code == 2
     assert _flat(f"{tiny_model}: no adapter_config.json; expected a LoRA adapter directory (peft)") == _flat(result.stderr)
+
+
+def test_implicit_reward_accuracy_reads_the_model_against_its_reference(tiny_model, tmp_path):
+    from tests.stages.test_reward_model import pairs
+
+    data = write_jsonl(tmp_path / "pairs.jsonl", pairs(6, 0))
+    result = _invoke("--model", tiny_model, "--data", data, "--metrics", "implicit_reward_accuracy")
+    assert result.exit_code == 2 and _flat("give that reference (posttrain eval --reference DIR") in \
+        _flat(result.stderr), result.stderr
+    # a model against itself: every log-ratio is 0, so no chosen answer is above its rejected one
+    result = _invoke("--model", tiny_model, "--reference", tiny_model, "--data", data, "--metrics",
+                     "implicit_reward_accuracy", "--out", tmp_path / "out")
+    assert result.exit_code == 0, result.output
+    metrics = json.loads((tmp_path / "out" / "metrics.json").read_text())
+    assert metrics["metrics"] == {"implicit_reward_accuracy": 0.0, "implicit_reward_margin": 0.0}
+    assert metrics["reference"] == {"model": str(tiny_model), "adapter": None} and metrics["pairs"] == 6

@@ -136,7 +136,7 @@ def test_reference_metrics_need_a_reference_text():
 
 
 @pytest.mark.parametrize("spec, message", [
-    ("bleu,rogue", "metric 'rogue': unknown; metrics: bleu, rouge, exact_match, judge, rm_accuracy, preference_accuracy, reward:NAME"),
+    ("bleu,rogue", "metric 'rogue': unknown; metrics: bleu, rouge, exact_match, judge, rm_accuracy, preference_accuracy, implicit_reward_accuracy, reward:NAME"),
     ("reward:nope", "metric 'reward:nope': reward 'nope': unknown; built-in rewards: answer_tags"),
     ("bleu,bleu", "metrics: bleu listed twice"),
     (" , ", "metrics: none given"),

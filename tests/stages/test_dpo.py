@@ -44,6 +44,8 @@ def trained(tmp_path_factory, tiny_model):
     held_out = pipeline["stages"][0]["eval_data"]
     pipeline["stages"].append({"name": "eval", "type": "eval", "models": ["base", "dpo"], "data": held_out,
                                "metrics": ["preference_accuracy"]})
+    pipeline["stages"].append({"name": "implicit", "type": "eval", "models": ["dpo"], "data": held_out,
+                               "metrics": ["implicit_reward_accuracy"]})
     return run(pipeline)
 
 
@@ -69,10 +71,45 @@ def test_an_eval_stage_ranks_the_pairs_by_likelihood_and_dpo_widens_the_margin(t
     assert len(rows) == 16 and all(set(row["scores"]) == {"preference_accuracy", "preference_margin"} for row in rows)
 
 
+def test_the_implicit_reward_in_an_eval_stage_is_the_one_trl_reports_on_the_same_pairs(trained, tiny_model):
+    """beta * log pi/pi_ref with the stage's input model as pi_ref: TRL's eval_rewards at the last step, read again
+    by the eval stage (beta = 1 there, so its margin is TRL's divided by beta)."""
+    trl_figures = json.loads((trained / "dpo" / "metrics.json").read_text())
+    results = json.loads((trained / "implicit" / "metrics.json").read_text())
+    ours = results["figures"]["dpo"]
+    assert results["models"]["dpo"]["reference"] == {"model": str(tiny_model), "adapter": None}
+    assert abs(ours["implicit_reward_accuracy"] - trl_figures["eval_rewards/accuracies"]) <= 1 / 16, (ours,
+                                                                                                       trl_figures)
+    assert ours["implicit_reward_margin"] * TRAINER["beta"] == pytest.approx(trl_figures["eval_rewards/margins"],
+                                                                            rel=0.05)
+
+
+def test_implicit_reward_accuracy_of_a_model_with_no_input_is_refused(tmp_path, tiny_model):
+    from posttrain.pipeline.validate import validate
+
+    pipeline = config(tmp_path, tiny_model)
+    pipeline["stages"].append({"name": "eval", "type": "eval", "models": ["base", "dpo"],
+                               "data": pipeline["stages"][0]["eval_data"], "metrics": ["implicit_reward_accuracy"]})
+    problems = validate(pipeline).problems
+    assert any("'base' was not trained from another model here" in p for p in problems), problems
+
+
 def test_the_trainer_block_reaches_dpo_config(tmp_path, tiny_model):
     pipeline = load_config(config(tmp_path, tiny_model, trainer={"loss_type": "ipo", "beta": 0.3}))
     args = dpo.plan(pipeline.stage("dpo"), pipeline, tmp_path / "out").args
     assert args.loss_type == ["ipo"] and args.beta == 0.3 and args.max_length == 128
+
+
+@pytest.mark.parametrize("trainer, precomputed", [
+    ({"num_train_epochs": 1}, False), ({"num_train_epochs": 2}, True),
+    ({"num_train_epochs": 3, "precompute_ref_log_probs": False}, False), ({"num_train_epochs": 3}, True),
+    ({"num_train_epochs": 3, "sync_ref_model": True}, False), ({"num_train_epochs": 3, "max_steps": 20}, False)])
+def test_the_reference_is_precomputed_from_two_epochs_unless_told(tmp_path, tiny_model, trainer, precomputed):
+    stage = config(tmp_path, tiny_model, trainer=trainer)
+    stage["stages"][0]["trainer"].pop("max_steps")
+    stage["stages"][0]["trainer"].update(trainer)
+    pipeline = load_config(stage)
+    assert dpo.plan(pipeline.stage("dpo"), pipeline, tmp_path / "out").args.precompute_ref_log_probs is precomputed
 
 
 def test_an_unknown_loss_type_is_refused_naming_the_trainer_block(tmp_path, tiny_model):
@@ -126,3 +163,8 @@ def test_after_a_lora_sft_stage_the_reference_is_the_sft_model(tmp_path, tiny_mo
 def test_the_loss_types_are_the_ones_trl_computes():
     names = loss_types(DPOTrainer)
     assert {"sigmoid", "ipo", "hinge", "robust", "sigmoid_norm"} <= set(names) and len(names) >= 10, names
+
+    class Logged(DPOTrainer):  # a user's subclass computes its base's losses
+        pass
+
+    assert loss_types(Logged) == names

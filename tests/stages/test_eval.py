@@ -128,7 +128,7 @@ def test_validate_lists_unknown_models_metrics_and_bad_wiring(tiny_model, tmp_pa
         "stages.ev.models: 'sfft' is neither base, an earlier stage (sft) nor a model directory",
         f"stages.ev.models: '{tmp_path / 'nowhere'}' is neither base, an earlier stage (sft) nor a model directory"]
     [problem] = validate(_config(tmp_path, tiny_model, metrics=["rouge", "blue"])).problems
-    assert "stages.ev.metrics: metric 'blue': unknown; metrics: bleu, rouge, exact_match, judge, rm_accuracy, preference_accuracy, reward:NAME" in problem
+    assert "stages.ev.metrics: metric 'blue': unknown; metrics: bleu, rouge, exact_match, judge, rm_accuracy, preference_accuracy, implicit_reward_accuracy, reward:NAME" in problem
     later = _config(tmp_path, tiny_model)
     later["stages"].append({"name": "late", "type": "sft", "model": "ev", "data": str(tmp_path / "chats.jsonl")})
     [problem] = validate(later).problems
