@@ -233,7 +233,6 @@ ERRORS = [
     ({"stage": "pt", "quantization_bit": 4}, ["quantization_bit", "not for a pt stage"]),
     ({"stage": "dpo", "train_on_prompt": True}, ["train_on_prompt", "stage sft only"]),
     ({"finetuning_type": "badam"}, ["finetuning_type", "'badam'", "full", "lora", "freeze", "oft"]),
-    ({"stage": "kto", "finetuning_type": "freeze"}, ["finetuning_type", "'freeze'", "kto stage does full or lora"]),
     ({"finetuning_type": "full", "use_dora": True}, ["use_dora", "LoRA option"]),
     ({"finetuning_type": "lora", "use_galore": True}, ["use_galore", "finetuning_type lora"]),
     ({"quantization_bit": 4}, ["quantization_bit", "lora"]),
@@ -252,6 +251,14 @@ def test_errors_say_what_is_wrong(recipe, words):
     assert message.startswith("r.yaml: ")
     for word in words:
         assert word in message, message
+
+
+@pytest.mark.parametrize("stage", ["dpo", "kto", "rm", "pt"])
+def test_freeze_tuning_reaches_every_stage(stage):
+    pipeline = to_pipeline({**BASE, "stage": stage, "finetuning_type": "freeze", "freeze_trainable_layers": 3},
+                           Path("r.yaml"))
+    converted = pipeline["stages"][0]
+    assert converted["finetuning"] == "freeze" and converted["freeze"]["trainable_layers"] == 3, converted
 
 
 def test_is_recipe():
