@@ -6,6 +6,12 @@ assistant turns when `assistant_only` is set. Templates with
 the assistant spans are found by rendering each prefix of the conversation,
 which works for every template whose renderings of a prefix are a prefix of
 the whole (ChatML, Llama 3, Mistral, and most others).
+
+A conversation's `tools` go to the template as transformers' `tools=`, so
+the model trains on the tool list it will be prompted with; tool calls are
+assistant turns and learned, tool results are not. A template that does not
+render tools or calls would drop them from the text without a word, so that
+is an error here rather than a model trained on something else.
 """
 
 from __future__ import annotations
@@ -14,19 +20,34 @@ from posttrain.errors import ConfigError
 from posttrain.models.templates import has_generation_markers
 
 
-def tokenize_conversation(tokenizer, messages: list[dict], *, assistant_only: bool = True) -> dict:
-    """{"input_ids": [...], "labels": [...]} for one conversation, untruncated."""
+def tokenize_conversation(tokenizer, messages: list[dict], *, tools: list[dict] | None = None,
+                          assistant_only: bool = True) -> dict:
+    """{"input_ids": [...], "labels": [...]} for one conversation (and its `tools`), untruncated."""
+    tools = tools or None
+    _check_renders_tools(tokenizer.chat_template, messages, tools)
     if not assistant_only:
-        ids = _ids(tokenizer.apply_chat_template(messages, tokenize=True, return_dict=True))
+        ids = _ids(tokenizer.apply_chat_template(messages, tools=tools, tokenize=True, return_dict=True))
         return {"input_ids": ids, "labels": list(ids)}
     if has_generation_markers(tokenizer.chat_template):
         out = tokenizer.apply_chat_template(
-            messages, tokenize=True, return_dict=True, return_assistant_tokens_mask=True
+            messages, tools=tools, tokenize=True, return_dict=True, return_assistant_tokens_mask=True
         )
         ids, mask = _ids(out), list(out["assistant_masks"])
     else:
-        ids, mask = _mask_by_prefixes(tokenizer, messages)
+        ids, mask = _mask_by_prefixes(tokenizer, messages, tools)
     return {"input_ids": ids, "labels": [t if m else -100 for t, m in zip(ids, mask)]}
+
+
+def _check_renders_tools(template, messages: list[dict], tools) -> None:
+    """A template that never mentions `tools` / `tool_calls` renders neither (transformers passes them silently)."""
+    text = template if isinstance(template, str) else str(template or "")
+    for name, used in (("tools", tools), ("tool_calls", any(m.get("tool_calls") for m in messages))):
+        if used and name not in text:
+            raise ConfigError(
+                f"the tokenizer's chat template does not render {name}, so training would leave them out of the "
+                "text; set `template: qwen` (or chatml, which render them as Qwen2.5 does) or use a model whose "
+                "template renders tools"
+            )
 
 
 def _ids(encoding) -> list[int]:
@@ -34,14 +55,14 @@ def _ids(encoding) -> list[int]:
     return list(ids[0] if ids and isinstance(ids[0], list) else ids)
 
 
-def _mask_by_prefixes(tokenizer, messages: list[dict]) -> tuple[list[int], list[int]]:
-    text = tokenizer.apply_chat_template(messages, tokenize=False)
+def _mask_by_prefixes(tokenizer, messages: list[dict], tools=None) -> tuple[list[int], list[int]]:
+    text = tokenizer.apply_chat_template(messages, tools=tools, tokenize=False)
     spans = []
     for i, message in enumerate(messages):
         if message["role"] != "assistant":
             continue
-        before = tokenizer.apply_chat_template(messages[:i], tokenize=False, add_generation_prompt=True)
-        through = tokenizer.apply_chat_template(messages[: i + 1], tokenize=False)
+        before = tokenizer.apply_chat_template(messages[:i], tools=tools, tokenize=False, add_generation_prompt=True)
+        through = tokenizer.apply_chat_template(messages[: i + 1], tools=tools, tokenize=False)
         if not (text.startswith(through) and through.startswith(before)):
             raise ConfigError(
                 "the tokenizer's chat template renders a conversation differently from its prefixes, so the "

@@ -202,6 +202,6 @@ def _load_tokenizer(model: str, template: str | None):
 
 def _token_length(tokenizer, record: dict) -> tuple[int, int | None]:
     """Token count of the record and the position of its first assistant (loss) token."""
-    out = tokenize_conversation(tokenizer, record["messages"], assistant_only=True)
+    out = tokenize_conversation(tokenizer, record["messages"], tools=record.get("tools"), assistant_only=True)
     first = next((i for i, label in enumerate(out["labels"]) if label != -100), None)
     return len(out["input_ids"]), first

@@ -3,15 +3,22 @@
 Stages read only these shapes, so a format module's whole job is to produce
 one of them; the validators here are the single definition of "well formed".
 
-conversation: {"messages": [{"role", "content"}, ...]}
+conversation: {"messages": [{"role", "content"}, ...], "tools": [...] (optional)}
     an optional system message first, then user and assistant turns
     alternating, starting with user and ending with assistant. A `tool`
     message (a function's result) may follow an assistant turn and is
-    answered by an assistant turn.
+    answered by an assistant turn. An assistant turn may call functions:
+    `tool_calls: [{"type": "function", "function": {"name", "arguments": {...}}}]`
+    (its content may then be empty); `tools` lists the functions the model may
+    call, as OpenAI function schemas `{"type": "function", "function": {"name",
+    "description", "parameters"}}`. Both are what chat templates render
+    (transformers' `tools=` and `tool_calls`), so the model trains on the text
+    it will be prompted with.
 """
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from posttrain.errors import RecordError
@@ -39,11 +46,17 @@ def plain_values(value: Any) -> Any:
     return value
 
 
+# Message keys a conversation keeps: what chat templates read. Any other key with a value is refused, not dropped.
+MESSAGE_KEYS = ("role", "content", "name", "tool_calls", "tool_call_id")
+
+
 def validate_conversation(record: Any, *, require_assistant_last: bool = True) -> dict:
     """Return the record as a clean conversation, or raise RecordError.
 
-    Extra top-level keys are dropped; message keys other than role/content
-    are kept only if they are `name` or `tool_calls` (passed to templates).
+    Top-level keys other than messages and tools are dropped (a format decides what to do with a row's other
+    fields before it gets here: see formats/fields.py); a message key other than MESSAGE_KEYS is refused unless
+    it is empty. Tools given as bare function schemas (or as JSON text) come back wrapped as OpenAI's; an empty
+    tool list is no tool list.
     """
     if not isinstance(record, dict):
         raise RecordError("record", f"expected a JSON object, got {type(record).__name__}")
@@ -61,24 +74,127 @@ def validate_conversation(record: Any, *, require_assistant_last: bool = True) -
         role = message.get("role")
         if role not in ROLES:
             raise RecordError(f"{field}.role", f"expected one of {', '.join(ROLES)}, got {role!r}")
+        calls = message.get("tool_calls") or None
+        if calls is not None:
+            if role != "assistant":
+                raise RecordError(f"{field}.tool_calls", f"expected tool calls on an assistant turn, not a {role} one")
+            calls = validate_tool_calls(calls, f"{field}.tool_calls")
         content = message.get("content")
+        if content is None and calls:
+            content = ""  # OpenAI's null content of a turn that only calls functions
         if not isinstance(content, str):
             raise RecordError(f"{field}.content", f"expected a string, got {type(content).__name__}")
-        if not content.strip() and role != "system":
+        if not content.strip() and role != "system" and not calls:
             raise RecordError(f"{field}.content", "empty; expected text")
         if role not in _NEXT[previous]:
             allowed = " or ".join(sorted(_NEXT[previous]))
             where = "first" if previous is None else f"after {previous}"
             raise RecordError(f"{field}.role", f"expected {allowed} {where}, got {role}")
         item = {"role": role, "content": content}
-        for key in ("name", "tool_calls"):
+        if calls:
+            item["tool_calls"] = calls
+        for key in ("name", "tool_call_id"):
             if message.get(key) is not None:
+                if not isinstance(message[key], str):
+                    raise RecordError(f"{field}.{key}", f"expected a string, got {type(message[key]).__name__}")
                 item[key] = message[key]
+        for key, value in message.items():
+            if key not in MESSAGE_KEYS and not _empty(value):
+                raise RecordError(f"{field}.{key}", f"a message key posttrain does not read; expected only "
+                                  f"{', '.join(MESSAGE_KEYS)}: drop it, or fold it into the content")
         clean.append(item)
         previous = role
     if require_assistant_last and previous != "assistant":
-        raise RecordError(f"messages[{len(messages) - 1}].role", f"expected the last turn to be assistant, got {previous}")
-    return {"messages": clean}
+        raise RecordError(f"messages[{len(messages) - 1}].role",
+                          f"expected the last turn to be assistant, got {previous}")
+    out = {"messages": clean}
+    tools = validate_tools(record.get("tools"))
+    if tools:
+        out["tools"] = tools
+    return out
+
+
+def _empty(value: Any) -> bool:
+    return value is None or value == "" or (isinstance(value, (list, dict)) and not value)
+
+
+def _json(value: Any, field: str, expected: str) -> Any:
+    """`value`, parsed when it is JSON text (LLaMA-Factory stores tools as a string, OpenAI arguments too)."""
+    if not isinstance(value, str):
+        return value
+    try:
+        return json.loads(value)
+    except json.JSONDecodeError as e:
+        raise RecordError(field, f"expected {expected}, got text that is not JSON ({e.msg} at {e.pos})") from None
+
+
+def validate_tool_calls(calls: Any, field: str = "tool_calls") -> list[dict]:
+    """OpenAI-style calls `[{"type": "function", "function": {"name", "arguments": {...}}}]`; a bare
+    `{"name", "arguments"}` is wrapped, arguments given as JSON text are parsed, and an `id` is kept."""
+    expected = 'a list of calls {"type": "function", "function": {"name": ..., "arguments": {...}}}'
+    if not isinstance(calls, list) or not calls:
+        raise RecordError(field, f"expected {expected}")
+    clean = []
+    for j, call in enumerate(calls):
+        where = f"{field}[{j}]"
+        if not isinstance(call, dict):
+            raise RecordError(where, "expected a call {type, function: {name, arguments}}, got "
+                              f"{type(call).__name__}")
+        if call.get("type", "function") != "function":
+            raise RecordError(f"{where}.type", f"expected function, got {call.get('type')!r}")
+        function = call.get("function") if "function" in call else call
+        if "function" in call:
+            where = f"{where}.function"
+        if not isinstance(function, dict):
+            raise RecordError(where, "expected an object {name, arguments}")
+        name = function.get("name")
+        if not isinstance(name, str) or not name.strip():
+            raise RecordError(f"{where}.name", "missing; expected the function's name" if name is None
+                              else f"expected the function's name, got {name!r}")
+        if "arguments" not in function:
+            raise RecordError(f"{where}.arguments", "missing; expected an object of arguments ({} for none)")
+        arguments = _json(function["arguments"], f"{where}.arguments", "an object of arguments")
+        if not isinstance(arguments, dict):
+            raise RecordError(f"{where}.arguments", f"expected an object of arguments, got {type(arguments).__name__}")
+        item = {"type": "function", "function": {"name": name, "arguments": arguments}}
+        if isinstance(call.get("id"), str) and call["id"]:
+            item["id"] = call["id"]
+        clean.append(item)
+    return clean
+
+
+def validate_tools(tools: Any, field: str = "tools") -> list[dict]:
+    """The functions a conversation may call, as OpenAI function schemas; [] when there are none.
+
+    Accepts the schemas bare (`{"name", "description", "parameters"}`, glaive's and LLaMA-Factory's form) or
+    wrapped (`{"type": "function", "function": {...}}`, OpenAI's), as a list or as its JSON text."""
+    if _empty(tools) or (isinstance(tools, str) and not tools.strip()):
+        return []
+    tools = _json(tools, field, "a list of function schemas")
+    if not isinstance(tools, list):
+        raise RecordError(field, f"expected a list of function schemas, got {type(tools).__name__}")
+    clean = []
+    for j, tool in enumerate(tools):
+        where = f"{field}[{j}]"
+        if not isinstance(tool, dict):
+            raise RecordError(where, f"expected a function schema {{name, description, parameters}}, got "
+                              f"{type(tool).__name__}")
+        if "function" in tool:
+            if tool.get("type", "function") != "function":
+                raise RecordError(f"{where}.type", f"expected function, got {tool.get('type')!r}")
+            schema, where = tool["function"], f"{where}.function"
+        else:
+            schema = tool
+        if not isinstance(schema, dict):
+            raise RecordError(where, "expected a function schema {name, description, parameters}")
+        name = schema.get("name")
+        if not isinstance(name, str) or not name.strip():
+            raise RecordError(f"{where}.name", "missing; expected the function's name" if name is None
+                              else f"expected the function's name, got {name!r}")
+        if schema.get("parameters") is not None and not isinstance(schema["parameters"], dict):
+            raise RecordError(f"{where}.parameters", "expected a JSON schema object")
+        clean.append({"type": "function", "function": schema})
+    return clean
 
 
 def validate_prompt(prompt: Any, *, ends_with_user: bool = True) -> list[dict]:
@@ -113,6 +229,29 @@ def validate_rl_prompt(record: Any) -> dict:
     return {"prompt": messages, "data_source": source, "ground_truth": record["ground_truth"], "extra_info": extra}
 
 
+def validate_answer(value: Any, key: str) -> list[dict]:
+    """An answer of a preference record (chosen, rejected, a KTO completion): a string or assistant messages, as
+    assistant messages. A message key beside role and content (a tool call, a name) is refused: the trainers
+    read the text alone, and would train on an answer without it."""
+    if isinstance(value, str):
+        if not value.strip():
+            raise RecordError(key, "empty; expected text")
+        value = [{"role": "assistant", "content": value}]
+    if not isinstance(value, list) or not value:
+        raise RecordError(key, "missing; expected a string or a list of assistant messages" if value is None
+                          else "expected a string or a list of assistant messages")
+    for i, message in enumerate(value):
+        if not isinstance(message, dict) or message.get("role") != "assistant":
+            raise RecordError(f"{key}[{i}]", "expected an assistant message {role: assistant, content}")
+        if not isinstance(message.get("content"), str) or not message["content"].strip():
+            raise RecordError(f"{key}[{i}].content", "expected non-empty text")
+        for extra, held in message.items():
+            if extra not in ("role", "content") and not _empty(held):
+                raise RecordError(f"{key}[{i}].{extra}", "a message key preference answers do not hold (expected "
+                                  "only role and content): drop it, or fold it into the content")
+    return [{"role": "assistant", "content": m["content"]} for m in value]
+
+
 def validate_preference(record: Any) -> dict:
     """preference: {"prompt": messages (may be empty), "chosen": str or assistant messages, "rejected": same,
     "tie": bool, "margin": float or None}. Responses become assistant message lists, so every preference record
@@ -122,19 +261,7 @@ def validate_preference(record: Any) -> dict:
     prompt = record.get("prompt") or []
     out = {"prompt": validate_prompt(prompt) if prompt else []}
     for key in ("chosen", "rejected"):
-        value = record.get(key)
-        if isinstance(value, str):
-            if not value.strip():
-                raise RecordError(key, "empty; expected text")
-            value = [{"role": "assistant", "content": value}]
-        if not isinstance(value, list) or not value:
-            raise RecordError(key, "expected a string or a list of assistant messages")
-        for i, message in enumerate(value):
-            if not isinstance(message, dict) or message.get("role") != "assistant":
-                raise RecordError(f"{key}[{i}]", "expected an assistant message {role: assistant, content}")
-            if not isinstance(message.get("content"), str) or not message["content"].strip():
-                raise RecordError(f"{key}[{i}].content", "expected non-empty text")
-        out[key] = [{"role": "assistant", "content": m["content"]} for m in value]
+        out[key] = validate_answer(record.get(key), key)
     tie = record.get("tie", False)
     if not isinstance(tie, bool):
         raise RecordError("tie", f"expected true or false, got {tie!r}")
@@ -199,22 +326,10 @@ def validate_unpaired_preference(record: Any) -> dict:
     if not isinstance(record, dict):
         raise RecordError("record", f"expected a JSON object, got {type(record).__name__}")
     prompt = record.get("prompt") or []
-    completion = record.get("completion")
-    if isinstance(completion, str):
-        if not completion.strip():
-            raise RecordError("completion", "empty; expected text")
-        completion = [{"role": "assistant", "content": completion}]
-    if not isinstance(completion, list) or not completion:
-        raise RecordError("completion", "missing; expected a string or a list of assistant messages"
-                          if completion is None else "expected a string or a list of assistant messages")
-    for i, message in enumerate(completion):
-        if not isinstance(message, dict) or message.get("role") != "assistant":
-            raise RecordError(f"completion[{i}]", "expected an assistant message {role: assistant, content}")
-        if not isinstance(message.get("content"), str) or not message["content"].strip():
-            raise RecordError(f"completion[{i}].content", "expected non-empty text")
+    completion = validate_answer(record.get("completion"), "completion")
     label = record.get("label")
     if not isinstance(label, bool):
         raise RecordError("label", "missing; expected true (desirable) or false (undesirable)" if label is None
                           else f"expected true (desirable) or false (undesirable), got {label!r}")
     return {"prompt": validate_prompt(prompt) if prompt else [],
-            "completion": [{"role": "assistant", "content": m["content"]} for m in completion], "label": label}
+            "completion": completion, "label": label}

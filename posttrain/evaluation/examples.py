@@ -75,6 +75,11 @@ def load_examples(sources: list[Source], limit: int | None = None) -> tuple[list
 
 def _example(path: str, line: int, record: dict) -> Example:
     if "messages" in record:
+        if record.get("tools"):
+            # generation renders the prompt's messages only; the model would answer without the tools it was shown
+            raise DataError(path, line, "tools", "a tool list; evaluating tool-calling conversations is not "
+                            "supported (the prompt would be generated without the tools): drop the tools column "
+                            "from the held-out data, or score it with a reward:NAME metric on rl_prompt records")
         messages = record["messages"]
         last = max(i for i, m in enumerate(messages) if m["role"] == "assistant")
         return Example(path, line, messages[:last], messages[last]["content"])

@@ -12,12 +12,43 @@ import re
 
 from posttrain.errors import ConfigError, closest
 
+# ChatML with Qwen2.5's tool use: the tool list in the system turn inside <tools>, each call as
+# <tool_call>\n{"name", "arguments"}\n</tool_call> in the assistant turn (learned, inside the generation markers),
+# and consecutive tool results in one user turn, each inside <tool_response>. No default system prompt, like
+# LLaMA-Factory's qwen3 templates; without tools it renders plain ChatML.
+_TOOLS_INTRO = ("\\n\\n# Tools\\n\\nYou may call one or more functions to assist with the user query.\\n\\n"
+                "You are provided with function signatures within <tools></tools> XML tags:\\n<tools>")
+_TOOLS_OUTRO = ("\\n</tools>\\n\\nFor each function call, return a json object with function name and arguments "
+                "within <tool_call></tool_call> XML tags:\\n<tool_call>\\n"
+                '{\\"name\\": <function-name>, \\"arguments\\": <args-json-object>}\\n</tool_call><|im_end|>\\n')
 CHATML = (
+    "{%- if tools -%}"
+    "{{- '<|im_start|>system\\n' -}}"
+    "{%- if messages[0]['role'] == 'system' -%}{{- messages[0]['content'] -}}{%- endif -%}"
+    "{{- '" + _TOOLS_INTRO + "' -}}"
+    "{%- for tool in tools -%}{{- '\\n' + (tool | tojson) -}}{%- endfor -%}"
+    "{{- '" + _TOOLS_OUTRO + "' -}}"
+    "{%- endif -%}"
     "{%- for message in messages -%}"
-    "{%- if message['role'] == 'assistant' -%}"
+    "{%- if message['role'] == 'system' and tools and loop.first -%}"
+    "{%- elif message['role'] == 'assistant' -%}"
     "{{- '<|im_start|>assistant\\n' -}}"
-    "{%- generation -%}{{- message['content'] + '<|im_end|>' -}}{%- endgeneration -%}"
+    "{%- generation -%}"
+    "{{- message['content'] -}}"
+    "{%- for call in message['tool_calls'] or [] -%}"
+    "{%- if call['function'] is defined -%}{%- set call = call['function'] -%}{%- endif -%}"
+    "{%- if message['content'] or not loop.first -%}{{- '\\n' -}}{%- endif -%}"
+    "{{- '<tool_call>\\n{\"name\": \"' + call['name'] + '\", \"arguments\": ' -}}"
+    "{{- call['arguments'] if call['arguments'] is string else call['arguments'] | tojson -}}"
+    "{{- '}\\n</tool_call>' -}}"
+    "{%- endfor -%}"
+    "{{- '<|im_end|>' -}}"
+    "{%- endgeneration -%}"
     "{{- '\\n' -}}"
+    "{%- elif message['role'] == 'tool' -%}"
+    "{%- if loop.first or loop.previtem['role'] != 'tool' -%}{{- '<|im_start|>user' -}}{%- endif -%}"
+    "{{- '\\n<tool_response>\\n' + message['content'] + '\\n</tool_response>' -}}"
+    "{%- if loop.last or loop.nextitem['role'] != 'tool' -%}{{- '<|im_end|>\\n' -}}{%- endif -%}"
     "{%- else -%}"
     "{{- '<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>\\n' -}}"
     "{%- endif -%}"

@@ -60,6 +60,9 @@ def items(path, fmt: str | None):
         elif record_type == "steps":
             yield "steps", line, record
         else:
+            if record.get("tools"):
+                raise DataError(path, line, "tools", "a tool list; `posttrain score` scores conversations without "
+                                "tools (the reward model would not see them): drop the tools column")
             messages = record["messages"]
             cut = max(i for i, m in enumerate(messages) if m["role"] != "assistant") + 1
             yield "single", line, {"prompt": messages[:cut], "response": messages[cut:]}

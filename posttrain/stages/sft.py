@@ -10,6 +10,7 @@ stage's `trainer:` block is passed to `trl.SFTConfig` as is.
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 from typing import ClassVar, Literal
 
@@ -135,12 +136,16 @@ def tokenized(tokenizer, records, max_length, assistant_only, packing, name, num
     from datasets import Dataset
     from trl import pack_dataset
 
-    def encode(record):
-        out = tokenize_conversation(tokenizer, record["messages"], assistant_only=assistant_only)
+    def encode(row):
+        record = json.loads(row["record"])
+        out = tokenize_conversation(tokenizer, record["messages"], tools=record.get("tools"),
+                                    assistant_only=assistant_only)
         return {"input_ids": out["input_ids"][:max_length], "labels": out["labels"][:max_length]}
 
-    dataset = Dataset.from_list(records).map(encode, remove_columns=["messages"], desc=f"Tokenizing {name}",
-                                             num_proc=num_proc)
+    # Each record as its JSON text: Arrow would merge the tool calls' argument objects into one struct, giving every
+    # call the other calls' argument names as nulls, and the model would train on arguments nobody passed.
+    rows = Dataset.from_dict({"record": [json.dumps(record, ensure_ascii=False) for record in records]})
+    dataset = rows.map(encode, remove_columns=["record"], desc=f"Tokenizing {name}", num_proc=num_proc)
     before = len(dataset)
     dataset = dataset.filter(lambda r: any(label != -100 for label in r["labels"][1:]), num_proc=num_proc)
     if len(dataset) < before:

@@ -35,9 +35,12 @@ CONVERSIONS = [
     ("sharegpt", {"conversations": [{"from": "human", "value": "a"}, {"from": "gpt", "value": "b"}]}, None, None,
      _msgs(("user", "a"), ("assistant", "b"))),
     ("sharegpt", {"conversations": [{"from": "system", "value": "s"}, {"from": "human", "value": "a"},
-                                    {"from": "function_call", "value": "{}"}, {"from": "observation", "value": "r"},
-                                    {"from": "gpt", "value": "b"}]}, None, None,
-     _msgs(("system", "s"), ("user", "a"), ("assistant", "{}"), ("tool", "r"), ("assistant", "b"))),
+                                    {"from": "function_call", "value": '{"name": "f", "arguments": {}}'},
+                                    {"from": "observation", "value": "r"}, {"from": "gpt", "value": "b"}]}, None, None,
+     {"messages": [{"role": "system", "content": "s"}, {"role": "user", "content": "a"},
+                   {"role": "assistant", "content": "",
+                    "tool_calls": [{"type": "function", "function": {"name": "f", "arguments": {}}}]},
+                   {"role": "tool", "content": "r"}, {"role": "assistant", "content": "b"}]}),
     ("sharegpt", {"conversations": [{"role": "user", "content": "a"}, {"role": "assistant", "content": "b"}],
                   "system": "s"}, None, None, _msgs(("system", "s"), ("user", "a"), ("assistant", "b"))),
     ("sharegpt", {"msgs": [{"role": "user", "content": "a"}, {"role": "assistant", "content": "b"}], "sp": "s"},
@@ -131,11 +134,16 @@ def test_from_conversation_shapes():
     record = _msgs(("system", "s"), ("user", "a"), ("assistant", "b"), ("user", "c"), ("assistant", "d"))
     assert alpaca.from_conversation(record) == {"instruction": "c", "input": "", "output": "d", "system": "s",
                                                 "history": [["a", "b"]]}
-    tool = _msgs(("user", "a"), ("assistant", "call"), ("tool", "r"), ("assistant", "b"))
+    call = {"type": "function", "function": {"name": "f", "arguments": {"x": 1}}}
+    tool = {"messages": [{"role": "user", "content": "a"}, {"role": "assistant", "content": "", "tool_calls": [call]},
+                         {"role": "tool", "content": "r"}, {"role": "assistant", "content": "b"}]}
     assert sharegpt.from_conversation(tool) == {"conversations": [
-        {"from": "human", "value": "a"}, {"from": "function_call", "value": "call"},
+        {"from": "human", "value": "a"}, {"from": "function_call", "value": '{"name": "f", "arguments": {"x": 1}}'},
         {"from": "observation", "value": "r"}, {"from": "gpt", "value": "b"}]}
     assert sharegpt.to_conversation(sharegpt.from_conversation(tool)) == tool
+    # an assistant turn answered by a tool but calling nothing is a plain answer, written as one
+    untold = _msgs(("user", "a"), ("assistant", "call"), ("tool", "r"), ("assistant", "b"))
+    assert sharegpt.from_conversation(untold)["conversations"][1] == {"from": "gpt", "value": "call"}
     with pytest.raises(RecordError, match="alpaca cannot hold tool messages"):
         alpaca.from_conversation(tool)
 

@@ -88,3 +88,12 @@ def test_a_bad_record_is_file_line_field(tmp_path):
                                                   {"messages": [_turn("user", "q")]}])
     with pytest.raises(DataError, match=rf"^{path}:2: messages\[0\].role: expected the last turn to be assistant"):
         load_examples([Source(str(path))])
+
+
+def test_a_conversation_with_tools_is_refused_not_evaluated_without_them(tmp_path):
+    chat = {"tools": [{"name": "get_weather", "parameters": {"type": "object"}}],
+            "messages": [{"role": "user", "content": "Weather?"}, {"role": "assistant", "content": "Sunny."}]}
+    path = write_jsonl(tmp_path / "tools.jsonl", [chat])
+    with pytest.raises(DataError) as info:
+        load_examples([Source(str(path), "openai")], None)
+    assert f"{path}:1: tools:" in str(info.value) and "generated without the tools" in str(info.value)

@@ -97,3 +97,13 @@ def test_step_labelled_solutions_need_a_process_reward_model(tmp_path, reward_mo
     steps = write_jsonl(tmp_path / "steps.jsonl", [{"prompt": "q", "completions": ["a"], "labels": [True]}])
     with pytest.raises(PosttrainError, match="need a process reward model"):
         score_file(str(reward_model), steps)
+
+
+def test_a_conversation_with_tools_is_refused(tmp_path, reward_model):
+    from posttrain.errors import DataError
+
+    rows = write_jsonl(tmp_path / "tools.jsonl", [{
+        "tools": [{"name": "f", "parameters": {"type": "object"}}],
+        "messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}]}])
+    with pytest.raises(DataError, match="tools: a tool list; `posttrain score` scores conversations without tools"):
+        score_file(str(reward_model), rows)

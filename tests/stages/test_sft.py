@@ -74,3 +74,32 @@ def test_bf16_pipeline_trains_on_a_cpu(tmp_path, tiny_model):
     cfg["dtype"] = "bf16"
     run_dir = run(cfg)
     assert (run_dir / "sft" / "model" / "model.safetensors").exists()
+
+
+def test_tool_calls_train_as_given_with_their_tool_list(tiny_model):
+    """Two calls with different argument names: each keeps its own (Arrow would merge them into one struct and
+    give each call the other's names as nulls), and the tool list is in the text the model trains on."""
+    from transformers import AutoTokenizer
+
+    from posttrain.data.records import validate_conversation
+    from posttrain.stages.sft import tokenized
+
+    def call(name, arguments):
+        return {"role": "assistant", "content": "", "tool_calls": [{"type": "function", "function": {
+            "name": name, "arguments": arguments}}]}
+
+    tools = [{"name": "get_weather", "description": "Weather in a city", "parameters": {"type": "object"}}]
+    records = [validate_conversation({"tools": tools, "messages": [
+        {"role": "user", "content": "Weather in Oslo?"}, call("get_weather", {"city": "Oslo"}),
+        {"role": "tool", "content": "Sunny"}, {"role": "assistant", "content": "Sunny in Oslo."}]}),
+        validate_conversation({"messages": [
+            {"role": "user", "content": "Add 2 and 3."}, call("add", {"a": 2, "b": 3}),
+            {"role": "tool", "content": "5"}, {"role": "assistant", "content": "5."}]})]
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model)
+    dataset = tokenized(tokenizer, records, 1024, True, False, "tools")
+    first, second = (tokenizer.decode(row["input_ids"]) for row in dataset)
+    assert '{"name": "get_weather", "arguments": {"city": "Oslo"}}' in first and "null" not in first + second
+    assert '"description": "Weather in a city"' in first and "<tools>" not in second
+    assert '{"name": "add", "arguments": {"a": 2, "b": 3}}' in second
+    learned = tokenizer.decode([t for t in dataset[1]["labels"] if t != -100])
+    assert '"add"' in learned and "5." in learned and "Add 2 and 3" not in learned

@@ -5,6 +5,9 @@ A format module converts one row of its format into a canonical record
 (`from_conversation`), says whether a row looks like its format (`detect`)
 and which record type it makes (`RECORD`). Stages and tools only ever see
 canonical records, so adding a format is one module plus one `register` call.
+Each format also says what becomes of a field it does not read
+(`UNKNOWN_FIELDS`, "refuse" or "keep": formats/fields.py), so no field is
+dropped silently; tests/data/test_no_silent_loss.py holds every format to it.
 """
 
 from __future__ import annotations
@@ -14,13 +17,23 @@ from pathlib import Path
 from types import ModuleType
 from typing import Iterator
 
-from posttrain.data.formats import alpaca, openai, rl_prompt, sharegpt, trialpanorama, verl
-from posttrain.data.formats import agent_eval, judges
-from posttrain.data.formats import steps
-from posttrain.data.formats import medical_dialogue
-from posttrain.data.formats import preference, rm_gallery
-from posttrain.data.formats import text
-from posttrain.data.formats import unpaired_preference
+from posttrain.data.formats import (
+    agent_eval,
+    alpaca,
+    fields,
+    judges,
+    medical_dialogue,
+    openai,
+    preference,
+    rl_prompt,
+    rm_gallery,
+    sharegpt,
+    steps,
+    text,
+    trialpanorama,
+    unpaired_preference,
+    verl,
+)
 from posttrain.data.io import file_kind, read_rows
 from posttrain.errors import DataError, PosttrainError, RecordError, closest
 
@@ -115,6 +128,10 @@ def load_records(
     `record` (conversation, preference, ...) rejects formats that make another record type.
     """
     module = _checked(get_format(fmt), fmt, record) if fmt else None
+    try:  # a multimodal column mapping is wrong for every row: say so once, before reading any
+        fields.check_columns({key: value for key, value in (columns or {}).items() if key in fields.MEDIA})
+    except RecordError as e:
+        raise DataError(path, None, e.field, e.expected) from None
     count = 0
     for file in data_files(path):
         for line, row in read_rows(file, split=split):

@@ -9,16 +9,23 @@ same row an rl_prompt for the `json_judge` reward, the gpt turn its reference; i
 variant files (`instruction`, `output`, `metadata`), so a judge is evaluated on a held-out `_eval.json` as it
 was trained. `posttrain data variants` writes the seed's dataset variants from the same rows
 (posttrain/data/variants.py).
+
+Fields (UNKNOWN_FIELDS = "refuse", all three formats): conversations and
+metadata are read (and a variant file's instruction and output by
+agent-eval-judge); bookkeeping fields (id, source, ...) are ignored with a
+warning; any other field is a RecordError naming it.
 """
 
 from __future__ import annotations
 
 from types import SimpleNamespace
 
+from posttrain.data.formats import fields
 from posttrain.data.records import validate_conversation, validate_rl_prompt
 from posttrain.errors import RecordError
 
 RECORD = "conversation"
+UNKNOWN_FIELDS = "refuse"
 EVALUATION_TYPES = ("clip", "category", "final")
 
 
@@ -68,6 +75,7 @@ def instruction_output(row, *, with_metadata: bool = True) -> tuple[str, str]:
 
 
 def to_conversation(row, columns=None, tags=None, *, with_metadata: bool = True) -> dict:
+    fields.check(row, "agent-eval" if with_metadata else "agent-eval-no-metadata", ("conversations", "metadata"))
     instruction, output = instruction_output(row, with_metadata=with_metadata)
     return validate_conversation({"messages": [{"role": "user", "content": instruction},
                                                {"role": "assistant", "content": output}]})
@@ -76,7 +84,7 @@ def to_conversation(row, columns=None, tags=None, *, with_metadata: bool = True)
 to_record = to_conversation
 
 NO_METADATA = SimpleNamespace(
-    RECORD=RECORD, detect=lambda row: False, from_record=None,
+    RECORD=RECORD, detect=lambda row: False, from_record=None, UNKNOWN_FIELDS=UNKNOWN_FIELDS,
     to_record=lambda row, columns=None, tags=None: to_conversation(row, with_metadata=False))
 
 
@@ -98,6 +106,8 @@ def to_rl_prompt(row, columns=None, tags=None) -> dict:
     held-out `_eval.json` included) reads the same way."""
     metadata = metadata_of(row)
     variant = "conversations" not in row and "instruction" in row
+    fields.check(row, "agent-eval-judge", ("instruction", "output", "metadata") if variant else
+                 ("conversations", "metadata"), record="rl_prompt")
     instruction, output = _variant_fields(row) if variant else instruction_output(row)
     return validate_rl_prompt({
         "prompt": [{"role": "user", "content": instruction}], "data_source": "json_judge",
@@ -105,4 +115,5 @@ def to_rl_prompt(row, columns=None, tags=None) -> dict:
         "extra_info": {key: metadata.get(key) for key in ("model_name", "task_id", "evaluation_type")}})
 
 
-JUDGE_PROMPTS = SimpleNamespace(RECORD="rl_prompt", detect=lambda row: False, from_record=None, to_record=to_rl_prompt)
+JUDGE_PROMPTS = SimpleNamespace(RECORD="rl_prompt", detect=lambda row: False, from_record=None, to_record=to_rl_prompt,
+                                UNKNOWN_FIELDS=UNKNOWN_FIELDS)

@@ -1,19 +1,32 @@
-"""Alpaca format: `instruction`, `input`, `output`, optional `system` and `history`.
+"""Alpaca format: `instruction`, `input`, `output`, optional `system`, `history` and `tools`.
 
 LLaMA-Factory's default format, and the shape of most instruction sets
 (including the instruction/input/output medical sets). The column names can
 be remapped with LLaMA-Factory's `columns` (prompt, query, response, system,
-history), so a `dataset_info.json` entry works unchanged.
+history, tools), so a `dataset_info.json` entry works unchanged. LLaMA-Factory
+reads a tool list in alpaca too (its converter's `_tools`): it becomes the
+record's `tools`, shown to the model in the system turn; the output stays a
+plain answer, since alpaca has no function_call turn.
+
+Fields (UNKNOWN_FIELDS = "refuse"): `to_record` reads the six columns above;
+any other field is a RecordError naming it (with what to do for
+LLaMA-Factory's images, kto_tag, chosen, ...), and bookkeeping fields (id,
+metadata, source, ...) are ignored with a warning. `to_conversation` is the
+layout alone, for formats that read more of the row (unpaired_preference).
 """
 
 from __future__ import annotations
 
+import json
+
+from posttrain.data.formats import fields
 from posttrain.data.records import validate_conversation
 from posttrain.errors import RecordError
 
 RECORD = "conversation"
+UNKNOWN_FIELDS = "refuse"
 DEFAULT_COLUMNS = {"prompt": "instruction", "query": "input", "response": "output", "system": "system",
-                   "history": "history"}
+                   "history": "history", "tools": "tools"}
 
 
 def detect(row: dict) -> bool:
@@ -31,6 +44,16 @@ def _string(row: dict, column: str, *, required: bool, nonempty: bool = False) -
     if nonempty and not value.strip():
         raise RecordError(column, "empty; expected text")
     return value
+
+
+def fields_read(row: dict, columns: dict | None = None) -> set[str]:
+    """The row fields this format reads under `columns`."""
+    return set({**DEFAULT_COLUMNS, **(columns or {})}[key] for key in DEFAULT_COLUMNS)
+
+
+def to_record(row: dict, columns: dict | None = None, tags: dict | None = None) -> dict:
+    fields.check(row, "alpaca", fields_read(row, columns), columns=columns)
+    return to_conversation(row, columns, tags)
 
 
 def to_conversation(row: dict, columns: dict | None = None, tags: dict | None = None) -> dict:
@@ -64,26 +87,31 @@ def to_conversation(row: dict, columns: dict | None = None, tags: dict | None = 
     # LLaMA-Factory joins instruction and input with one newline
     prompt = "\n".join(part for part in (instruction, query) if part)
     messages += [{"role": "user", "content": prompt}, {"role": "assistant", "content": output}]
-    return validate_conversation({"messages": messages})
+    try:
+        return validate_conversation({"messages": messages, "tools": row.get(cols["tools"])})
+    except RecordError as e:
+        if e.field.startswith("tools"):
+            raise RecordError(cols["tools"] + e.field[len("tools"):], e.expected) from None
+        raise
 
 
 def from_conversation(record: dict) -> dict:
-    messages = validate_conversation(record)["messages"]
+    record = validate_conversation(record)
+    messages = record["messages"]
     out = {}
     if messages[0]["role"] == "system":
         if messages[0]["content"]:
             out["system"] = messages[0]["content"]
         messages = messages[1:]
-    if any(m["role"] == "tool" for m in messages):
-        raise RecordError("messages", "alpaca cannot hold tool messages; convert to sharegpt or openai")
+    if any(m["role"] == "tool" or m.get("tool_calls") for m in messages):
+        raise RecordError("messages", "alpaca cannot hold tool messages or calls; convert to sharegpt or openai")
     pairs = [[messages[i]["content"], messages[i + 1]["content"]] for i in range(0, len(messages), 2)]
     *history, (instruction, output) = pairs
-    record = {"instruction": instruction, "input": "", "output": output}
+    row = {"instruction": instruction, "input": "", "output": output}
     if "system" in out:
-        record["system"] = out["system"]
+        row["system"] = out["system"]
     if history:
-        record["history"] = history
-    return record
-
-
-to_record = to_conversation
+        row["history"] = history
+    if record.get("tools"):
+        row["tools"] = json.dumps([tool["function"] for tool in record["tools"]], ensure_ascii=False)
+    return row

@@ -14,6 +14,12 @@ or jsonl; `input`/`output`/`metadata` may be JSON strings as parquet stores them
   `answer.label`; the judge answers `<score>N</score>`. data_source `pointwise_score`.
 
 Prompts stay plain messages: the chat template is applied once, when training.
+
+Fields (UNKNOWN_FIELDS = "refuse", both formats): input, output and source
+are read, and by the pairwise format metadata (the preferred side) and
+unique_id or id (the pair's id); bookkeeping fields (task_category, and the
+pointwise format's metadata and unique_id) are ignored with a warning; any
+other field is a RecordError naming it.
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ import hashlib
 import json
 from types import SimpleNamespace
 
+from posttrain.data.formats import fields
 from posttrain.data.records import validate_rl_prompt
 from posttrain.errors import RecordError
 
@@ -41,6 +48,7 @@ POINTWISE_REQUIREMENT = (
     "<score>\nthe helpfulness score, an integer from 0 to 4\n</score>"
 )
 SWAP = {"A": "B", "B": "A", "tie": "tie"}
+_READS = ("input", "output", "source")
 
 
 def pairwise_prompt(query: str, response_a: str, response_b: str) -> str:
@@ -130,6 +138,9 @@ def pairwise(row: dict, columns=None, tags=None) -> list[dict]:
     """One RM-Gallery pair -> [original, swapped] rl_prompt records."""
     if not isinstance(row, dict):
         raise RecordError("record", f"expected a JSON object, got {type(row).__name__}")
+    # the pair's id is unique_id, else id (pair_id); the one not used is bookkeeping
+    ids = ("unique_id",) if row.get("unique_id") else ("unique_id", "id")
+    fields.check(row, "rm-gallery-pairwise", _READS + ("metadata", *ids), record="rl_prompt")
     query = _query(row)
     answers = _answers(row, 2)
     preferred = _preferred(row, answers)
@@ -153,7 +164,8 @@ def _score(label: dict, i: int) -> int | None:
             try:
                 number = float(value)
             except (TypeError, ValueError):
-                raise RecordError(f"output[{i}].answer.label.{key}", f"expected an integer 0-4, got {value!r}") from None
+                raise RecordError(f"output[{i}].answer.label.{key}",
+                                  f"expected an integer 0-4, got {value!r}") from None
             if not number.is_integer() or not 0 <= number <= 4:
                 raise RecordError(f"output[{i}].answer.label.{key}", f"expected an integer 0-4, got {value!r}")
             return int(number)
@@ -164,6 +176,7 @@ def pointwise(row: dict, columns=None, tags=None) -> list[dict]:
     """One RM-Gallery row -> one rl_prompt per output that carries a 0-4 helpfulness label."""
     if not isinstance(row, dict):
         raise RecordError("record", f"expected a JSON object, got {type(row).__name__}")
+    fields.check(row, "rm-gallery-pointwise", _READS, record="rl_prompt")
     query = _query(row)
     records = []
     for i, answer in enumerate(_answers(row, 1)):
@@ -182,7 +195,8 @@ def pointwise(row: dict, columns=None, tags=None) -> list[dict]:
 
 def _format(convert) -> SimpleNamespace:
     # input-only formats: their records are written as rl_prompt (or verl)
-    return SimpleNamespace(RECORD="rl_prompt", to_record=convert, detect=lambda row: False, from_record=None)
+    return SimpleNamespace(RECORD="rl_prompt", to_record=convert, detect=lambda row: False, from_record=None,
+                           UNKNOWN_FIELDS="refuse")
 
 
 PAIRWISE = _format(pairwise)

@@ -21,6 +21,10 @@ Unlike plain alpaca, the instruction is the system prompt's business here:
 it is the same generic sentence on every row of a source, and repeating it in
 each user turn only spends context, so the user turn is the `input` (the
 instruction alone when a row has no input).
+
+Fields (UNKNOWN_FIELDS = "refuse", both formats): instruction, input and
+output are read; bookkeeping fields (id, source, ...) are ignored with a
+warning; any other field is a RecordError naming it.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ from __future__ import annotations
 import re
 from types import SimpleNamespace
 
+from posttrain.data.formats import fields
 from posttrain.data.records import validate_conversation, validate_rl_prompt
 from posttrain.errors import RecordError
 
@@ -80,9 +85,11 @@ def _turns(text: str) -> list[dict]:
     return turns
 
 
-def _prompt(row) -> list[dict]:
+def _prompt(row, fmt: str) -> list[dict]:
     if not isinstance(row, dict):
         raise RecordError("record", f"expected a JSON object, got {type(row).__name__}")
+    fields.check(row, fmt, ("instruction", "input", "output"), record="conversation" if fmt == "medical-dialogue"
+                 else "rl_prompt")
     instruction = _text(row, "instruction", required=False)
     query = _text(row, "input", required=False)
     if not query and not instruction:
@@ -91,17 +98,20 @@ def _prompt(row) -> list[dict]:
 
 
 def to_conversation(row, columns=None, tags=None) -> dict:
-    messages = _prompt(row) + [{"role": "assistant", "content": _text(row, "output", required=True)}]
+    answer = {"role": "assistant", "content": _text(row, "output", required=True)}
+    messages = _prompt(row, "medical-dialogue") + [answer]
     return validate_conversation({"messages": messages})
 
 
 def to_rl_prompt(row, columns=None, tags=None) -> dict:
-    prompt = _prompt(row)
+    prompt = _prompt(row, "medical-dialogue-rl")
     return validate_rl_prompt({"prompt": prompt, "data_source": DATA_SOURCE,
                                "ground_truth": _text(row, "output", required=True),
                                "extra_info": {"ability": "medical_dialogue"}})
 
 
 # one way only: an rl_prompt or a conversation does not say which source row it came from
-CONVERSATION = SimpleNamespace(RECORD="conversation", detect=detect, to_record=to_conversation, from_record=None)
-RL_PROMPT = SimpleNamespace(RECORD="rl_prompt", detect=detect, to_record=to_rl_prompt, from_record=None)
+CONVERSATION = SimpleNamespace(RECORD="conversation", detect=detect, to_record=to_conversation, from_record=None,
+                               UNKNOWN_FIELDS="refuse")
+RL_PROMPT = SimpleNamespace(RECORD="rl_prompt", detect=detect, to_record=to_rl_prompt, from_record=None,
+                            UNKNOWN_FIELDS="refuse")

@@ -7,24 +7,43 @@ conversations that share their opening turns, which become the prompt), and
 LLaMA-Factory's ranking rows (alpaca `instruction`/`input` + `chosen`/
 `rejected` strings, or sharegpt `conversations` + `chosen`/`rejected`
 turns), with the entry's `columns`/`tags` honoured.
+
+Fields (UNKNOWN_FIELDS = "refuse"): chosen, rejected, tie, margin and the
+prompt's columns (prompt or instruction, input and system; or the sharegpt
+messages and system) are read; any other field is a RecordError naming it,
+bookkeeping fields (id, source, ...) are ignored with a warning. A tool list
+is refused too: preference records hold none, and a pair judged with tools
+in view is not the same pair without them.
 """
 
 from __future__ import annotations
 
-from posttrain.data.formats import sharegpt
+from posttrain.data.formats import fields, sharegpt
 from posttrain.data.records import validate_preference
 from posttrain.errors import RecordError
 
 RECORD = "preference"
+UNKNOWN_FIELDS = "refuse"
 
 
 def detect(row: dict) -> bool:
     return "chosen" in row and "rejected" in row
 
 
+def fields_read(row: dict, columns: dict | None = None) -> set[str]:
+    """The row fields this format reads under `columns`: which depends on the row's layout."""
+    cols = {"chosen": "chosen", "rejected": "rejected", **(columns or {})}
+    reads = {cols["chosen"], cols["rejected"], "tie", "margin", cols.get("system", "system")}
+    messages_column = cols.get("messages", "conversations")
+    if messages_column in row:
+        return reads | {messages_column}
+    return reads | {cols.get("prompt", "instruction" if "instruction" in row else "prompt"), cols.get("query", "input")}
+
+
 def to_record(row: dict, columns: dict | None = None, tags: dict | None = None) -> dict:
     if not isinstance(row, dict):
         raise RecordError("record", f"expected a JSON object, got {type(row).__name__}")
+    fields.check(row, "preference", fields_read(row, columns), record=RECORD, columns=columns)
     cols = {"chosen": "chosen", "rejected": "rejected", **(columns or {})}
     chosen, rejected = row.get(cols["chosen"]), row.get(cols["rejected"])
     for key, value in ((cols["chosen"], chosen), (cols["rejected"], rejected)):

@@ -6,14 +6,20 @@ preferred comes, in order, from `answer.label.is_preferred`, from the higher
 `preference_score` (or `preference_strength`), or from `metadata.preferred`
 (A, B or tie, naming output[0] and output[1]). Equal scores or `tie` make a
 tie record: kept for judges, dropped by the Bradley-Terry stage.
+
+Fields (UNKNOWN_FIELDS = "refuse"): input, output and metadata are read;
+RM-Gallery's unique_id, source and task_category (bookkeeping) are ignored
+with a warning; any other field is a RecordError naming it.
 """
 
 from __future__ import annotations
 
+from posttrain.data.formats import fields
 from posttrain.data.records import validate_preference
 from posttrain.errors import RecordError
 
 RECORD = "preference"
+UNKNOWN_FIELDS = "refuse"
 
 
 def detect(row: dict) -> bool:
@@ -23,6 +29,7 @@ def detect(row: dict) -> bool:
 def to_record(row: dict, columns: dict | None = None, tags: dict | None = None) -> dict:
     if not isinstance(row, dict):
         raise RecordError("record", f"expected a JSON object, got {type(row).__name__}")
+    fields.check(row, "rm-gallery", ("input", "output", "metadata"), record=RECORD)
     prompt = row.get("input")
     if not isinstance(prompt, list):
         raise RecordError("input", "expected a list of {role, content} messages")

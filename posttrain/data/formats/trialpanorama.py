@@ -9,6 +9,12 @@ the explanation inside <think> plus <answer>N</answer>.
 The original put chat-template tokens inside the prompt text and the RL
 loader templated it again; here prompts stay plain messages and the
 tokenizer's template is applied once, when training.
+
+Fields (UNKNOWN_FIELDS = "refuse", each format): the fields above are read;
+the sample-size RL prompt ignores `explanation` (the worked answer the -sft
+variant trains on) and the -sft conversation ignores `answer_type`,
+`trial_id` and `pmid` (the RL ground truth's details), with a warning, as it
+does bookkeeping fields; any other field is a RecordError naming it.
 """
 
 from __future__ import annotations
@@ -16,6 +22,7 @@ from __future__ import annotations
 import math
 from types import SimpleNamespace
 
+from posttrain.data.formats import fields
 from posttrain.data.records import validate_conversation, validate_rl_prompt
 from posttrain.errors import RecordError
 
@@ -40,7 +47,12 @@ def _text(row: dict, key: str, where: str | None = None) -> str:
     return value.strip()
 
 
+_SAMPLE_SIZE_FIELDS = ("question", "answer", "answer_type", "trial_id", "pmid")
+_SFT_IGNORES = {key: "the RL ground truth's details, not the conversation's" for key in _SAMPLE_SIZE_FIELDS[2:]}
+
+
 def study_search(row: dict, columns=None, tags=None) -> dict:
+    fields.check(row, "trialpanorama-study-search", ("inputs", "labels", "metadata"), record="rl_prompt")
     inputs = row.get("inputs")
     if not isinstance(inputs, dict):
         raise RecordError("inputs", "missing; expected {background, objectives, selection criteria}")
@@ -69,6 +81,8 @@ def _target(row: dict) -> float:
 
 
 def sample_size(row: dict, columns=None, tags=None) -> dict:
+    fields.check(row, "trialpanorama-sample-size", _SAMPLE_SIZE_FIELDS, record="rl_prompt",
+                 ignores={**fields.BOOKKEEPING, "explanation": "the worked answer the -sft variant trains on"})
     target = _target(row)
     return validate_rl_prompt({
         "prompt": [{"role": "user", "content": SAMPLE_SIZE_PROMPT.format(question=_text(row, "question"))}],
@@ -79,6 +93,8 @@ def sample_size(row: dict, columns=None, tags=None) -> dict:
 
 
 def sample_size_sft(row: dict, columns=None, tags=None) -> dict:
+    fields.check(row, "trialpanorama-sample-size-sft", ("question", "answer", "explanation"),
+                 ignores={**fields.BOOKKEEPING, **_SFT_IGNORES})
     target = _target(row)
     number = int(target) if target.is_integer() else target
     answer = f"<think>{_text(row, 'explanation')}</think><answer>{number}</answer>"
@@ -88,7 +104,8 @@ def sample_size_sft(row: dict, columns=None, tags=None) -> dict:
 
 
 def _format(record: str, convert) -> SimpleNamespace:
-    return SimpleNamespace(RECORD=record, to_record=convert, detect=lambda row: False, from_record=None)
+    return SimpleNamespace(RECORD=record, to_record=convert, detect=lambda row: False, from_record=None,
+                           UNKNOWN_FIELDS="refuse")
 
 
 STUDY_SEARCH = _format("rl_prompt", study_search)

@@ -5,16 +5,23 @@ A row is `data_source`, `prompt` (messages), `ability`, `reward_model:
 as the seeds' RL data is stored. posttrain reads them into rl_prompt records
 and writes rl_prompt records back, so a posttrain GRPO dataset can be handed
 to VERL unchanged.
+
+Fields (UNKNOWN_FIELDS = "keep"): a field beside those five is kept in
+`extra_info` (and so written back there); media fields are refused, since
+posttrain trains text-only models.
 """
 
 from __future__ import annotations
 
 import re
 
+from posttrain.data.formats.rl_prompt import keep_extra
 from posttrain.data.records import plain_values, validate_rl_prompt
 from posttrain.errors import RecordError
 
 RECORD = "rl_prompt"
+UNKNOWN_FIELDS = "keep"
+_KEYS = ("data_source", "prompt", "ability", "reward_model", "extra_info")
 _SPLIT = re.compile(r"_(train|val|validation|test)$")
 
 
@@ -27,7 +34,7 @@ def to_record(row: dict, columns: dict | None = None, tags: dict | None = None) 
     reward_model = row.get("reward_model")
     if not isinstance(reward_model, dict) or "ground_truth" not in reward_model:
         raise RecordError("reward_model.ground_truth", "missing; expected {style, ground_truth}")
-    extra = dict(row.get("extra_info") or {})
+    extra = keep_extra(row, "verl", _KEYS, dict(row.get("extra_info") or {}))
     if row.get("ability"):
         extra.setdefault("ability", row["ability"])
     return validate_rl_prompt({"prompt": row.get("prompt"), "data_source": row.get("data_source"),
