@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import random
@@ -140,10 +141,26 @@ def run_recipe_as_make_does(tmp_path: Path, corpora: list[str], recipe: str, *ov
     model, run_dir = tmp_path / "base", tmp_path / "run"
     env = {**os.environ, **({"OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)} if threads else {})}
     init = ["init-model", model, "--size", "small", *(arg for corpus in corpora for arg in ("--corpus", corpus))]
-    for command in (init, ["run", recipe, f"model={model}", f"output_dir={run_dir}", *overrides]):
-        done = subprocess.run([*posttrain, *map(str, command)], cwd=root, env=env, capture_output=True, text=True)
-        assert done.returncode == 0, done.stderr[-3000:]
+    with one_recipe_at_a_time():
+        for command in (init, ["run", recipe, f"model={model}", f"output_dir={run_dir}", *overrides]):
+            done = subprocess.run([*posttrain, *map(str, command)], cwd=root, env=env, capture_output=True, text=True)
+            assert done.returncode == 0, done.stderr[-3000:]
     return run_dir
+
+
+@contextlib.contextmanager
+def one_recipe_at_a_time():
+    """Hold a lock the other xdist workers share while a recipe runs: each recipe's torch takes every core, and two
+    at once on 2 cores ran each ten times slower than alone (threads waiting on threads), most of the suite's time."""
+    import fcntl
+    import tempfile
+
+    with open(Path(tempfile.gettempdir()) / "posttrain-recipe-tests.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 def readme_lines_missing(lines) -> list[str]:

@@ -73,6 +73,9 @@ class LoraSpec(Strict):
     rslora: bool = False  # rank-stabilised scaling, alpha / sqrt(r) (peft's use_rslora)
     dora: bool = False  # weight-decomposed LoRA (peft's use_dora)
     init: bool | str = True  # peft's init_lora_weights: true, gaussian, pissa, pissa_niter_16, olora, ...
+    # LoRA+: the B matrices learn plus_lr_ratio times faster than A (peft's create_loraplus_optimizer)
+    plus_lr_ratio: float | None = Field(default=None, ge=1)
+    plus_lr_embedding: float | None = Field(default=None, gt=0)  # LoRA+'s rate for adapters on embeddings
 
 
 class FreezeSpec(Strict):
@@ -181,6 +184,8 @@ class TrainingStage(StageConfig):
 
     deepspeed: str | None = None  # zero2, zero3 or a DeepSpeed JSON file
     fsdp: bool | str | dict[str, Any] | None = None  # true, an fsdp_config mapping or JSON file, or legacy options
+    # an optimizer transformers' `optim` cannot name (training/optimizers.py); the others go in trainer.optim
+    optimizer: Literal["default", "muon"] = "default"
 
     @model_validator(mode="after")
     def _one_engine(self):
@@ -192,6 +197,23 @@ class TrainingStage(StageConfig):
             twice = [key for key in keys if getattr(self, field) and key in self.trainer]
             if twice:
                 raise ValueError(f"{field} is given as the stage's `{field}:` and as trainer.{twice[0]}; give it once")
+        lora = getattr(self, "lora", None)
+        custom = [name for name, given in (("optimizer: muon", self.optimizer == "muon"),
+                                           ("lora.plus_lr_ratio", lora is not None and lora.plus_lr_ratio is not None))
+                  if given]
+        if len(custom) > 1:
+            raise ValueError(f"{' and '.join(custom)} each build the optimizer; give one")
+        if custom and "optim" in self.trainer:
+            raise ValueError(f"{custom[0]} builds the optimizer, and trainer.optim names another; give one")
+        if self.optimizer == "muon" and (self.deepspeed or self.fsdp):
+            raise ValueError("optimizer: muon is built by posttrain, which DeepSpeed and FSDP stages do not take")
+        if lora is not None and lora.plus_lr_ratio is not None:
+            if getattr(self, "finetuning", "full") not in ("lora", "qlora"):
+                raise ValueError(f"lora.plus_lr_ratio: LoRA+ sets the learning rate of LoRA adapters, and the stage's "
+                                 f"finetuning is {getattr(self, 'finetuning', 'full')}; use finetuning: lora")
+            if self.deepspeed or self.fsdp:
+                raise ValueError("lora.plus_lr_ratio: LoRA+ builds its own optimizer, which DeepSpeed and FSDP "
+                                 "stages do not take; drop one of them")
         if self.deepspeed is not None and self.deepspeed not in ZERO_STAGES and not self.deepspeed.endswith(".json"):
             raise ValueError(f"deepspeed: expected zero2, zero3 or a DeepSpeed .json file, got {self.deepspeed!r}")
         if self.fsdp is False or self.fsdp == "" or self.fsdp == {}:

@@ -15,6 +15,7 @@ from posttrain.errors import PosttrainError
 from posttrain.models.loading import is_adapter_dir
 from posttrain.runs.ownership import remove_tree
 from posttrain.training.checkpoints import latest_checkpoint
+from posttrain.training import optimizers
 from posttrain.training.logs import plot_loss
 
 
@@ -32,6 +33,7 @@ def check_resume(resume, where: str) -> None:
 def train_and_save(trainer, ctx, tokenizer, resume=None, evaluate: bool = False) -> dict:
     # under several processes every rank runs this; only the Trainer's writer (rank 0) touches files
     writer = trainer.args.should_save
+    optimizers.install(trainer, ctx.stage)
     checkpoint = resume if _explicit(resume) else latest_checkpoint(ctx.checkpoints_dir, prune=writer)
     if checkpoint and _finished(checkpoint):
         # killed after the last step was saved: training again would run past max_steps

@@ -425,3 +425,9 @@ def test_finetuning_verl_cannot_follow_is_refused(tmp_path, finetuning):
     with pytest.raises(PosttrainError, match=f"finetuning: {finetuning} has no VERL counterpart"):
         prepare(pipeline(tmp_path, finetuning=finetuning), "rl", tmp_path / "verl", max_prompt_length=64)
     assert not (tmp_path / "verl" / "run_verl.sh").exists()
+
+
+@pytest.mark.parametrize("stage", [{"optimizer": "muon"}, {"finetuning": "lora", "lora": {"plus_lr_ratio": 16}}])
+def test_optimizers_posttrain_builds_are_refused(tmp_path, stage):
+    with pytest.raises(PosttrainError, match="VERL's actor has its own optimizer"):
+        prepare(pipeline(tmp_path, **stage), "rl", tmp_path / "verl", max_prompt_length=64)

@@ -3,7 +3,9 @@ posttrain, peft and transformers settings that do the same.
 
 Each key maps to what really applies it: `freeze_*` to the stage's `freeze:`
 block (models/finetuning.py), `oft_*` to peft's OFT, `use_rslora`/`use_dora`/
-`pissa_init` to peft's LoraConfig, `use_dft_loss` to TRL's DFT loss,
+`pissa_init` to peft's LoraConfig, `loraplus_*` to peft's LoRA+ optimizer, `use_muon` to
+torch's Muon (training/optimizers.py),
+`use_dft_loss` to TRL's DFT loss,
 `use_galore`/`use_apollo` to transformers' GaLore and APOLLO optimizers
 (`optim`, `optim_target_modules`, `optim_args`). A key with no equivalent in
 these libraries is named in a warning.
@@ -22,9 +24,10 @@ GALORE = {"galore_rank": "rank", "galore_update_interval": "update_proj_gap", "g
 APOLLO = {"apollo_rank": "rank", "apollo_update_interval": "update_proj_gap", "apollo_scale": "scale",
           "apollo_proj": "proj", "apollo_proj_type": "proj_type", "apollo_scale_type": "scale_type",
           "apollo_scale_front": "scale_front"}
-NO_EQUIVALENT = ("pissa_convert", "use_badam", "use_muon", "use_adam_mini", "use_llama_pro", "loraplus_lr_ratio",
-                 "loraplus_lr_embedding", "use_asft_loss", "use_eaft_loss")
-KEYS = {*FREEZE, *OFT, *LORA_VARIANTS, *VISION, *GALORE, *APOLLO, *NO_EQUIVALENT, "oft_target", "pissa_init",
+LORA_PLUS = {"loraplus_lr_ratio": "plus_lr_ratio", "loraplus_lr_embedding": "plus_lr_embedding"}
+NO_EQUIVALENT = ("pissa_convert", "use_badam", "use_adam_mini", "use_llama_pro", "use_asft_loss",
+                 "use_eaft_loss")
+KEYS = {*FREEZE, *OFT, *LORA_VARIANTS, *LORA_PLUS, "use_muon", *VISION, *GALORE, *APOLLO, *NO_EQUIVALENT, "oft_target", "pissa_init",
         "pissa_iter", "use_dft_loss", "use_galore", "galore_target", "galore_layerwise", "use_apollo",
         "apollo_target", "apollo_layerwise", "pure_bf16", "badam_mode", "badam_start_block", "badam_switch_mode",
         "badam_switch_interval", "badam_update_ratio", "badam_mask_mode", "badam_verbose"}
@@ -48,6 +51,16 @@ def translate(recipe: dict, kind: str, finetuning: str, stage: dict, lora: dict,
         if given.pop(key, False):
             _lora_only(key, finetuning, fail)
             lora[field] = True
+    plus = {key: given.pop(key) for key in LORA_PLUS if given.get(key) is not None}
+    if "loraplus_lr_ratio" in plus:
+        _lora_only("loraplus_lr_ratio", finetuning, fail)
+        lora.update({LORA_PLUS[key]: float(value) for key, value in plus.items()})
+    elif plus:
+        warn("loraplus_lr_embedding", "LoRA+ is off without loraplus_lr_ratio; ignored")
+    for key in LORA_PLUS:
+        given.pop(key, None)
+    if given.pop("use_muon", False):
+        stage["optimizer"] = "muon"  # torch.optim.Muon on the hidden matrices, AdamW on the rest, as LLaMA-Factory
     if given.pop("pissa_init", False):
         _lora_only("pissa_init", finetuning, fail)
         iterations = int(given.pop("pissa_iter", 16))

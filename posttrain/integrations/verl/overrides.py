@@ -34,6 +34,9 @@ def hydra_overrides(stage, config, args, out_dir: Path, model_path: str, train_r
     """GRPOConfig -> Hydra overrides for verl.trainer.main_ppo, and warnings for settings VERL cannot follow."""
     explicit = stage.trainer
     where = f"stages.{stage.name}.trainer"
+    if stage.optimizer != "default" or stage.lora.plus_lr_ratio is not None:
+        raise PosttrainError(f"stages.{stage.name}: optimizer: {stage.optimizer} / lora.plus_lr_ratio are built by "
+                             "posttrain's trainer, and VERL's actor has its own optimizer; drop them for VERL")
     if stage.finetuning in ("freeze", "oft"):  # VERL's actor trains the whole model or a LoRA adapter
         raise PosttrainError(f"stages.{stage.name}.finetuning: {stage.finetuning} has no VERL counterpart (its "
                              "actor trains the full model or LoRA); use full or lora, or train the stage with TRL")
