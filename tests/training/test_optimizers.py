@@ -89,3 +89,28 @@ def test_lora_plus_where_it_cannot_apply_is_refused(tmp_path, tiny_model, stage,
     with pytest.raises(ConfigError) as info:
         load_config(sft(tmp_path, tiny_model, **stage))
     assert all(word in str(info.value) for word in words), info.value
+
+
+@pytest.mark.parametrize("optim, scale", [("galore_adamw", 0.25), ("apollo_adamw", 1.0)])
+def test_galore_and_apollo_project_the_target_modules(tmp_path, tiny_model, monkeypatch, optim, scale):
+    """LLaMA-Factory's use_galore/use_apollo become transformers' optim with its targets and optim_args; here the
+    stage really trains with them: the linear layers' group carries the projection rank, the rest is plain."""
+    pytest.importorskip("galore_torch" if optim.startswith("galore") else "apollo_torch")
+    seen = {}
+    original = SFTTrainer.train
+
+    def spy(self, *args, **kwargs):
+        out = original(self, *args, **kwargs)
+        optimizer = getattr(self.optimizer, "optimizer", self.optimizer)
+        seen["module"] = type(optimizer).__module__
+        seen["groups"] = [(group.get("rank"), group.get("scale"), len(group["params"]))
+                          for group in optimizer.param_groups]
+        return out
+
+    monkeypatch.setattr(SFTTrainer, "train", spy)
+    run(sft(tmp_path, tiny_model, trainer={"max_steps": 2, "per_device_train_batch_size": 4, "max_length": 128,
+                                           "optim": optim, "optim_target_modules": "all-linear",
+                                           "optim_args": "rank=4"}))
+    assert seen["module"].startswith(optim.split("_")[0]), seen  # galore_torch's / apollo_torch's own AdamW
+    (plain_rank, _, plain), (rank, projected_scale, projected) = seen["groups"]
+    assert plain_rank is None and rank == 4 and projected_scale == scale and plain > 0 and projected > 0, seen

@@ -3,12 +3,14 @@ posttrain, peft and transformers settings that do the same.
 
 Each key maps to what really applies it: `freeze_*` to the stage's `freeze:`
 block (models/finetuning.py), `oft_*` to peft's OFT, `use_rslora`/`use_dora`/
-`pissa_init` to peft's LoraConfig, `loraplus_*` to peft's LoRA+ optimizer, `use_muon` to
-torch's Muon (training/optimizers.py),
-`use_dft_loss` to TRL's DFT loss,
-`use_galore`/`use_apollo` to transformers' GaLore and APOLLO optimizers
-(`optim`, `optim_target_modules`, `optim_args`). A key with no equivalent in
-these libraries is named in a warning.
+`pissa_init` to peft's LoraConfig, `loraplus_*` to peft's LoRA+ optimizer and
+`use_muon` to torch's Muon (training/optimizers.py), `use_dft_loss` to TRL's
+DFT loss, `use_galore`/`use_apollo` to transformers' GaLore and APOLLO
+optimizers (`optim`, `optim_target_modules`, `optim_args`; the `methods`
+extra installs their packages). Each is tested to apply. A key with no
+equivalent in these libraries is named in a warning: BAdam, Adam-mini,
+LLaMA Pro's block expansion, PiSSA's conversion at save, LLaMA-Factory's own
+ASFT and EAFT losses.
 """
 
 from __future__ import annotations
