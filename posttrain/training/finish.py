@@ -35,6 +35,7 @@ def train_and_save(trainer, ctx, tokenizer, resume=None, evaluate: bool = False)
     writer = trainer.args.should_save
     optimizers.install(trainer, ctx.stage)
     checkpoint = resume if _explicit(resume) else latest_checkpoint(ctx.checkpoints_dir, prune=writer)
+    initial_adapter = _keep_initial_adapter(trainer, ctx, fresh=checkpoint is None, writer=writer)
     if checkpoint and _finished(checkpoint):
         # killed after the last step was saved: training again would run past max_steps
         if getattr(trainer, "is_deepspeed_enabled", False) or getattr(trainer, "is_fsdp_enabled", False):
@@ -58,6 +59,9 @@ def train_and_save(trainer, ctx, tokenizer, resume=None, evaluate: bool = False)
         remove_tree(tmp, ctx.stage_dir)
     trainer.save_model(str(tmp))  # on every rank: DeepSpeed and FSDP gather the weights together; rank 0 writes
     if writer:
+        if initial_adapter is not None:
+            # the trained adapter less its initial one, as a plain LoRA adapter (rank doubled) on the unchanged base
+            trainer.model.save_pretrained(str(tmp), path_initial_model_for_weight_conversion=str(initial_adapter))
         tokenizer.save_pretrained(str(tmp))
         _name_input_adapter(tmp, ctx.model_path)
         remove_tree(ctx.model_dir, ctx.stage_dir)
@@ -66,6 +70,27 @@ def train_and_save(trainer, ctx, tokenizer, resume=None, evaluate: bool = False)
             plot_loss(ctx.log_path, ctx.stage_dir / "training_loss.png")
     trainer.accelerator.wait_for_everyone()  # no rank leaves before the model is in place
     return metrics
+
+
+# LoRA initialisations that also rewrite the base weights (peft subtracts the initial adapter from them)
+_BASE_CHANGING_INITS = ("pissa", "olora", "corda")
+
+
+def _keep_initial_adapter(trainer, ctx, *, fresh: bool, writer: bool) -> Path | None:
+    """With a PiSSA, OLoRA or CorDA initialisation, the adapter as it starts, saved before the first step.
+
+    Those initialisations move part of each base weight into the adapter, so the trained adapter is right only on
+    a base nobody saves; every later stage, eval and export loads it on the original base. peft converts it into
+    an ordinary LoRA adapter for that base, given the initial one (LLaMA-Factory's pissa_convert does the same)."""
+    configs = getattr(getattr(trainer, "model", None), "peft_config", None)
+    init = getattr(configs.get("default"), "init_lora_weights", True) if isinstance(configs, dict) else True
+    if not (isinstance(init, str) and init.startswith(_BASE_CHANGING_INITS)):
+        return None
+    initial = ctx.stage_dir / "initial_adapter"
+    if writer and (fresh or not initial.exists()):  # a resumed run keeps the adapter its first steps began from
+        remove_tree(initial, ctx.stage_dir)
+        trainer.model.save_pretrained(str(initial))
+    return initial
 
 
 def _name_input_adapter(saved: Path, input_model: str) -> None:

@@ -199,6 +199,8 @@ WARNINGS = [
       "export_dir: not supported", "use_badam: no equivalent"], {}),
     ({"finetuning_type": "lora", "quantization_bit": 4, "quantization_method": "hqq"},
      ["quantization_method", "hqq"], {}),
+    ({"finetuning_type": "lora", "pissa_init": True, "pissa_convert": False},
+     ["pissa_convert", "always saves a PiSSA adapter converted"], {}),
 ]
 
 

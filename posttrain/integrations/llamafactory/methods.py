@@ -9,8 +9,8 @@ DFT loss, `use_galore`/`use_apollo` to transformers' GaLore and APOLLO
 optimizers (`optim`, `optim_target_modules`, `optim_args`; the `methods`
 extra installs their packages). Each is tested to apply. A key with no
 equivalent in these libraries is named in a warning: BAdam, Adam-mini,
-LLaMA Pro's block expansion, PiSSA's conversion at save, LLaMA-Factory's own
-ASFT and EAFT losses.
+LLaMA Pro's block expansion, LLaMA-Factory's own ASFT and EAFT losses.
+`pissa_convert` is what posttrain always does (training/finish.py).
 """
 
 from __future__ import annotations
@@ -27,9 +27,9 @@ APOLLO = {"apollo_rank": "rank", "apollo_update_interval": "update_proj_gap", "a
           "apollo_proj": "proj", "apollo_proj_type": "proj_type", "apollo_scale_type": "scale_type",
           "apollo_scale_front": "scale_front"}
 LORA_PLUS = {"loraplus_lr_ratio": "plus_lr_ratio", "loraplus_lr_embedding": "plus_lr_embedding"}
-NO_EQUIVALENT = ("pissa_convert", "use_badam", "use_adam_mini", "use_llama_pro", "use_asft_loss",
+NO_EQUIVALENT = ("use_badam", "use_adam_mini", "use_llama_pro", "use_asft_loss",
                  "use_eaft_loss")
-KEYS = {*FREEZE, *OFT, *LORA_VARIANTS, *LORA_PLUS, "use_muon", *VISION, *GALORE, *APOLLO, *NO_EQUIVALENT, "oft_target", "pissa_init",
+KEYS = {*FREEZE, *OFT, *LORA_VARIANTS, *LORA_PLUS, "use_muon", "pissa_convert", *VISION, *GALORE, *APOLLO, *NO_EQUIVALENT, "oft_target", "pissa_init",
         "pissa_iter", "use_dft_loss", "use_galore", "galore_target", "galore_layerwise", "use_apollo",
         "apollo_target", "apollo_layerwise", "pure_bf16", "badam_mode", "badam_start_block", "badam_switch_mode",
         "badam_switch_interval", "badam_update_ratio", "badam_mask_mode", "badam_verbose"}
@@ -68,6 +68,10 @@ def translate(recipe: dict, kind: str, finetuning: str, stage: dict, lora: dict,
         iterations = int(given.pop("pissa_iter", 16))
         lora["init"] = "pissa" if iterations == -1 else f"pissa_niter_{iterations}"
     given.pop("pissa_iter", None)
+    # posttrain saves every PiSSA adapter converted for the unchanged base (training/finish.py): the only base it keeps
+    if given.pop("pissa_convert", True) is False and recipe.get("pissa_init"):
+        warn("pissa_convert", "posttrain always saves a PiSSA adapter converted to plain LoRA on the original base "
+                              "(it keeps no residual base to load the unconverted one on); ignored")
     if given.pop("use_dft_loss", False):
         if kind != "sft":
             fail("use_dft_loss", f"LLaMA-Factory's DFT loss is for stage sft; this is stage type {kind}")
