@@ -30,14 +30,20 @@ def test_dpo_and_kto_rank_held_out_pairs_above_the_sft_model_they_started_from(t
         assert versus_sft["interval"][0] > 0 and versus_sft["better"], versus_sft  # above the noise
     dpo = json.loads((run_dir / "dpo" / "metrics.json").read_text())
     assert dpo["eval_rewards/accuracies"] > 0.9 and dpo["eval_rewards/margins"] > 0, dpo
+    # DPO's own reward against the reference (the SFT model), on the held-out pairs: above chance, beyond the noise
+    implicit = json.loads((run_dir / "implicit" / "metrics.json").read_text())
+    for stage in ("dpo", "kto"):
+        assert implicit["intervals"][stage]["implicit_reward_accuracy"][0] > 0.5, implicit["intervals"]
+        assert implicit["models"][stage]["reference"]["model"].endswith("sft/model"), implicit["models"][stage]
 
 
 @full_recipe_run("the README's preference table")
 def test_the_readme_quotes_the_tables_make_preference_gives(tmp_path):
     from posttrain.stages.eval import comparison
 
-    tables = comparison(_run(tmp_path) / "eval")
-    rows = [line for line in tables.splitlines() if line.startswith("| ")]
+    run_dir = _run(tmp_path)
+    tables = comparison(run_dir / "eval")
+    rows = [line for line in (tables + "\n" + comparison(run_dir / "implicit")).splitlines() if line.startswith("| ")]
     docs = (ROOT / "docs" / "preference.md").read_text(encoding="utf-8")
     assert [line for line in rows if line not in docs] == [], tables
     assert not readme_lines_missing([line for line in rows if line.startswith("| dpo | sft (input)")]), tables

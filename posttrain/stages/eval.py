@@ -206,7 +206,8 @@ def run(ctx: StageContext) -> dict:
     names = metric_names(stage.metrics)
     combined = {"metric_names": stage.metrics, "data": [str(s.path) for s in sources], "models": results,
                 "figures": table, "intervals": intervals,
-                "comparisons": compare_models(comparison_pairs(stage, pipeline), rows, names, settings.seed)}
+                "comparisons": compare_models(comparison_pairs(stage, pipeline), rows, names, settings.seed)
+                if metrics.IMPLICIT_REWARD_ACCURACY not in names else []}  # each model has its own reference
 
     write_after_eval(ctx.stage_dir, combined)  # <stage>/report.html and the run's; a failure only warns
     return combined
