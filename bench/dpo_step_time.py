@@ -65,8 +65,8 @@ warnings.filterwarnings("ignore", category=FutureWarning)
 import datasets  # noqa: E402
 import torch  # noqa: E402
 import transformers  # noqa: E402
-from transformers import AutoModelForCausalLM, AutoTokenizer, TrainerCallback  # noqa: E402
-from machine import cpu_seconds  # noqa: E402  (bench/ is on sys.path when a script runs)
+from steps import StepTimer, best, interleaved, median, switches, weights_moved  # noqa: E402  (bench/ is on sys.path)
+from transformers import AutoModelForCausalLM, AutoTokenizer  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT / "examples" / "data" / "preference"
@@ -80,44 +80,19 @@ TRAINER = {"learning_rate": 5e-4, "beta": 0.1, "loss_type": "sigmoid", "per_devi
 STEP_TARGET = 1.0  # TRL's step / posttrain's step
 ACCURACY_TOLERANCE = 1 / 64  # one held-out pair
 ACCURACY, MARGIN = "eval_rewards/accuracies", "eval_rewards/margins"
-_WHERE = {"output_dir", "logging_dir", "run_name"}
 
 
-class StepTimer(TrainerCallback):
-    """Start time of every optimizer step, the trainer's logs, its setup time, and the CPU other processes took."""
+class DPOTimer(StepTimer):
+    """The step timer, with the trainer's setup time and the last held-out evaluation."""
 
-    def __init__(self):
-        self.begins: list[float] = []
-        self.logs: list[dict] = []
-        self.setup = float("nan")
-
-    def on_train_begin(self, *args, **kwargs):
-        self.began_train = cpu_seconds()
-
-    def on_step_begin(self, *args, **kwargs):
-        self.begins.append(time.perf_counter())
-
-    def on_log(self, args, state, control, logs=None, **kwargs):
-        if logs:
-            self.logs.append(dict(logs))
-
-    def on_train_end(self, *args, **kwargs):
-        (w0, m0, o0), (w1, m1, o1) = self.began_train, cpu_seconds()
-        self.end, self.train_seconds = w1, w1 - w0
-        self.others = max(0.0, ((m1 - m0) - (o1 - o0)) / ((w1 - w0) * os.cpu_count()))
+    setup = float("nan")
 
     def summary(self) -> dict:
-        marks = self.begins + [self.end]
-        steps = [b - a for a, b in zip(marks, marks[1:])][1:]  # the first step (warm-up) left out
         losses = [log["loss"] for log in self.logs if "loss" in log]
         last_eval = next((log for log in reversed(self.logs) if ACCURACY in log), {})
-        return {"steps": steps, "losses": losses, "accuracy": last_eval.get(ACCURACY, float("nan")),
-                "margin": last_eval.get(MARGIN, float("nan")), "others": self.others,
-                "setup": self.setup, "train": self.train_seconds}
-
-
-def weights_moved(before: dict, after: dict) -> float:
-    return max((after[k].float() - v.float()).abs().max().item() for k, v in before.items() if k in after)
+        return {"steps": self.steps(), "losses": losses, "accuracy": last_eval.get(ACCURACY, float("nan")),
+                "margin": last_eval.get(MARGIN, float("nan")), "others": self.others, "setup": self.setup,
+                "train": self.train_seconds}
 
 
 def run_posttrain(model_dir: Path, out: Path, steps: int, initial: dict, **trainer) -> dict:
@@ -132,7 +107,7 @@ def run_posttrain(model_dir: Path, out: Path, steps: int, initial: dict, **train
                     "eval_data": {"path": str(HELD_OUT), "format": "preference"},
                     "trainer": {**TRAINER, "max_steps": steps, **trainer}}],
     }
-    timer, original, built = StepTimer(), trl.DPOTrainer, {}
+    timer, original, built = DPOTimer(), trl.DPOTrainer, {}
 
     class Timed(original):  # the stage's own trainer (stages/dpo.py imports it from trl when it runs), timed
         def __init__(self, *args, **kwargs):
@@ -173,7 +148,7 @@ def trl_config(out: Path, steps: int, **extra):
 def run_trl(model_dir: Path, out: Path, steps: int, initial: dict, **extra) -> dict:
     from trl import DPOTrainer
 
-    timer, args = StepTimer(), trl_config(out, steps, **extra)
+    timer, args = DPOTimer(), trl_config(out, steps, **extra)
     began = time.perf_counter()
     trainer = DPOTrainer(model=AutoModelForCausalLM.from_pretrained(str(model_dir)), args=args,
                          train_dataset=trl_rows(TRAIN), eval_dataset=trl_rows(HELD_OUT),
@@ -183,21 +158,6 @@ def run_trl(model_dir: Path, out: Path, steps: int, initial: dict, **extra) -> d
     trainer.evaluate()
     final = {k: v.detach() for k, v in trainer.model.state_dict().items()}
     return {**timer.summary(), "moved": weights_moved(initial, final), "args": args, "dtype": trainer.model.dtype}
-
-
-def switches(posttrain_args, out: Path) -> dict:
-    """The DPOConfig fields posttrain's stage set differently from TRL's defaults for the same trainer block."""
-    ours, theirs = posttrain_args.to_dict(), trl_config(out, posttrain_args.max_steps).to_dict()
-    return {k: v for k, v in ours.items() if k not in _WHERE and theirs.get(k) != v}
-
-
-def median(values: list[float]) -> float:
-    return statistics.median(values) if values else float("nan")
-
-
-def best(side: list[dict]) -> float:
-    """Step j of every run does the same work: its fastest time over the repeats, then the median over the steps."""
-    return median([min(times) for times in zip(*[run["steps"] for run in side])])
 
 
 def main() -> None:
@@ -229,22 +189,15 @@ def main() -> None:
 
     # untimed: one posttrain step, to warm the process up and to read the DPOConfig the stage builds
     warm = run_posttrain(model_dir, work / "warmup", 1, initial)
-    extra = switches(warm["args"], work / "probe")
+    extra = switches(warm["args"], trl_config(work / "probe", 1))
     sides = {"posttrain": lambda i: run_posttrain(model_dir, work / f"posttrain-{i}", steps, initial),
              "posttrain_precompute": lambda i: run_posttrain(model_dir, work / f"precompute-{i}", steps, initial,
                                                              precompute_ref_log_probs=True),
              "trl": lambda i: run_trl(model_dir, work / f"trl-{i}", steps, initial)}
     if not opts.no_context:
         sides["trl_switched"] = lambda i: run_trl(model_dir, work / f"trl-switched-{i}", steps, initial, **extra)
-    runs: dict[str, list[dict]] = {key: [] for key in sides}
-    order = list(sides)
-    for i in range(repeats):
-        for key in order[i % len(order):] + order[:i % len(order)]:  # rotate who goes first
-            started = time.perf_counter()
-            runs[key].append(sides[key](i))
-            print(f"[repeat {i + 1}/{repeats}] {key}: median step {median(runs[key][-1]['steps']) * 1000:.0f} ms, "
-                  f"held-out accuracy {runs[key][-1]['accuracy']:.3f}, run {time.perf_counter() - started:.1f} s",
-                  flush=True)
+    runs = interleaved(sides, repeats, lambda run: f"median step {median(run['steps']) * 1000:.0f} ms, "
+                                                f"held-out accuracy {run['accuracy']:.3f}")
 
     trl_args = runs["trl"][0]["args"]
     labels = {"posttrain": "posttrain dpo stage (pipeline.run)",

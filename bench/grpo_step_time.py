@@ -65,8 +65,8 @@ warnings.filterwarnings("ignore", category=FutureWarning)  # transformers 5's re
 import datasets  # noqa: E402
 import torch  # noqa: E402
 import transformers  # noqa: E402
-from transformers import AutoModelForCausalLM, AutoTokenizer, TrainerCallback  # noqa: E402
-from machine import cpu_seconds  # noqa: E402  (bench/ is on sys.path when a script runs)
+from steps import StepTimer, best, interleaved, median, switches, weights_moved  # noqa: E402  (bench/ is on sys.path)
+from transformers import AutoModelForCausalLM, AutoTokenizer  # noqa: E402
 
 SEED = 42
 SIZE = "small"
@@ -80,8 +80,6 @@ TRAINER = {"num_generations": 4, "per_device_train_batch_size": 8, "max_completi
 # varies within a group, so the policy loss has a real gradient on both sides.
 REWARDS = [("sample_size_estimation", 1.0), ("medical_dialogue_quality", 0.5)]
 TARGET = 1.0  # TRL's step / posttrain's step
-# TrainingArguments fields that name where a run writes, not how it trains
-_WHERE = {"output_dir", "logging_dir", "run_name"}
 
 SYSTEM = "You are a careful assistant for clinical-trial design."
 QUESTIONS = [
@@ -109,16 +107,15 @@ def make_prompts(n: int, seed: int) -> list[dict]:
     return rows
 
 
-class StepTimer(TrainerCallback):
-    """Start time of every optimizer step, the logs the trainer writes, and the CPU other processes took."""
+class GRPOTimer(StepTimer):
+    """The step timer, with each step's generation and reward scoring timed apart (TRL's own method)."""
 
     def __init__(self):
-        self.begins: list[float] = []
+        super().__init__()
         self.generating: list[float] = []
-        self.logs: list[dict] = []
 
     def attach(self, trainer) -> None:
-        """Add the timer to a trainer, and time its generation + reward scoring (TRL's own method) on the way."""
+        """Add the timer to a trainer, and time its generation + reward scoring on the way."""
         trainer.add_callback(self)
         generate = getattr(trainer, "_generate_and_score_completions", None)
         if generate is None:  # another TRL version: no split of the step
@@ -133,45 +130,20 @@ class StepTimer(TrainerCallback):
 
         trainer._generate_and_score_completions = timed
 
-    def on_train_begin(self, *args, **kwargs):
-        self.began_train = cpu_seconds()
-
-    def on_step_begin(self, *args, **kwargs):
-        self.begins.append(time.perf_counter())
-
-    def on_log(self, args, state, control, logs=None, **kwargs):
-        if logs:
-            self.logs.append(dict(logs))
-
-    def on_train_end(self, *args, **kwargs):
-        (w0, m0, o0), (w1, m1, o1) = self.began_train, cpu_seconds()
-        self.end = w1
-        self.others = max(0.0, ((m1 - m0) - (o1 - o0)) / ((w1 - w0) * os.cpu_count()))
-
     def summary(self) -> dict:
-        # step i lasts from its start to the next step's start (the last one: to the end of training), so the
-        # time between steps (logging, callbacks) counts too; the first step (warm-up) is left out
-        marks = self.begins + [self.end]
-        steps = [b - a for a, b in zip(marks, marks[1:])][1:]
         # one generation per step here (steps_per_generation = gradient_accumulation_steps = 1)
         generating = self.generating[1:] if len(self.generating) == len(self.begins) else []
         per_step = [log for log in self.logs if "loss" in log]
-        losses = [log["loss"] for log in per_step]
-        return {"steps": steps, "generating": generating, "losses": losses,
+        return {"steps": self.steps(), "generating": generating, "losses": [log["loss"] for log in per_step],
                 "rewards": [log.get("reward") for log in per_step],
                 "lengths": [log.get("completions/mean_length") for log in per_step], "others": self.others}
 
 
-def weights_moved(before: dict, after: dict) -> float:
-    """The largest absolute change of any weight."""
-    return max((after[k].float() - v.float()).abs().max().item() for k, v in before.items() if k in after)
-
-
 def run_posttrain(model_dir: Path, data_file: Path, out: Path, steps: int, initial: dict) -> dict:
+    import trl
     from safetensors.torch import load_file
 
     from posttrain import pipeline
-    from posttrain.stages import grpo
 
     config = {
         "name": "bench-grpo", "model": str(model_dir), "output_dir": str(out),
@@ -179,19 +151,19 @@ def run_posttrain(model_dir: Path, data_file: Path, out: Path, steps: int, initi
                     "rewards": [{"name": name, "weight": weight} for name, weight in REWARDS],
                     "trainer": {**TRAINER, "max_steps": steps}}],
     }
-    timer, original, built = StepTimer(), grpo.GRPOTrainer, {}
+    timer, original, built = GRPOTimer(), trl.GRPOTrainer, {}
 
-    class Timed(original):  # the stage's own trainer, plus the step timer
+    class Timed(original):  # the stage's own trainer (stages/grpo imports it from trl when it runs), timed
         def __init__(self, *args, **kwargs):
             super().__init__(*args, **kwargs)
             built["args"], built["dtype"] = self.args, self.model.dtype
             timer.attach(self)
 
-    grpo.GRPOTrainer = Timed
+    trl.GRPOTrainer = Timed
     try:
         run_dir = pipeline.run(config, force=True)
     finally:
-        grpo.GRPOTrainer = original
+        trl.GRPOTrainer = original
     final = load_file(str(run_dir / "grpo" / "model" / "model.safetensors"))
     return {**timer.summary(), "moved": weights_moved(initial, final), "args": built["args"], "dtype": built["dtype"]}
 
@@ -213,7 +185,7 @@ def run_trl(model_dir: Path, rows: list[dict], out: Path, steps: int, initial: d
 
     from posttrain.rewards.adapters import trl_reward
 
-    timer = StepTimer()
+    timer = GRPOTimer()
     args = trl_config(out, steps, **extra)
     trainer = GRPOTrainer(
         model=AutoModelForCausalLM.from_pretrained(str(model_dir)),
@@ -226,16 +198,6 @@ def run_trl(model_dir: Path, rows: list[dict], out: Path, steps: int, initial: d
     trainer.train()
     final = {k: v.detach() for k, v in trainer.model.state_dict().items()}
     return {**timer.summary(), "moved": weights_moved(initial, final), "args": args, "dtype": trainer.model.dtype}
-
-
-def switches(posttrain_args, out: Path) -> dict:
-    """The GRPOConfig fields posttrain's stage set differently from TRL's defaults for the same trainer block."""
-    ours, theirs = posttrain_args.to_dict(), trl_config(out, posttrain_args.max_steps).to_dict()
-    return {k: v for k, v in ours.items() if k not in _WHERE and theirs.get(k) != v}
-
-
-def median(values: list[float]) -> float:
-    return statistics.median(values) if values else float("nan")
 
 
 def main() -> None:
@@ -271,21 +233,13 @@ def main() -> None:
 
     # untimed: one posttrain step, to warm the process up and to read the GRPOConfig the stage builds
     warm = run_posttrain(model_dir, data_file, work / "warmup", 1, initial)
-    extra = switches(warm["args"], work / "probe")
+    extra = switches(warm["args"], trl_config(work / "probe", 1))
     sides = {"posttrain": lambda i: run_posttrain(model_dir, data_file, work / f"posttrain-{i}", max_steps, initial),
              "trl": lambda i: run_trl(model_dir, rows, work / f"trl-{i}", max_steps, initial)}
     if not opts.no_context:
         sides["trl_switched"] = lambda i: run_trl(model_dir, rows, work / f"trl-switched-{i}", max_steps, initial,
                                                   **extra)
-    runs: dict[str, list[dict]] = {key: [] for key in sides}
-    order = list(sides)
-    for i in range(repeats):
-        for key in order[i % len(order):] + order[:i % len(order)]:  # rotate who goes first
-            started = time.perf_counter()
-            runs[key].append(sides[key](i))
-            print(f"[repeat {i + 1}/{repeats}] {key}: median step "
-                  f"{median(runs[key][-1]['steps']) * 1000:.0f} ms, run {time.perf_counter() - started:.1f} s",
-                  flush=True)
+    runs = interleaved(sides, repeats, lambda run: f"median step {median(run['steps']) * 1000:.0f} ms")
 
     trl_args = runs["trl"][0]["args"]
     labels = {"posttrain": "posttrain grpo stage (pipeline.run)",
@@ -306,12 +260,6 @@ def main() -> None:
           "generate + score ms | rest of step ms | others' CPU | mean reward | completion tokens | last loss | "
           "max weight change |")
     print("|---|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|")
-
-    def best(side: list[dict], field) -> float:
-        """Step j of every run does the same work (same seed, same samples): its fastest time over the repeats,
-        then the median over the steps. A burst of someone else's work slows some runs' steps, rarely all."""
-        per_run = [[field(run, j) for j in range(len(run["steps"]))] for run in side]
-        return median([min(times) for times in zip(*per_run)])
 
     results, problems = {}, []
     for key, side in runs.items():

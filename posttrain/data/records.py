@@ -140,17 +140,7 @@ def validate_tool_calls(calls: Any, field: str = "tool_calls") -> list[dict]:
         if not isinstance(call, dict):
             raise RecordError(where, "expected a call {type, function: {name, arguments}}, got "
                               f"{type(call).__name__}")
-        if call.get("type", "function") != "function":
-            raise RecordError(f"{where}.type", f"expected function, got {call.get('type')!r}")
-        function = call.get("function") if "function" in call else call
-        if "function" in call:
-            where = f"{where}.function"
-        if not isinstance(function, dict):
-            raise RecordError(where, "expected an object {name, arguments}")
-        name = function.get("name")
-        if not isinstance(name, str) or not name.strip():
-            raise RecordError(f"{where}.name", "missing; expected the function's name" if name is None
-                              else f"expected the function's name, got {name!r}")
+        function, where, name = _function(call, where, "an object {name, arguments}")
         if "arguments" not in function:
             raise RecordError(f"{where}.arguments", "missing; expected an object of arguments ({} for none)")
         arguments = _json(function["arguments"], f"{where}.arguments", "an object of arguments")
@@ -161,6 +151,22 @@ def validate_tool_calls(calls: Any, field: str = "tool_calls") -> list[dict]:
             item["id"] = call["id"]
         clean.append(item)
     return clean
+
+
+def _function(item: dict, where: str, expected: str) -> tuple[dict, str, str]:
+    """(the function object, where it is, its name) of a call or a tool: OpenAI's `{"type": "function",
+    "function": {...}}` or the bare object."""
+    if item.get("type", "function") != "function":
+        raise RecordError(f"{where}.type", f"expected function, got {item.get('type')!r}")
+    if "function" in item:
+        item, where = item["function"], f"{where}.function"
+    if not isinstance(item, dict):
+        raise RecordError(where, f"expected {expected}")
+    name = item.get("name")
+    if not isinstance(name, str) or not name.strip():
+        raise RecordError(f"{where}.name", "missing; expected the function's name" if name is None
+                          else f"expected the function's name, got {name!r}")
+    return item, where, name
 
 
 def validate_tools(tools: Any, field: str = "tools") -> list[dict]:
@@ -179,18 +185,7 @@ def validate_tools(tools: Any, field: str = "tools") -> list[dict]:
         if not isinstance(tool, dict):
             raise RecordError(where, f"expected a function schema {{name, description, parameters}}, got "
                               f"{type(tool).__name__}")
-        if "function" in tool:
-            if tool.get("type", "function") != "function":
-                raise RecordError(f"{where}.type", f"expected function, got {tool.get('type')!r}")
-            schema, where = tool["function"], f"{where}.function"
-        else:
-            schema = tool
-        if not isinstance(schema, dict):
-            raise RecordError(where, "expected a function schema {name, description, parameters}")
-        name = schema.get("name")
-        if not isinstance(name, str) or not name.strip():
-            raise RecordError(f"{where}.name", "missing; expected the function's name" if name is None
-                              else f"expected the function's name, got {name!r}")
+        schema, where, _ = _function(tool, where, "a function schema {name, description, parameters}")
         if schema.get("parameters") is not None and not isinstance(schema["parameters"], dict):
             raise RecordError(f"{where}.parameters", "expected a JSON schema object")
         clean.append({"type": "function", "function": schema})

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import fnmatch
 import logging
 import os
 import time
@@ -105,6 +106,13 @@ def _check_stage_dir(stage: StageConfig, stage_dir: Path, run_dir: Path, entry: 
     if not os.path.lexists(stage_dir):
         return
     check_inside(stage_dir, run_dir)
+    if stage_dir.is_dir() and not entry:
+        # killed between making the directory and renaming its config.yaml into place: when only our temporary
+        # file (atomic_path's) is there, the directory is still ours to start in
+        left = list(stage_dir.iterdir())
+        if left and all(fnmatch.fnmatch(path.name, ".config.yaml.*.tmp") and path.is_file() for path in left):
+            for path in left:
+                path.unlink()
     empty = stage_dir.is_dir() and not any(stage_dir.iterdir())
     if not entry and not empty and not _made_for(stage, stage_dir):
         raise PosttrainError(f"{stage_dir}: already exists and is not stage {stage.name}'s (manifest.json does "

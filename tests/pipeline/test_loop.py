@@ -173,3 +173,23 @@ def test_keys_that_name_secrets_are_redacted_and_token_counts_are_not(key, secre
     from posttrain.runs.secrets import redact
 
     assert redact({"stage": {key: "value-1"}}) == {"stage": {key: "<redacted>" if secret else "value-1"}}
+
+
+def test_killed_before_its_config_was_in_place_the_stage_dir_is_still_its_own(tmp_path, tiny_model):
+    """A SIGKILL between making the stage directory and renaming config.yaml into place leaves only atomic_path's
+    temporary file; the same command then starts the stage there, while a directory with anything else is refused."""
+    config = pipeline(tmp_path, tiny_model, steps=(1, 1))
+    stage_dir = tmp_path / "run" / "sft1"
+    stage_dir.mkdir(parents=True)
+    (stage_dir / ".config.yaml.k3j_x9.tmp").write_text("half")
+    run_dir = run(config)
+    assert [row["status"] for row in stage_states(run_dir)] == ["done", "done"]
+    assert not list(stage_dir.glob(".config.yaml.*.tmp"))
+    other = tmp_path / "other"
+    config = pipeline(other, tiny_model, steps=(1, 1))
+    (other / "run" / "sft1").mkdir(parents=True)
+    for name in (".config.yaml.k3j_x9.tmp", "notes.txt"):
+        (other / "run" / "sft1" / name).write_text("mine")
+    with pytest.raises(PosttrainError, match="already exists and is not stage sft1's"):
+        run(config)
+    assert (other / "run" / "sft1" / ".config.yaml.k3j_x9.tmp").exists()
