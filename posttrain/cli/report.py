@@ -14,7 +14,6 @@ import typer
 from rich.console import Console
 
 from posttrain.cli.common import user_errors
-from posttrain.evaluation.report import DEFAULT_EXAMPLES
 
 
 @user_errors
@@ -24,11 +23,11 @@ def report_command(
                                        "or RUN_DIR/STAGE/report.html with --stage)."),
     stage: Optional[str] = typer.Option(None, "--stage", help="Report on one eval stage (and the training stages "
                                         "before it) instead of the whole run."),
-    examples: int = typer.Option(DEFAULT_EXAMPLES, "--examples", min=0, help="Prompts shown side by side per eval "
-                                 "stage."),
+    examples: Optional[int] = typer.Option(None, "--examples", min=0, help="Prompts shown side by side per eval "
+                                           "stage (default 8)."),
 ):
     """Build the HTML report of a run: training curves, evaluation tables and charts, outputs side by side."""
     from posttrain.evaluation.report import write_report
 
-    path = write_report(run_dir, out, eval_stage=stage, examples=examples)
+    path = write_report(run_dir, out, eval_stage=stage, **({} if examples is None else {"examples": examples}))
     Console(highlight=False, soft_wrap=True).print(f"wrote {path}")

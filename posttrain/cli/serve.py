@@ -10,7 +10,7 @@ from rich.console import Console
 
 from posttrain.cli.chat import MODEL_HELP
 from posttrain.cli.common import user_errors
-from posttrain.serving.openai_protocol import DEFAULT_MAX_REQUEST_BYTES, DEFAULT_MAX_TOKENS_LIMIT
+from posttrain.serving import DEFAULT_MAX_REQUEST_BYTES, DEFAULT_MAX_TOKENS_LIMIT
 
 LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
 

@@ -19,7 +19,6 @@ from rich.markup import escape
 
 from posttrain.cli.common import user_errors
 from posttrain.errors import ConfigError
-from posttrain.serving import vllm as vllm_server
 
 
 @user_errors
@@ -42,6 +41,7 @@ def vllm_serve_command(
     """Start TRL's vLLM generation server for GRPO with `vllm_mode: server` (on GPUs training does not use)."""
     from posttrain.export import export  # here: it loads torch, which --help should not pay for
     from posttrain.models.loading import is_adapter_dir
+    from posttrain.serving import vllm as vllm_server  # and the launcher, the stage table and the config schema
 
     err = Console(stderr=True, highlight=False, soft_wrap=True)
     vllm_server.check_options(model, gpu_memory_utilization)

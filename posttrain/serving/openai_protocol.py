@@ -25,8 +25,6 @@ from posttrain.evaluation.generation import GenerationSettings
 if TYPE_CHECKING:  # the command line imports this module for its defaults; transformers can wait
     from posttrain.evaluation.generation import GenerationSettings
 
-DEFAULT_MAX_TOKENS_LIMIT = 1024
-DEFAULT_MAX_REQUEST_BYTES = 1_000_000
 ROLES = {"system": "system", "developer": "system", "user": "user", "assistant": "assistant"}
 MAX_STOPS = 4
 

@@ -24,9 +24,9 @@ from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect
 
 from posttrain.serving.inference import ContextLengthError, Engine, PromptError
-from posttrain.serving.openai_protocol import (DEFAULT_MAX_REQUEST_BYTES, DEFAULT_MAX_TOKENS_LIMIT, ApiError, ChatRequest,
-                                       chunk, completion, completion_id, model_card, model_list, parse_chat_request,
-                                       usage)
+from posttrain.serving import DEFAULT_MAX_REQUEST_BYTES, DEFAULT_MAX_TOKENS_LIMIT
+from posttrain.serving.openai_protocol import (ApiError, ChatRequest, chunk, completion, completion_id, model_card,
+                                       model_list, parse_chat_request, usage)
 
 log = logging.getLogger(__name__)
 
