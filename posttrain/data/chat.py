@@ -38,6 +38,26 @@ def tokenize_conversation(tokenizer, messages: list[dict], *, tools: list[dict] 
     return {"input_ids": ids, "labels": [t if m else -100 for t, m in zip(ids, mask)]}
 
 
+def token_lengths(tokenizer, conversations: list[dict]) -> list[tuple[int, int | None]]:
+    """(token count, index of the first assistant token or None) of each conversation record, as
+    tokenize_conversation counts them; records without tools go through the template and the tokenizer as one
+    batch when the template marks the assistant's text (the tokenizer encodes a batch in parallel)."""
+    batchable = has_generation_markers(tokenizer.chat_template)
+    out: list[tuple[int, int | None] | None] = [None] * len(conversations)
+    together = [i for i, record in enumerate(conversations) if batchable and not record.get("tools")]
+    if together:
+        encoded = tokenizer.apply_chat_template([conversations[i]["messages"] for i in together], tokenize=True,
+                                                return_dict=True, return_assistant_tokens_mask=True)
+        for i, ids, mask in zip(together, encoded["input_ids"], encoded["assistant_masks"]):
+            out[i] = (len(ids), next((j for j, m in enumerate(mask) if m), None))
+    for i, record in enumerate(conversations):
+        if out[i] is None:
+            one = tokenize_conversation(tokenizer, record["messages"], tools=record.get("tools"))
+            out[i] = (len(one["input_ids"]), next((j for j, label in enumerate(one["labels"]) if label != -100),
+                                                  None))
+    return out
+
+
 def _check_renders_tools(template, messages: list[dict], tools) -> None:
     """A template that never mentions `tools` / `tool_calls` renders neither (transformers passes them silently)."""
     text = template if isinstance(template, str) else str(template or "")

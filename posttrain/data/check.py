@@ -18,7 +18,7 @@ from typing import Callable, Iterator
 
 import numpy as np
 
-from posttrain.data.chat import tokenize_conversation
+from posttrain.data.chat import token_lengths
 from posttrain.data.formats import data_files, detect_format, get_format
 from posttrain.data.io import read_rows
 from posttrain.errors import DataError, PosttrainError, RecordError
@@ -155,6 +155,7 @@ def check(
     lengths: list[int] = []
     seen: dict[bytes, int] = {}
     records = valid = duplicates = overlap = over = 0
+    pending: list[tuple[int, dict]] = []  # records waiting to be tokenized, a batch at a time
     for line, record, finding in _records(path, fmt, columns, tags, record_type):
         records += 1
         if finding:
@@ -175,14 +176,13 @@ def check(
             findings.append(Finding("error", line, f"also in {where}:{other_line}; a record in two splits leaks "
                                     "evaluation data into training", "overlap"))
         if tokenizer is not None:
-            n, first_label = _token_length(tokenizer, record)
-            lengths.append(n)
-            if n > max_length:
-                over += 1
-                cut = f"{n} tokens, over max_length {max_length}; it would be cut"
-                if first_label is None or first_label >= max_length:
-                    cut += ", leaving no assistant token to learn from"
-                findings.append(Finding("warning", line, cut, "length"))
+            pending.append((line, record))
+            if len(pending) == _LENGTH_BATCH:
+                over += _measure(tokenizer, pending, max_length, lengths, findings)
+    if pending:
+        over += _measure(tokenizer, pending, max_length, lengths, findings)
+    if tokenizer is not None:  # a batch's length warnings go back beside its lines' other findings
+        findings.sort(key=lambda f: f.line or 0)
 
     stats.update(records=records, valid=valid, invalid=records - valid, duplicates=duplicates)
     if other_splits:
@@ -200,8 +200,19 @@ def _load_tokenizer(model: str, template: str | None):
     return load_tokenizer(str(model), template=template)
 
 
-def _token_length(tokenizer, record: dict) -> tuple[int, int | None]:
-    """Token count of the record and the position of its first assistant (loss) token."""
-    out = tokenize_conversation(tokenizer, record["messages"], tools=record.get("tools"), assistant_only=True)
-    first = next((i for i, label in enumerate(out["labels"]) if label != -100), None)
-    return len(out["input_ids"]), first
+_LENGTH_BATCH = 512
+
+
+def _measure(tokenizer, pending: list, max_length: int, lengths: list, findings: list) -> int:
+    """Tokenize the pending records (and empty the list); warn about each over max_length; return their count."""
+    over = 0
+    for (line, _), (n, first_label) in zip(pending, token_lengths(tokenizer, [record for _, record in pending])):
+        lengths.append(n)
+        if n > max_length:
+            over += 1
+            cut = f"{n} tokens, over max_length {max_length}; it would be cut"
+            if first_label is None or first_label >= max_length:
+                cut += ", leaving no assistant token to learn from"
+            findings.append(Finding("warning", line, cut, "length"))
+    pending.clear()
+    return over

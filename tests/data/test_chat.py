@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from posttrain.data.chat import tokenize_conversation
+from posttrain.data.chat import token_lengths, tokenize_conversation
 from posttrain.errors import ConfigError
 from posttrain.models.loading import load_tokenizer
 from posttrain.models.templates import CHATML, has_generation_markers
@@ -109,3 +109,21 @@ def test_fallback_rejects_a_template_whose_prefixes_differ(tiny_model):
     tokenizer.chat_template = "{{ messages | length }}" + re.sub(r"\{%-?\s*(end)?generation\s*-?%\}", "", CHATML)
     with pytest.raises(ConfigError, match="renders a conversation differently from its prefixes"):
         tokenize_conversation(tokenizer, MULTI)
+
+
+@pytest.mark.parametrize("which", ["tokenizer", "plain_tokenizer"])
+def test_token_lengths_in_a_batch_are_the_ones_of_each_conversation(request, which):
+    """The data doctor measures records a batch at a time: the same counts and first assistant token as one by
+    one, with and without generation markers, tool-calling records among them."""
+    tokenizer = request.getfixturevalue(which)
+    call = {"role": "assistant", "content": "", "tool_calls": [
+        {"type": "function", "function": {"name": "dose", "arguments": {"mg": 5}}}]}
+    tools = [{"type": "function", "function": {"name": "dose", "parameters": {"type": "object"}}}]
+    records = [{"messages": SINGLE}, {"messages": MULTI},
+               {"messages": [MULTI[1], call, {"role": "tool", "content": "ok"}, MULTI[2]], "tools": tools},
+               {"messages": MULTI[1:3]}]
+    expected = []
+    for record in records:
+        out = tokenize_conversation(tokenizer, record["messages"], tools=record.get("tools"))
+        expected.append((len(out["input_ids"]), next(i for i, label in enumerate(out["labels"]) if label != -100)))
+    assert token_lengths(tokenizer, records) == expected
