@@ -102,6 +102,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/rewards_throughput.py
 	$(BIN)/python bench/grpo_step_time.py
 	$(BIN)/python bench/dpo_step_time.py
+	$(BIN)/python bench/convert_throughput.py
 
 # On a CUDA machine (install with TORCH_CONSTRAINTS= and the [gpu] extra): SFT tokens/s, MFU and peak memory of a
 # 0.5 B model for each GPU option, and vLLM against transformers' generate for rollouts.

@@ -150,12 +150,11 @@ def main() -> None:
 
     from posttrain.models.tiny import init_model
 
-    model = init_model(work / "model", [paths["openai"]], size="tiny", seed=0) if not (work / "model").exists() \
-        else work / "model"
     sample = work / "doctor.jsonl"
     with open(paths["openai"], encoding="utf-8") as src, open(sample, "w", encoding="utf-8") as out:
         for _, line in zip(range(doctor_n), src):
             out.write(line)
+    model = init_model(work / "model", [sample], size="tiny", seed=0)  # its tokenizer learned on the sample
     doctor = child(DOCTOR_CHILD, sample, model)
     rate = doctor["count"] / doctor["seconds"]
     print(f"\ndata doctor (posttrain data check --model, token lengths included): {doctor['count']:,} records in "
