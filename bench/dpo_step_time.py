@@ -65,7 +65,16 @@ warnings.filterwarnings("ignore", category=FutureWarning)
 import datasets  # noqa: E402
 import torch  # noqa: E402
 import transformers  # noqa: E402
-from steps import StepTimer, best, interleaved, median, switches, weights_moved  # noqa: E402  (bench/ is on sys.path)
+from steps import (  # noqa: E402  (bench/ is on sys.path when a script runs)
+    StepTimer,
+    best,
+    interleaved,
+    median,
+    print_noise_and_problems,
+    switches,
+    trained,
+    weights_moved,
+)
 from transformers import AutoModelForCausalLM, AutoTokenizer  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -222,10 +231,7 @@ def main() -> None:
         losses = [x for run in side for x in run["losses"]]
         moved = min(run["moved"] for run in side)
         accuracy[key] = statistics.mean(run["accuracy"] for run in side)
-        if not losses or not all(math.isfinite(x) for x in losses):
-            problems.append(f"{key}: a loss is missing or not finite")
-        if not moved > 0:
-            problems.append(f"{key}: the weights did not change")
+        problems += trained(key, side)
         each = ", ".join(f"{run['accuracy']:.3f}" for run in side)
         if not math.isfinite(accuracy[key]):
             problems.append(f"{key}: no held-out evaluation was logged")
@@ -240,12 +246,7 @@ def main() -> None:
           "precompute_ref_log_probs the reference's log-probs computed); train s: trainer.train(), all steps. "
           "held-out reward accuracy: TRL's eval_rewards/accuracies after the last step, mean (and each) over runs; "
           "held-out margin: its eval_rewards/margins (chosen's implicit reward less rejected's), mean over runs.")
-    busy = max(run["others"] for side in runs.values() for run in side)
-    if busy > 0.05:
-        print(f"note: other processes used up to {busy:.0%} of the machine's CPU during a run; rerun on a quiet "
-              "machine for figures to keep")
-    for problem in problems:
-        print(f"problem: {problem}")
+    print_noise_and_problems(runs, problems)
     ratio = results["trl"] / results["posttrain"]
     gap = accuracy["posttrain"] - accuracy["trl"]
     step_ok, accuracy_ok = ratio >= STEP_TARGET, gap >= -ACCURACY_TOLERANCE

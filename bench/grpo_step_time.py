@@ -46,7 +46,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import platform
 import random
@@ -65,7 +64,16 @@ warnings.filterwarnings("ignore", category=FutureWarning)  # transformers 5's re
 import datasets  # noqa: E402
 import torch  # noqa: E402
 import transformers  # noqa: E402
-from steps import StepTimer, best, interleaved, median, switches, weights_moved  # noqa: E402  (bench/ is on sys.path)
+from steps import (  # noqa: E402  (bench/ is on sys.path when a script runs)
+    StepTimer,
+    best,
+    interleaved,
+    median,
+    print_noise_and_problems,
+    switches,
+    trained,
+    weights_moved,
+)
 from transformers import AutoModelForCausalLM, AutoTokenizer  # noqa: E402
 
 SEED = 42
@@ -269,10 +277,7 @@ def main() -> None:
         lengths = [x for run in side for x in run["lengths"] if x is not None]
         losses = [x for run in side for x in run["losses"]]
         moved = min(run["moved"] for run in side)
-        if not losses or not all(math.isfinite(x) for x in losses):
-            problems.append(f"{key}: a loss is missing or not finite")
-        if not moved > 0:
-            problems.append(f"{key}: the weights did not change")
+        problems += trained(key, side)
         split = all(len(run["generating"]) == len(run["steps"]) for run in side)
         generating = best(side, lambda run, j: run["generating"][j]) if split else float("nan")
         rest = best(side, lambda run, j: run["steps"][j] - run["generating"][j]) if split else float("nan")
@@ -302,12 +307,7 @@ def main() -> None:
           "(log-prob forward, backward, optimizer, logging); both best of repeats. others' CPU: the largest share "
           "of the machine's CPU other processes used during one of that side's runs. mean reward: the weighted "
           "sum TRL logs, over all steps. max weight change: of any weight over a run (the smallest over the runs).")
-    busy = max(run["others"] for side in runs.values() for run in side)
-    if busy > 0.05:
-        print(f"note: other processes used up to {busy:.0%} of the machine's CPU during a run; rerun on a quiet "
-              "machine for figures to keep")
-    for problem in problems:
-        print(f"problem: {problem}")
+    print_noise_and_problems(runs, problems)
     ratio = results["trl"] / results["posttrain"]
     ok = ratio >= TARGET and not problems
     print(f"\ntarget: posttrain not slower than TRL (TRL step / posttrain step >= {TARGET:.1f}): {ratio:.2f} "

@@ -9,6 +9,7 @@ median over the steps: a burst of other processes' work slows some runs' steps, 
 
 from __future__ import annotations
 
+import math
 import os
 import statistics
 import time
@@ -80,3 +81,24 @@ def interleaved(sides: dict, repeats: int, describe) -> dict[str, list[dict]]:
             print(f"[repeat {i + 1}/{repeats}] {key}: {describe(runs[key][-1])}, "
                   f"run {time.perf_counter() - started:.1f} s", flush=True)
     return runs
+
+
+def trained(key: str, side: list[dict]) -> list[str]:
+    """What says a side did not train: a loss missing or not finite, weights that did not move (problem lines)."""
+    losses = [x for run in side for x in run["losses"]]
+    found = []
+    if not losses or not all(math.isfinite(x) for x in losses):
+        found.append(f"{key}: a loss is missing or not finite")
+    if not min(run["moved"] for run in side) > 0:
+        found.append(f"{key}: the weights did not change")
+    return found
+
+
+def print_noise_and_problems(runs: dict[str, list[dict]], problems: list[str]) -> None:
+    """A note when other processes took more than 5 % of the CPU during a run, then each problem."""
+    busy = max(run["others"] for side in runs.values() for run in side)
+    if busy > 0.05:
+        print(f"note: other processes used up to {busy:.0%} of the machine's CPU during a run; rerun on a quiet "
+              "machine for figures to keep")
+    for problem in problems:
+        print(f"problem: {problem}")

@@ -5,18 +5,12 @@ machine are noise, so the test holds the accuracy target and the table, not the 
 from __future__ import annotations
 
 import re
-import subprocess
-import sys
-from pathlib import Path
 
-BENCH = Path(__file__).resolve().parents[2] / "bench"
+from tests.bench.conftest import run_bench
 
 
 def test_the_smoke_run_prints_both_sides_trained_and_the_accuracy_target(tmp_path):
-    done = subprocess.run([sys.executable, str(BENCH / "dpo_step_time.py"), "--quick", "--no-context", "--threads",
-                           "1", "--workdir", str(tmp_path)], capture_output=True, text=True, timeout=600)
-    out = done.stdout
-    assert done.returncode in (0, 1), done.stderr[-3000:]
+    out = run_bench("dpo_step_time.py", "--quick", "--no-context", "--threads", "1", "--workdir", str(tmp_path))
     rows = {row.split("|")[1].strip(): row for row in out.splitlines() if row.startswith("| ") and "---" not in row}
     assert {"posttrain dpo stage (pipeline.run)", "posttrain dpo stage + precompute_ref_log_probs"} <= set(rows), out
     assert any(name.startswith("TRL DPOTrainer defaults") for name in rows), out
