@@ -103,6 +103,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/grpo_step_time.py
 	$(BIN)/python bench/dpo_step_time.py
 	$(BIN)/python bench/convert_throughput.py
+	$(BIN)/python bench/serve_throughput.py
 
 # On a CUDA machine (install with TORCH_CONSTRAINTS= and the [gpu] extra): SFT tokens/s, MFU and peak memory of a
 # 0.5 B model for each GPU option, and vLLM against transformers' generate for rollouts.

@@ -10,7 +10,7 @@ from rich.console import Console
 
 from posttrain.cli.chat import MODEL_HELP
 from posttrain.cli.common import user_errors
-from posttrain.serving import DEFAULT_MAX_REQUEST_BYTES, DEFAULT_MAX_TOKENS_LIMIT
+from posttrain.serving import DEFAULT_MAX_BATCH_SIZE, DEFAULT_MAX_REQUEST_BYTES, DEFAULT_MAX_TOKENS_LIMIT
 
 LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
 
@@ -32,14 +32,18 @@ def serve_command(
     template: Optional[str] = typer.Option(None, "--template", help="A chat template (chatml, qwen, llama3, "
                                            "mistral) for a tokenizer without one."),
     dtype: str = typer.Option("auto", "--dtype", help="auto, bf16, fp16 or fp32."),
+    max_batch_size: int = typer.Option(DEFAULT_MAX_BATCH_SIZE, "--max-batch-size", min=1,
+                                       help="Most requests answered together in one batch (1: one at a time)."),
 ):
-    """Serve a model over HTTP with OpenAI's API (GET /v1/models, POST /v1/chat/completions, streaming too), one
-    generation at a time; for throughput use `vllm serve` on the exported model."""
+    """Serve a model over HTTP with OpenAI's API (GET /v1/models, POST /v1/chat/completions, streaming too),
+    answering concurrent requests together in batches; for GPU throughput at scale use `vllm serve` on the
+    exported model."""
     from posttrain.serving.inference import Engine
     from posttrain.serving.server import serve
 
     err = Console(stderr=True, highlight=False, soft_wrap=True)
-    engine = Engine.load(str(model), None if adapter is None else str(adapter), template=template, dtype=dtype)
+    engine = Engine.load(str(model), None if adapter is None else str(adapter), template=template, dtype=dtype,
+                         max_batch_size=max_batch_size)
     name = served_model_name or str(model)
     if host not in LOCAL_HOSTS:
         err.print(f"[yellow]listening on {host}: anyone who can reach it may use the model (no authentication)"

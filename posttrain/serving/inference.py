@@ -1,33 +1,36 @@
-"""Answer one conversation at a time, streaming the text as it is generated; shared by `chat` and `serve`.
+"""Answer conversations, streaming the text as it is generated; shared by `chat` and `serve`.
 
 An `Engine` owns a loaded model and one worker thread that runs every
-generation, in the order asked, one at a time: a model is not safe to run from
-several threads at once, and on one CPU or GPU running two generations side by
-side is no faster than one after the other. Callers get a stream of text
-pieces (transformers' `TextIteratorStreamer`, or its asyncio twin for the
-server's event loop), so nobody blocks the worker: it only ever pushes.
+generation: a model is not safe to run from several threads at once. Requests
+wait in line; the worker answers the ones at the front together, in one batch
+(`batching.py`), and a request arriving meanwhile joins the running batch when
+a row is free. Callers get a stream of text pieces (transformers'
+`TextIteratorStreamer`, or its asyncio twin for the server's event loop), so
+nobody blocks the worker: it only ever pushes.
 
 A caller that goes away (a closed HTTP connection, Ctrl-C in the terminal)
 cancels its stream; the worker checks that after every token, and skips a
 cancelled request still waiting in line, so one lost client never holds up the
-queue. Prompts go through the chat template exactly as evaluation renders them
+others. Prompts go through the chat template exactly as evaluation renders them
 (`evaluation.generation.encode`), with the same decoding settings, so a served
-greedy answer is the one `posttrain eval` scores.
+greedy answer is the one `posttrain eval` scores, batched or not.
 """
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import logging
-import queue
 import threading
 from dataclasses import dataclass
 from typing import Sequence
 
-from transformers import AsyncTextIteratorStreamer, StoppingCriteria, StoppingCriteriaList, TextIteratorStreamer
+from transformers import AsyncTextIteratorStreamer, TextIteratorStreamer
 
 from posttrain.errors import PosttrainError
 from posttrain.evaluation.generation import GenerationSettings, encode, generation_config, load
+from posttrain.serving import DEFAULT_MAX_BATCH_SIZE
+from posttrain.serving.batching import Batch, Request, batch_key
 
 log = logging.getLogger(__name__)
 
@@ -77,23 +80,15 @@ class StopText:
         return text
 
 
-class _Cancelled(StoppingCriteria):
-    def __init__(self, event: threading.Event):
-        self.event = event
-
-    def __call__(self, input_ids, scores, **kwargs):
-        import torch
-
-        return torch.full((input_ids.shape[0],), self.event.is_set(), dtype=torch.bool, device=input_ids.device)
-
-
 class _Answering:
     """What both streamer kinds add: the answer's token ids, stop strings applied in the worker thread (so the
     count of tokens is that of the text emitted, whoever reads it and however late), the error if generation
     failed, and the finished `Answer`."""
 
-    def _setup(self, prompt_tokens: int, settings: GenerationSettings, stops: Sequence[str], eos_ids: list[int]):
+    def _setup(self, prompt_tokens: int, settings: GenerationSettings, stops: Sequence[str], eos_ids: list[int],
+               pieces: bool = True):
         self.prompt_tokens = prompt_tokens
+        self.pieces = pieces
         self.settings = settings
         self.eos_ids = set(eos_ids)
         self.stop_text = StopText(stops)
@@ -110,7 +105,13 @@ class _Answering:
     def put(self, value):
         if not (self.skip_prompt and self.next_tokens_are_prompt) and not self.stop_text.stopped:
             self.ids.extend(value.reshape(-1).tolist())
-        super().put(value)
+        if self.pieces or self.stop_text.stops:
+            super().put(value)
+
+    def end(self):
+        if not (self.pieces or self.stop_text.stops):  # nothing was decoded on the way: decode the answer once
+            self.token_cache, self.print_len = list(self.ids), 0
+        super().end()
 
     def on_finalized_text(self, text: str, stream_end: bool = False):
         text = self.stop_text.feed(text)
@@ -120,7 +121,10 @@ class _Answering:
             text += self.stop_text.flush()
             self.answer = Answer(self.text + text, self.prompt_tokens, len(self.ids), self._finish_reason())
         self.text += text
-        if text or stream_end:
+        if not self.pieces:  # the reader wants the whole answer: one wake-up, not one per piece
+            if stream_end:
+                super().on_finalized_text(self.text, stream_end)
+        elif text or stream_end:
             super().on_finalized_text(text, stream_end)
 
     def _finish_reason(self) -> str:
@@ -154,20 +158,28 @@ class AsyncTextStream(_Answering, AsyncTextIteratorStreamer):
 
 
 class Engine:
-    """A model answering conversations one at a time on its own worker thread."""
+    """A model answering conversations on its own worker thread, up to `max_batch_size` of them at once."""
 
-    def __init__(self, model, tokenizer):
+    def __init__(self, model, tokenizer, max_batch_size: int = DEFAULT_MAX_BATCH_SIZE):
+        if max_batch_size < 1:
+            raise ValueError(f"max_batch_size: expected at least 1, got {max_batch_size}")
         self.model = model
         self.tokenizer = tokenizer
+        self.max_batch_size = max_batch_size
         self.context_length = getattr(model.config, "max_position_embeddings", None)
-        self._jobs: queue.Queue = queue.Queue()
+        pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+        self._pad_id = 0 if pad_id is None else pad_id
+        self._waiting: collections.deque[Request] = collections.deque()
+        self._ready = threading.Condition()
+        self._closed = False
         self._worker = threading.Thread(target=self._work, name="posttrain-generation", daemon=True)
         self._worker.start()
 
     @classmethod
     def load(cls, model: str, adapter: str | None = None, *, template: str | None = None,
-             dtype: str = "auto") -> "Engine":
-        return cls(*load(str(model), None if adapter is None else str(adapter), template=template, dtype=dtype))
+             dtype: str = "auto", max_batch_size: int = DEFAULT_MAX_BATCH_SIZE) -> "Engine":
+        return cls(*load(str(model), None if adapter is None else str(adapter), template=template, dtype=dtype),
+                   max_batch_size=max_batch_size)
 
     def prompt_ids(self, messages: list[dict]) -> list[int]:
         from jinja2.exceptions import TemplateError
@@ -181,15 +193,18 @@ class Engine:
         """Queue an answer to `messages`; iterate the result for its text as it is generated."""
         return self._submit(TextStream, messages, settings, stop)
 
-    def stream_async(self, messages: list[dict], settings: GenerationSettings,
-                     stop: Sequence[str] = ()) -> AsyncTextStream:
-        return self._submit(AsyncTextStream, messages, settings, stop)
+    def stream_async(self, messages: list[dict], settings: GenerationSettings, stop: Sequence[str] = (),
+                     pieces: bool = True) -> AsyncTextStream:
+        """The asyncio twin of `stream`; with pieces=False the whole text comes as one piece at the end."""
+        return self._submit(AsyncTextStream, messages, settings, stop, pieces)
 
     def close(self) -> None:
         """Let the worker finish what is queued and end."""
-        self._jobs.put(None)
+        with self._ready:
+            self._closed = True
+            self._ready.notify()
 
-    def _submit(self, kind, messages, settings, stop):
+    def _submit(self, kind, messages, settings, stop, pieces: bool = True):
         ids = self.prompt_ids(messages)
         if self.context_length is not None:
             room = self.context_length - len(ids)
@@ -199,33 +214,47 @@ class Engine:
             settings = dataclasses.replace(settings, max_new_tokens=min(settings.max_new_tokens, room))
         config = generation_config(self.model, self.tokenizer, settings)
         stream = kind(self.tokenizer, skip_prompt=True, skip_special_tokens=True)
-        stream._setup(len(ids), settings, stop, list(config.eos_token_id or []))
-        self._jobs.put((stream, ids, config))
+        stream._setup(len(ids), settings, stop, list(config.eos_token_id or []), pieces)
+        stream.next_tokens_are_prompt = False  # the worker hands a stream its answer's tokens only
+        with self._ready:
+            self._waiting.append(Request(stream, ids, config))
+            self._ready.notify()
         return stream
 
     def _work(self) -> None:
-        while (job := self._jobs.get()) is not None:
+        batch = Batch(self.model, self._pad_id)
+        while True:
+            with self._ready:
+                while not batch.rows and not self._waiting and not self._closed:
+                    self._ready.wait()
+                if not batch.rows and not self._waiting:
+                    return
+                newcomers = self._take(batch.rows)
             try:
-                self._generate(*job)
+                batch.run(newcomers, self._admits(batch.rows + newcomers))
             except Exception:  # a reader that can no longer be told (its event loop closed) must not end the worker
                 log.exception("a generation's reader could not be told how it ended")
+                batch = Batch(self.model, self._pad_id)
 
-    def _generate(self, stream: _Answering, ids: list[int], config) -> None:
-        import torch
-        from transformers import set_seed
+    def _take(self, rows: list[Request]) -> list[Request]:
+        """The requests at the front of the line that may join `rows` (or start a batch, when there are none)."""
+        taken: list[Request] = []
+        key = batch_key(rows[0].settings) if rows else batch_key(self._waiting[0].settings)
+        while self._waiting and len(rows) + len(taken) < self.max_batch_size:
+            if not (rows or taken) and key is None:  # a seeded sampled request: alone
+                return [self._waiting.popleft()]
+            if key is None or batch_key(self._waiting[0].settings) != key:
+                break
+            taken.append(self._waiting.popleft())
+        return taken
 
-        if stream.cancelled.is_set():
-            stream.end()
-            return
-        try:
-            if stream.settings.seed is not None:
-                set_seed(stream.settings.seed)
-            device = next(self.model.parameters()).device
-            input_ids = torch.tensor([ids], device=device)
-            with torch.inference_mode():
-                self.model.generate(input_ids=input_ids, attention_mask=torch.ones_like(input_ids),
-                                    generation_config=config, streamer=stream,
-                                    stopping_criteria=StoppingCriteriaList([_Cancelled(stream.cancelled)]))
-        except Exception as e:  # the reader must hear of it, and the next request must still run
-            stream.error = e
-            stream.end()
+    def _admits(self, rows: list[Request]):
+        """Whether the batch of `rows` should pause for newcomers, asked after each token with the rows still live."""
+        key = batch_key(rows[0].settings) if rows else None
+
+        def admit(live: int) -> bool:
+            waiting = self._waiting
+            return (key is not None and live < self.max_batch_size and bool(waiting)
+                    and batch_key(waiting[0].settings) == key)
+
+        return admit

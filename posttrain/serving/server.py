@@ -1,14 +1,14 @@
 """An OpenAI-compatible HTTP API over one posttrain model: `GET /v1/models`, `POST /v1/chat/completions`.
 
 For trying a trained model from any OpenAI client, and for small single-process
-deployments; for throughput (continuous batching, several GPUs) serve the
-exported model with vLLM. Requests wait in line and the `Engine` runs one
-generation at a time; the event loop never blocks on the model, so requests
+deployments; for throughput on GPUs (paged attention, several GPUs) serve the
+exported model with vLLM. Concurrent requests are answered together in batches
+by the `Engine`'s worker; the event loop never blocks on the model, so requests
 are read, checked and rejected while a generation runs. A request body is
 read up to `max_request_bytes` and no further (413), `max_tokens` above
 `max_tokens_limit` is refused (400, never silently cut), and every error is a
-JSON body in OpenAI's shape. A streaming client that disconnects cancels its
-generation, so the next request in line starts at once.
+JSON body in OpenAI's shape. A client that disconnects cancels its
+generation, and its place in the batch goes to the next request in line.
 """
 
 from __future__ import annotations
@@ -110,7 +110,7 @@ def create_app(engine: Engine, served_model_name: str, *, max_tokens_limit: int 
             except (UnicodeDecodeError, json.JSONDecodeError) as e:
                 raise ApiError(400, f"the request body is not valid JSON: {e}", None, "invalid_json") from None
             chat = parse_chat_request(body, served_model_name, max_tokens_limit)
-            stream = engine.stream_async(chat.messages, chat.settings, chat.stop)
+            stream = engine.stream_async(chat.messages, chat.settings, chat.stop, pieces=chat.stream)
         except ApiError as e:
             return _error(e)
         except ClientDisconnect:  # gone before its request was read: nobody to answer

@@ -1,5 +1,6 @@
-"""posttrain/serving/inference.py: streamed answers equal batch generation, stop strings, cancelling, one generation at a
-time, errors reach the reader and the worker goes on."""
+"""posttrain/serving/inference.py and batching.py: streamed answers equal batch generation, stop strings, cancelling;
+requests waiting together are answered in one batch with the answers each gets alone, a newcomer joins a running
+batch, a cancelled row frees its place; errors reach the readers and the worker goes on."""
 
 from __future__ import annotations
 
@@ -54,37 +55,114 @@ def test_a_stop_string_ends_the_answer_before_it(engine):
     assert stream.answer.completion_tokens < 16
 
 
-def test_one_generation_at_a_time_in_order_and_a_cancelled_one_is_skipped(engine, monkeypatch):
-    active, most, started = [0], [0], []
-    lock, gate = threading.Lock(), threading.Event()
-    generate_once = engine.model.generate
+class _Recorder:
+    """Wraps engine.model.generate: the batch size and input width of each call, at most one call at a time, and
+    (with `hold`) the first call kept waiting until `release()`, with `entered` set once it has begun."""
 
-    def counting(*args, **kwargs):
-        gate.wait(10)  # the worker holds the first request until all are queued and one is cancelled
-        with lock:
-            active[0] += 1
-            most[0] = max(most[0], active[0])
-            started.append(kwargs["input_ids"].shape[1])
+    def __init__(self, engine, monkeypatch, hold: bool = False):
+        self.generate_once, self.calls, self.active, self.most = engine.model.generate, [], 0, 0
+        self.lock, self.gate, self.entered = threading.Lock(), threading.Event(), threading.Event()
+        if not hold:
+            self.gate.set()
+        monkeypatch.setattr(engine.model, "generate", self)
+
+    def release(self):
+        self.gate.set()
+
+    def __call__(self, *args, **kwargs):
+        self.entered.set()
+        self.gate.wait(10)
+        with self.lock:
+            self.active += 1
+            self.most = max(self.most, self.active)
+            self.calls.append(tuple(kwargs["input_ids"].shape))
         try:
-            return generate_once(*args, **kwargs)
+            return self.generate_once(*args, **kwargs)
         finally:
-            with lock:
-                active[0] -= 1
-
-    monkeypatch.setattr(engine.model, "generate", counting)
-    prompts = [_user(" ".join(["dose"] * (i + 1))) for i in range(4)]
-    streams = [engine.stream(prompt, GREEDY) for prompt in prompts]
-    streams[2].cancel()
-    gate.set()
-    texts = [("".join(stream), stream.answer) for stream in streams]
-    assert most[0] == 1
-    lengths = [len(engine.prompt_ids(p)) for p in prompts]
-    assert started == [lengths[0], lengths[1], lengths[3]]  # the cancelled one never ran
-    assert texts[2][0] == "" and texts[2][1].completion_tokens == 0
-    assert all(answer.completion_tokens == 16 for _, answer in texts[:2] + texts[3:])
+            with self.lock:
+                self.active -= 1
 
 
-def test_a_failed_generation_raises_for_its_reader_and_the_next_one_runs(engine, monkeypatch):
+def _prompts(n: int) -> list[list[dict]]:
+    words = ["dose", "heart", "risk", "week", "patient"]
+    return [_user(" ".join(words[j % 5] for j in range(i, 2 * i + 1))) for i in range(n)]
+
+
+def test_requests_waiting_together_are_answered_in_one_batch_as_each_would_be_alone(engine, monkeypatch):
+    prompts = _prompts(6)
+    limits = [16, 5, 12, 16, 9, 14]
+    alone = [generate(engine.model, engine.tokenizer, [p], GenerationSettings(max_new_tokens=n, batch_size=1))[0]
+             for p, n in zip(prompts, limits)]
+    assert len(set(alone)) == 6
+    calls = _Recorder(engine, monkeypatch, hold=True)
+    streams = [engine.stream(p, GenerationSettings(max_new_tokens=n, batch_size=1)) for p, n in zip(prompts, limits)]
+    calls.release()
+    assert ["".join(stream) for stream in streams] == alone
+    assert [stream.answer.completion_tokens for stream in streams] == limits
+    assert calls.most == 1 and max(batch for batch, _ in calls.calls) > 1
+    assert sum(batch for batch, _ in calls.calls) < 2 * len(prompts)  # not one after the other
+
+
+@pytest.mark.parametrize("keeps_cache", [True, False], ids=["cache kept", "prefilled again"])
+def test_a_newcomer_joins_the_running_batch_and_a_cancelled_one_never_runs(engine, monkeypatch, keeps_cache):
+    from posttrain.serving import batching
+
+    if not keeps_cache:  # as for a model with sliding-window layers
+        monkeypatch.setattr(batching, "_reusable", lambda cache, length: False)
+    prompts = _prompts(4)
+    alone = [generate(engine.model, engine.tokenizer, [p], GREEDY)[0] for p in prompts]
+    calls = _Recorder(engine, monkeypatch, hold=True)
+    first = engine.stream(prompts[0], GREEDY)
+    assert calls.entered.wait(10)  # the worker runs the first alone (held at the start of its generate)
+    later = [engine.stream(p, GREEDY) for p in prompts[1:]]
+    later[1].cancel()
+    calls.release()
+    texts = ["".join(stream) for stream in [first] + later]
+    assert texts[0] == alone[0] and texts[1] == alone[1] and texts[3] == alone[3]
+    assert texts[2] == "" and later[1].answer.completion_tokens == 0
+    assert [batch for batch, _ in calls.calls] == [1, 3]  # the first paused after a token; the cancelled one skipped
+    assert calls.most == 1
+
+
+def test_a_cancelled_row_frees_its_place_for_the_next_in_line(talkative_model, monkeypatch):
+    from posttrain.serving.inference import Engine
+
+    engine = Engine.load(str(talkative_model), max_batch_size=2)
+    try:
+        prompts = _prompts(3)
+        long = GenerationSettings(max_new_tokens=200, batch_size=1)
+        calls = _Recorder(engine, monkeypatch, hold=True)
+        running = [engine.stream(p, long) for p in prompts[:2]]
+        assert calls.entered.wait(10)
+        waiting = engine.stream(prompts[2], GREEDY)
+        calls.release()
+        next(iter(running[1]))
+        running[1].cancel()
+        assert "".join(waiting) == generate(engine.model, engine.tokenizer, [prompts[2]], GREEDY)[0]
+        assert not running[0].answer  # the long answer still going when the one that took the free place ended
+        assert "".join(running[0]) and running[0].answer.completion_tokens == 200
+        assert calls.calls[1][0] == 2  # the survivor and the newcomer
+    finally:
+        engine.close()
+
+
+def test_requests_that_decode_differently_are_not_batched_and_keep_their_order(engine, monkeypatch):
+    sampled = GenerationSettings(max_new_tokens=8, batch_size=1, temperature=0.8)
+    seeded = GenerationSettings(max_new_tokens=8, batch_size=1, temperature=0.8, seed=3)
+    short = GenerationSettings(max_new_tokens=8, batch_size=1)
+    calls = _Recorder(engine, monkeypatch, hold=True)
+    streams = [engine.stream(_user("dose"), short)]
+    assert calls.entered.wait(10)
+    for settings in (short, sampled, sampled, seeded, seeded, short):
+        streams.append(engine.stream(_user("dose"), settings))
+    calls.release()
+    answers = ["".join(stream) for stream in streams]
+    # the first with the greedy one behind it; the two sampled; each seeded alone; the last greedy
+    assert [batch for batch, _ in calls.calls] == [1, 2, 2, 1, 1, 1]
+    assert answers[4] == answers[5]  # a seed means the same answer, batched server or not
+
+
+def test_a_failed_generation_raises_for_its_readers_and_the_next_one_runs(engine, monkeypatch):
     generate_once = engine.model.generate
     calls = []
 
@@ -95,9 +173,10 @@ def test_a_failed_generation_raises_for_its_reader_and_the_next_one_runs(engine,
         return generate_once(*args, **kwargs)
 
     monkeypatch.setattr(engine.model, "generate", failing_once)
-    failed, after = engine.stream(_user("dose"), GREEDY), engine.stream(_user("dose"), GREEDY)
+    failed = engine.stream(_user("dose"), GREEDY)
     with pytest.raises(RuntimeError, match="device lost"):
         list(failed)
+    after = engine.stream(_user("dose"), GREEDY)
     assert len("".join(after)) > 0 and after.answer.completion_tokens == 16
 
 
