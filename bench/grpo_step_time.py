@@ -29,13 +29,14 @@ step j (same seed, same samples; the script checks the rewards), so a side's
 figure is, for each step, its fastest time over the repeats, then the median
 over the steps: a burst of other processes' work slows some runs' steps,
 rarely all of them. The ratio is TRL's step / posttrain's: above 1.0,
-posttrain is faster. Target: posttrain not slower (ratio >= 1.0); the script
+posttrain is faster. Target: posttrain 1.5x TRL's defaults (ratio >= 1.5); the script
 exits 1 when it is missed, or when a side did not train (a loss that is not
 finite, weights that did not move).
 
     .venv/bin/python bench/grpo_step_time.py                 # 15 timed steps per run, 3 repeats (~1 min)
     .venv/bin/python bench/grpo_step_time.py --quick         # smoke test: 3 steps, 1 repeat
     .venv/bin/python bench/grpo_step_time.py --threads 1     # on a shared machine: see below
+    .venv/bin/python bench/grpo_step_time.py --set cache_implementation=static   # a GRPOConfig option, both sides
 
 Torch uses every core by default. On a machine other processes are using,
 that makes steps wildly uneven (a step's threads wait for each other while
@@ -87,7 +88,7 @@ TRAINER = {"num_generations": 4, "per_device_train_batch_size": 8, "max_completi
 # gradient). medical_dialogue_quality (length bands, ROUGE-L against the reference, punctuation, word variety)
 # varies within a group, so the policy loss has a real gradient on both sides.
 REWARDS = [("sample_size_estimation", 1.0), ("medical_dialogue_quality", 0.5)]
-TARGET = 1.0  # TRL's step / posttrain's step
+TARGET = 1.5  # TRL's step / posttrain's step
 
 SYSTEM = "You are a careful assistant for clinical-trial design."
 QUESTIONS = [
@@ -216,7 +217,18 @@ def main() -> None:
     parser.add_argument("--workdir", type=Path, help="where data, model and runs go (default: a new temp dir)")
     parser.add_argument("--quick", action="store_true", help="smoke test: 3 steps, 1 repeat unless given")
     parser.add_argument("--no-context", action="store_true", help="skip the TRL-with-posttrain's-switches row")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="add to the trainer block both sides share (VALUE as JSON, else a string), e.g. "
+                        "cache_implementation=static; repeatable")
     opts = parser.parse_args()
+    for option in opts.set:
+        key, sep, value = option.partition("=")
+        if not sep:
+            parser.error(f"--set {option}: expected KEY=VALUE")
+        try:
+            TRAINER[key] = json.loads(value)
+        except json.JSONDecodeError:
+            TRAINER[key] = value
     steps = opts.steps or (3 if opts.quick else 15)
     repeats = opts.repeats or (1 if opts.quick else 3)
     max_steps = steps + 1  # the first step is a warm-up
@@ -310,7 +322,7 @@ def main() -> None:
     print_noise_and_problems(runs, problems)
     ratio = results["trl"] / results["posttrain"]
     ok = ratio >= TARGET and not problems
-    print(f"\ntarget: posttrain not slower than TRL (TRL step / posttrain step >= {TARGET:.1f}): {ratio:.2f} "
+    print(f"\ntarget: posttrain {TARGET:.1f}x TRL's defaults (TRL step / posttrain step >= {TARGET:.1f}): {ratio:.2f} "
           f"({results['trl'] * 1000:.0f} ms / {results['posttrain'] * 1000:.0f} ms) {'PASS' if ok else 'FAIL'}")
     print(f"work dir: {work}")
     raise SystemExit(0 if ok else 1)
