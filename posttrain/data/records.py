@@ -50,14 +50,24 @@ def plain_values(value: Any) -> Any:
 MESSAGE_KEYS = ("role", "content", "name", "tool_calls", "tool_call_id")
 
 
-def validate_conversation(record: Any, *, require_assistant_last: bool = True) -> dict:
-    """Return the record as a clean conversation, or raise RecordError.
+def validate_conversation(record: Any, *, require_assistant_last: bool = True, tools_field: str = "tools") -> dict:
+    """Return the record as a clean conversation, or raise RecordError (a tools error named by `tools_field`, the
+    column a format read the tools from).
 
     Top-level keys other than messages and tools are dropped (a format decides what to do with a row's other
     fields before it gets here: see formats/fields.py); a message key other than MESSAGE_KEYS is refused unless
     it is empty. Tools given as bare function schemas (or as JSON text) come back wrapped as OpenAI's; an empty
     tool list is no tool list.
     """
+    try:
+        return _conversation(record, require_assistant_last)
+    except RecordError as e:
+        if tools_field != "tools" and e.field.startswith("tools"):
+            raise RecordError(tools_field + e.field[len("tools"):], e.expected) from None
+        raise
+
+
+def _conversation(record: Any, require_assistant_last: bool) -> dict:
     if not isinstance(record, dict):
         raise RecordError("record", f"expected a JSON object, got {type(record).__name__}")
     messages = record.get("messages")

@@ -201,3 +201,15 @@ def test_bad_tool_shapes_name_the_field(change, field, expected):
     with pytest.raises(RecordError) as info:
         validate_conversation(record)
     assert info.value.field == field and info.value.expected.startswith(expected)
+
+
+@pytest.mark.parametrize("module, row", [
+    (alpaca, {"instruction": "a", "output": "b"}),
+    (sharegpt, {"conversations": [{"from": "human", "value": "a"}, {"from": "gpt", "value": "b"}]}),
+    (openai, {"messages": [{"role": "user", "content": "a"}, {"role": "assistant", "content": "b"}]}),
+])
+@pytest.mark.parametrize("tools, field", [("[{]", "functions"), ([{"description": "no name"}], "functions[0]")])
+def test_a_bad_tool_list_is_named_by_the_column_it_came_from(module, row, tools, field):
+    with pytest.raises(RecordError) as info:
+        module.to_record({**row, "functions": tools}, {"tools": "functions"})
+    assert info.value.field.startswith(field) and not info.value.field.startswith("tools"), info.value.field

@@ -87,12 +87,7 @@ def to_conversation(row: dict, columns: dict | None = None, tags: dict | None = 
     # LLaMA-Factory joins instruction and input with one newline
     prompt = "\n".join(part for part in (instruction, query) if part)
     messages += [{"role": "user", "content": prompt}, {"role": "assistant", "content": output}]
-    try:
-        return validate_conversation({"messages": messages, "tools": row.get(cols["tools"])})
-    except RecordError as e:
-        if e.field.startswith("tools"):
-            raise RecordError(cols["tools"] + e.field[len("tools"):], e.expected) from None
-        raise
+    return validate_conversation({"messages": messages, "tools": row.get(cols["tools"])}, tools_field=cols["tools"])
 
 
 def from_conversation(record: dict) -> dict:

@@ -54,7 +54,7 @@ def to_conversation(row: dict, columns: dict | None = None, tags: dict | None = 
             not isinstance(messages[0], dict) or messages[0].get("role") != "system"):
         messages, offset = [{"role": "system", "content": system}, *messages], 1
     try:
-        return validate_conversation({"messages": messages, "tools": row.get(tools_column)})
+        return validate_conversation({"messages": messages, "tools": row.get(tools_column)}, tools_field=tools_column)
     except RecordError as e:
         raise _in_source_terms(e, column, system_column, tools_column, offset) from None
 
@@ -62,8 +62,8 @@ def to_conversation(row: dict, columns: dict | None = None, tags: dict | None = 
 def _in_source_terms(error: RecordError, column: str, system_column: str, tools_column: str,
                      offset: int) -> RecordError:
     """Name the column and message the user wrote (the system column's turn moves the others by one)."""
-    if error.field.startswith("tools"):
-        return RecordError(tools_column + error.field[len("tools"):], error.expected)
+    if error.field.startswith(tools_column):
+        return error
     if not error.field.startswith("messages["):
         return RecordError(column + error.field[len("messages"):], error.expected) if column != "messages" else error
     index, _, rest = error.field[len("messages["):].partition("]")

@@ -115,10 +115,8 @@ def to_conversation(row: dict, columns: dict | None = None, tags: dict | None = 
         offset = 1
     tools_column = columns.get("tools", "tools")
     try:
-        return validate_conversation({"messages": messages, "tools": row.get(tools_column)})
+        return validate_conversation({"messages": messages, "tools": row.get(tools_column)}, tools_field=tools_column)
     except RecordError as e:
-        if e.field.startswith("tools"):
-            raise RecordError(tools_column + e.field[len("tools"):], e.expected) from None
         raise _in_source_terms(e, column, system_column, offset, tags, turns) from None
 
 
