@@ -35,7 +35,7 @@ def completions(n: int, rng: random.Random) -> list[tuple[str, dict]]:
         target = rng.randint(20, 2000)
         guess = int(target * rng.uniform(0.5, 1.5))
         text = rng.choice([f"<think>{rng.randint(2, 6)} arms, so about {guess}.</think><answer>{guess:,}</answer>",
-                           f"<answer>{guess}</answer>", "I am not sure.", f"<think>x</think><answer>n/a</answer>"])
+                           f"<answer>{guess}</answer>", "I am not sure.", "<think>x</think><answer>n/a</answer>"])
         out.append((text, {"target": target}))
     return out
 

@@ -165,11 +165,7 @@ class Batch:
                                           stopping_criteria=StoppingCriteriaList([done]),
                                           **({_cache_name(self.model): self.cache} if self.cache is not None else {}))
         except Exception as e:  # every reader must hear of it, and the next request must still run
-            for row in self.rows:
-                if not row.done:
-                    row.stream.error = e
-                    row.finish()
-            self._keep([False] * len(self.rows))
+            self.fail(e)
             return
         for row in self.rows:
             if not row.done and (row.final is not None or not done.paused):
@@ -182,6 +178,18 @@ class Batch:
         self.mask = torch.cat([self.mask, self.mask.new_ones(self.mask.shape[0], added)], dim=1)
         cache = getattr(out, "cache", None) or getattr(out, "past_key_values", None)
         self.cache = cache if _reusable(cache, self.ids.shape[1] - 1) else None
+
+    def fail(self, error: BaseException, newcomers: list[Request] = ()) -> None:
+        """End every row (and newcomers not yet in) with `error`, each reader told on its own (one whose event
+        loop has closed cannot be)."""
+        for row in self.rows + [row for row in newcomers if row not in self.rows]:
+            if not row.done:
+                row.stream.error = error
+                try:
+                    row.finish()
+                except Exception:
+                    row.done = True
+        self._keep([False] * len(self.rows))
 
     def _keep(self, keep: list[bool]) -> None:
         """Drop the rows whose `keep` is False, from the tensors and the cache too."""

@@ -232,9 +232,9 @@ class Engine:
                 newcomers = self._take(batch.rows)
             try:
                 batch.run(newcomers, self._admits(batch.rows + newcomers))
-            except Exception:  # a reader that can no longer be told (its event loop closed) must not end the worker
+            except Exception as e:  # a reader that can no longer be told (its event loop closed) must not end the worker
                 log.exception("a generation's reader could not be told how it ended")
-                batch = Batch(self.model, self._pad_id)
+                batch.fail(e, newcomers)
 
     def _take(self, rows: list[Request]) -> list[Request]:
         """The requests at the front of the line that may join `rows` (or start a batch, when there are none)."""

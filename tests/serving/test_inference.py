@@ -196,3 +196,27 @@ def test_a_conversation_longer_than_the_context_is_refused(engine, monkeypatch):
     stream = engine.stream(_user("dose"), GREEDY)  # the answer gets the room left
     assert "".join(stream) and stream.answer.completion_tokens == 20 - stream.answer.prompt_tokens
     assert stream.answer.finish_reason == "length"
+
+
+def test_a_reader_that_cannot_be_told_does_not_leave_the_others_of_its_batch_waiting(engine, monkeypatch):
+    calls = _Recorder(engine, monkeypatch, hold=True)
+    generate_once = calls.generate_once
+
+    def failing(*args, **kwargs):
+        raise RuntimeError("device lost")
+
+    calls.generate_once = failing
+    gone, waiting = engine.stream(_user("dose"), GREEDY), engine.stream(_user("heart"), GREEDY)
+
+    def closed_loop():
+        raise RuntimeError("Event loop is closed")
+
+    gone.end = closed_loop  # what an async reader whose event loop has gone raises
+    calls.release()
+    outcome = []
+    reader = threading.Thread(target=lambda: outcome.append(pytest.raises(RuntimeError, list, waiting)), daemon=True)
+    reader.start()
+    reader.join(10)
+    assert outcome and "device lost" in str(outcome[0].value)
+    calls.generate_once = generate_once
+    assert "".join(engine.stream(_user("dose"), GREEDY))  # the worker goes on
