@@ -89,6 +89,7 @@ def check(
     against: List[str] = typer.Option([], help="Another split file to check for overlap; repeatable."),
     columns: Optional[str] = typer.Option(None, help="LLaMA-Factory columns mapping as JSON."),
     tags: Optional[str] = typer.Option(None, help="LLaMA-Factory sharegpt tags as JSON."),
+    progress: bool = typer.Option(True, help="Show a progress bar on a terminal."),
 ):
     """Report schema, role-order, duplicate, overlap and length problems; exit 2 on errors."""
     from posttrain import stages
@@ -96,7 +97,8 @@ def check(
 
     report = run(file, record_type=stages.reads(stage), reader=stage, fmt=fmt, model=model, max_length=max_length,
                  other_splits=against,
-                 columns=_json_option("columns", columns), tags=_json_option("tags", tags), template=template)
+                 columns=_json_option("columns", columns), tags=_json_option("tags", tags), template=template,
+                 progress=progress)
     _out().print(report.to_text(), markup=False)
     if not report.ok:
         raise typer.Exit(2)

@@ -20,7 +20,7 @@ import numpy as np
 
 from posttrain.data.chat import token_lengths
 from posttrain.data.formats import data_files, detect_format, get_format
-from posttrain.data.io import read_rows
+from posttrain.data.io import read_rows, with_progress
 from posttrain.errors import DataError, PosttrainError, RecordError
 from posttrain.models.loading import load_tokenizer
 
@@ -132,9 +132,10 @@ def check(
     path, *, record_type: str = "conversation", reader: str | None = None, fmt: str | None = None,
     model: str | None = None, max_length: int | None = None,
     columns: dict | None = None, tags: dict | None = None, other_splits=(), template: str | None = None,
+    progress: bool = True,
 ) -> CheckReport:
     """Check every `record_type` record of `path` (`reader`: the stage that reads them, for the report);
-    `model` (a model dir) adds token-length checks.
+    `model` (a model dir) adds token-length checks. With `progress`, a bar on a terminal's stderr.
 
     `template` names a chat template for a tokenizer that has none (see posttrain.models.templates).
     """
@@ -156,7 +157,8 @@ def check(
     seen: dict[bytes, int] = {}
     records = valid = duplicates = overlap = over = 0
     pending: list[tuple[int, dict]] = []  # records waiting to be tokenized, a batch at a time
-    for line, record, finding in _records(path, fmt, columns, tags, record_type):
+    rows = _records(path, fmt, columns, tags, record_type)
+    for line, record, finding in with_progress(rows, enabled=progress, description=f"checking {path}"):
         records += 1
         if finding:
             findings.append(finding)

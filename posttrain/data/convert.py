@@ -7,11 +7,10 @@ so a bad record anywhere leaves no output file behind.
 
 from __future__ import annotations
 
-import sys
-from typing import Iterable, Iterator
+from typing import Iterator
 
 from posttrain.data.formats import CANONICAL, get_format, load_records, writer
-from posttrain.data.io import write_records
+from posttrain.data.io import with_progress, write_records
 from posttrain.errors import DataError, PosttrainError, RecordError
 
 
@@ -40,15 +39,4 @@ def convert(
             except RecordError as e:  # the target cannot hold this record (alpaca and tool turns)
                 raise DataError(in_path, line, e.field, e.expected) from None
 
-    return write_records(out_path, _progress(records(), enabled=progress, what=str(in_path)))
-
-
-def _progress(items: Iterable, *, enabled: bool, what: str) -> Iterator:
-    # a bar only helps a person watching; logs and pipes get nothing
-    if not enabled or not sys.stderr.isatty():
-        yield from items
-        return
-    from tqdm import tqdm
-
-    with tqdm(items, desc=f"converting {what}", unit=" records", file=sys.stderr) as bar:
-        yield from bar
+    return write_records(out_path, with_progress(records(), enabled=progress, description=f"converting {in_path}"))

@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import sys
 import tempfile
 from pathlib import Path
 from typing import Any, Iterable, Iterator
@@ -206,6 +207,17 @@ def _read_hub(name: str, split: str) -> Iterator[tuple[int, Any]]:
         raise PosttrainError(f"{name}: not a local file, and loading it as a hub dataset failed: {e}") from None
     for number, row in enumerate(data, 1):
         yield number, row
+
+
+def with_progress(items: Iterable, *, enabled: bool, description: str) -> Iterator:
+    """`items`, with a records/s bar on stderr while a person watches a terminal; logs and pipes get nothing."""
+    if not enabled or not sys.stderr.isatty():
+        yield from items
+        return
+    from tqdm import tqdm
+
+    with tqdm(items, desc=description, unit=" records", file=sys.stderr) as bar:
+        yield from bar
 
 
 @contextlib.contextmanager

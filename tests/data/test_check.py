@@ -1,6 +1,7 @@
 """check: every problem at its line (schema, role order, empty turns, duplicates, overlap, length)."""
 
 import json
+import sys
 
 import pytest
 
@@ -59,6 +60,18 @@ def test_clean_file_is_ok(tmp_path):
     report = check(_jsonl(tmp_path / "d.jsonl", [GOOD, OTHER]))
     assert report.ok and report.findings == []
     assert report.to_text().endswith("OK")
+
+
+def test_a_progress_bar_on_a_terminal_only(tmp_path, capsys, monkeypatch):
+    path = _jsonl(tmp_path / "d.jsonl", [GOOD, OTHER, GOOD])
+    check(path)
+    assert capsys.readouterr().err == ""  # not a terminal: no bar
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True)
+    report = check(path)
+    err = capsys.readouterr().err
+    assert f"checking {path}" in err and "3 records" in err and report.stats["records"] == 3
+    check(path, progress=False)
+    assert capsys.readouterr().err == ""
 
 
 def test_overlap_with_other_splits(tmp_path):
