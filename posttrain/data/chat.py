@@ -58,6 +58,23 @@ def token_lengths(tokenizer, conversations: list[dict]) -> list[tuple[int, int |
     return out
 
 
+def token_counts(tokenizer, conversations: list[dict]) -> list[int]:
+    """The token count of each conversation record, as tokenize_conversation counts it, without locating the
+    assistant's tokens: the records without tools or tool calls are rendered by the template and tokenized as
+    one batch (the same text, tokenized the same way), the others one by one."""
+    out: list[int | None] = [None] * len(conversations)
+    together = [i for i, record in enumerate(conversations)
+                if not record.get("tools") and not any(m.get("tool_calls") for m in record["messages"])]
+    if together:
+        texts = tokenizer.apply_chat_template([conversations[i]["messages"] for i in together], tokenize=False)
+        for i, ids in zip(together, tokenizer(texts, add_special_tokens=False)["input_ids"]):
+            out[i] = len(ids)
+    for i, record in enumerate(conversations):
+        if out[i] is None:
+            out[i] = len(tokenize_conversation(tokenizer, record["messages"], tools=record.get("tools"))["input_ids"])
+    return out
+
+
 def _check_renders_tools(template, messages: list[dict], tools) -> None:
     """A template that never mentions `tools` / `tool_calls` renders neither (transformers passes them silently)."""
     text = template if isinstance(template, str) else str(template or "")

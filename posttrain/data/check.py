@@ -18,7 +18,7 @@ from typing import Callable, Iterator
 
 import numpy as np
 
-from posttrain.data.chat import token_lengths
+from posttrain.data.chat import token_counts, token_lengths
 from posttrain.data.formats import data_files, detect_format, get_format
 from posttrain.data.io import read_rows, with_progress
 from posttrain.errors import DataError, PosttrainError, RecordError
@@ -208,10 +208,11 @@ _LENGTH_BATCH = 512
 def _measure(tokenizer, pending: list, max_length: int, lengths: list, findings: list) -> int:
     """Tokenize the pending records (and empty the list); warn about each over max_length; return their count."""
     over = 0
-    for (line, _), (n, first_label) in zip(pending, token_lengths(tokenizer, [record for _, record in pending])):
+    for (line, record), n in zip(pending, token_counts(tokenizer, [record for _, record in pending])):
         lengths.append(n)
-        if n > max_length:
+        if n > max_length:  # only a record that is cut needs its first assistant token found
             over += 1
+            first_label = token_lengths(tokenizer, [record])[0][1]
             cut = f"{n} tokens, over max_length {max_length}; it would be cut"
             if first_label is None or first_label >= max_length:
                 cut += ", leaving no assistant token to learn from"

@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from posttrain.data.chat import token_lengths, tokenize_conversation
+from posttrain.data.chat import token_counts, token_lengths, tokenize_conversation
 from posttrain.errors import ConfigError
 from posttrain.models.loading import load_tokenizer
 from posttrain.models.templates import CHATML, has_generation_markers
@@ -113,7 +113,7 @@ def test_fallback_rejects_a_template_whose_prefixes_differ(tiny_model):
 
 @pytest.mark.parametrize("which", ["tokenizer", "plain_tokenizer"])
 def test_token_lengths_in_a_batch_are_the_ones_of_each_conversation(request, which):
-    """The data doctor measures records a batch at a time: the same counts and first assistant token as one by
+    """The data doctor measures records a batch at a time: the same counts (and first assistant token) as one by
     one, with and without generation markers, tool-calling records among them."""
     tokenizer = request.getfixturevalue(which)
     call = {"role": "assistant", "content": "", "tool_calls": [
@@ -127,3 +127,4 @@ def test_token_lengths_in_a_batch_are_the_ones_of_each_conversation(request, whi
         out = tokenize_conversation(tokenizer, record["messages"], tools=record.get("tools"))
         expected.append((len(out["input_ids"]), next(i for i, label in enumerate(out["labels"]) if label != -100)))
     assert token_lengths(tokenizer, records) == expected
+    assert token_counts(tokenizer, records) == [n for n, _ in expected]
