@@ -59,15 +59,6 @@ def validate_conversation(record: Any, *, require_assistant_last: bool = True, t
     it is empty. Tools given as bare function schemas (or as JSON text) come back wrapped as OpenAI's; an empty
     tool list is no tool list.
     """
-    try:
-        return _conversation(record, require_assistant_last)
-    except RecordError as e:
-        if tools_field != "tools" and e.field.startswith("tools"):
-            raise RecordError(tools_field + e.field[len("tools"):], e.expected) from None
-        raise
-
-
-def _conversation(record: Any, require_assistant_last: bool) -> dict:
     if not isinstance(record, dict):
         raise RecordError("record", f"expected a JSON object, got {type(record).__name__}")
     messages = record.get("messages")
@@ -118,7 +109,7 @@ def _conversation(record: Any, require_assistant_last: bool) -> dict:
         raise RecordError(f"messages[{len(messages) - 1}].role",
                           f"expected the last turn to be assistant, got {previous}")
     out = {"messages": clean}
-    tools = validate_tools(record.get("tools"))
+    tools = validate_tools(record.get("tools"), tools_field)
     if tools:
         out["tools"] = tools
     return out

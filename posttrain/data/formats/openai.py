@@ -56,16 +56,15 @@ def to_conversation(row: dict, columns: dict | None = None, tags: dict | None = 
     try:
         return validate_conversation({"messages": messages, "tools": row.get(tools_column)}, tools_field=tools_column)
     except RecordError as e:
-        raise _in_source_terms(e, column, system_column, tools_column, offset) from None
+        raise _in_source_terms(e, column, system_column, offset) from None
 
 
-def _in_source_terms(error: RecordError, column: str, system_column: str, tools_column: str,
-                     offset: int) -> RecordError:
+def _in_source_terms(error: RecordError, column: str, system_column: str, offset: int) -> RecordError:
     """Name the column and message the user wrote (the system column's turn moves the others by one)."""
-    if error.field.startswith(tools_column):
-        return error
-    if not error.field.startswith("messages["):
-        return RecordError(column + error.field[len("messages"):], error.expected) if column != "messages" else error
+    if error.field != "messages" and not error.field.startswith("messages["):
+        return error  # a tools error, already named by its column (validate_conversation's tools_field)
+    if error.field == "messages":
+        return RecordError(column, error.expected)
     index, _, rest = error.field[len("messages["):].partition("]")
     i = int(index) - offset
     if i < 0:
