@@ -207,15 +207,15 @@ _LENGTH_BATCH = 512
 
 def _measure(tokenizer, pending: list, max_length: int, lengths: list, findings: list) -> int:
     """Tokenize the pending records (and empty the list); warn about each over max_length; return their count."""
-    over = 0
-    for (line, record), n in zip(pending, token_counts(tokenizer, [record for _, record in pending])):
-        lengths.append(n)
-        if n > max_length:  # only a record that is cut needs its first assistant token found
-            over += 1
-            first_label = token_lengths(tokenizer, [record])[0][1]
-            cut = f"{n} tokens, over max_length {max_length}; it would be cut"
-            if first_label is None or first_label >= max_length:
-                cut += ", leaving no assistant token to learn from"
-            findings.append(Finding("warning", line, cut, "length"))
+    counts = token_counts(tokenizer, [record for _, record in pending])
+    lengths.extend(counts)
+    cut = [(line, record, n) for (line, record), n in zip(pending, counts) if n > max_length]
+    # only a record that is cut needs its first assistant token found: those of the batch, in one call
+    firsts = token_lengths(tokenizer, [record for _, record, _ in cut]) if cut else []
+    for (line, _, n), (_, first_label) in zip(cut, firsts):
+        warning = f"{n} tokens, over max_length {max_length}; it would be cut"
+        if first_label is None or first_label >= max_length:
+            warning += ", leaving no assistant token to learn from"
+        findings.append(Finding("warning", line, warning, "length"))
     pending.clear()
-    return over
+    return len(cut)
