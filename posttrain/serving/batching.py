@@ -176,7 +176,7 @@ class Batch:
         added = out.sequences.shape[1] - self.ids.shape[1]
         self.ids = out.sequences
         self.mask = torch.cat([self.mask, self.mask.new_ones(self.mask.shape[0], added)], dim=1)
-        cache = getattr(out, "cache", None) or getattr(out, "past_key_values", None)
+        cache = _returned_cache(out)
         self.cache = cache if _reusable(cache, self.ids.shape[1] - 1) else None
 
     def fail(self, error: BaseException, newcomers: list[Request] = ()) -> None:
@@ -218,15 +218,15 @@ class Batch:
         elif newcomers:
             ids, mask = _left_padded([row.prompt + row.tokens for row in newcomers], self.pad_id, device)
             width = max(self.ids.shape[1], ids.shape[1])
-            grow, ids, mask = width - self.ids.shape[1], pad(ids, (width - ids.shape[1], 0), value=self.pad_id), \
-                pad(mask, (width - mask.shape[1], 0))
+            grow = width - self.ids.shape[1]  # columns the kept rows gain on the left
+            ids = pad(ids, (width - ids.shape[1], 0), value=self.pad_id)
+            mask = pad(mask, (width - mask.shape[1], 0))
             positions = (mask.cumsum(-1) - 1).masked_fill(mask == 0, 1)
             from transformers import DynamicCache
 
             prefill = self.model(input_ids=ids[:, :-1], attention_mask=mask[:, :-1], position_ids=positions[:, :-1],
                                  use_cache=True, **{_cache_name(self.model): DynamicCache(config=self.model.config)})
-            fresh = getattr(prefill, "cache", None) or getattr(prefill, "past_key_values", None)
-            for kept, new in zip(self.cache.layers, fresh.layers):
+            for kept, new in zip(self.cache.layers, _returned_cache(prefill).layers):
                 kept.keys = torch.cat([pad(kept.keys, (0, 0, grow, 0)), new.keys])
                 kept.values = torch.cat([pad(kept.values, (0, 0, grow, 0)), new.values])
             self.ids = torch.cat([pad(self.ids, (grow, 0), value=self.pad_id), ids])
@@ -254,6 +254,11 @@ def _cache_name(model) -> str:
     import inspect
 
     return "cache" if "cache" in inspect.signature(type(model).forward).parameters else "past_key_values"
+
+
+def _returned_cache(output):
+    """The KV cache a forward or `generate` returned, under either of its names."""
+    return getattr(output, "cache", None) or getattr(output, "past_key_values", None)
 
 
 def _reusable(cache, length: int) -> bool:

@@ -105,13 +105,18 @@ class _Answering:
     def put(self, value):
         if not (self.skip_prompt and self.next_tokens_are_prompt) and not self.stop_text.stopped:
             self.ids.extend(value.reshape(-1).tolist())
-        if self.pieces or self.stop_text.stops:
+        if self._decodes_as_it_goes:
             super().put(value)
 
     def end(self):
-        if not (self.pieces or self.stop_text.stops):  # nothing was decoded on the way: decode the answer once
+        if not self._decodes_as_it_goes:  # decode the answer once
             self.token_cache, self.print_len = list(self.ids), 0
         super().end()
+
+    @property
+    def _decodes_as_it_goes(self) -> bool:
+        """Text is needed token by token for a reader of pieces, or to find a stop string; else only at the end."""
+        return self.pieces or bool(self.stop_text.stops)
 
     def on_finalized_text(self, text: str, stream_end: bool = False):
         text = self.stop_text.feed(text)
