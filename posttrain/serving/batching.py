@@ -178,6 +178,7 @@ class Batch:
         self.mask = torch.cat([self.mask, self.mask.new_ones(self.mask.shape[0], added)], dim=1)
         cache = _returned_cache(out)
         self.cache = cache if _reusable(cache, self.ids.shape[1] - 1) else None
+        self._keep([not row.done for row in self.rows])  # a finished row's place is free for the next in line
 
     def fail(self, error: BaseException, newcomers: list[Request] = ()) -> None:
         """End every row (and newcomers not yet in) with `error`, each reader told on its own (one whose event
