@@ -57,6 +57,15 @@ def bf16_native() -> bool:
     return cap is not None and cap >= (8, 0)
 
 
+def cpu_bf16_native() -> bool:
+    """A CPU with bf16 arithmetic of its own (x86: AVX512_BF16 or AMX; Arm: the BF16 or SVE-BF16 extension).
+    Elsewhere bf16 is emulated and slower than fp32. torch's mkldnn check says yes on any AVX-512 CPU."""
+    import torch
+
+    capabilities = getattr(torch.cpu, "get_capabilities", dict)()  # torch >= 2.9
+    return any(capabilities.get(name, False) for name in ("avx512_bf16", "amx_bf16", "bf16", "sve_bf16"))
+
+
 def installed(module: str) -> bool:
     try:
         return importlib.util.find_spec(module) is not None

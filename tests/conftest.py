@@ -163,6 +163,26 @@ def one_recipe_at_a_time():
             fcntl.flock(lock, fcntl.LOCK_UN)
 
 
+def figures_machine() -> str:
+    """The machine the quoted figures depend on, as the README names it: its cores (torch's thread count) and the
+    arithmetic the SFT stages autocast in (training/cpu_bf16.py). AMX and AVX512_BF16 round bf16 differently, and
+    fp32 rounds differently again, so each prints figures of its own."""
+    import platform
+
+    import torch
+
+    capabilities = getattr(torch.cpu, "get_capabilities", dict)()
+    kind = next((name for name in ("amx_bf16", "avx512_bf16", "sve_bf16", "bf16") if capabilities.get(name)),
+                "no bf16 arithmetic")
+    return f"{os.cpu_count()} CPU cores ({platform.machine()}, {kind})"
+
+
+def quoted_figures_apply(page: str = "README.md") -> bool:
+    """Whether the page's figures came from this kind of machine (it names it: `figures_machine()`)."""
+    text = (Path(__file__).resolve().parent.parent / page).read_text(encoding="utf-8")
+    return figures_machine() in text
+
+
 def readme_lines_missing(lines) -> list[str]:
     """The lines the README does not quote (each must appear in it verbatim)."""
     readme = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")

@@ -17,6 +17,7 @@ from typing import ClassVar, Literal
 import torch
 from trl import SFTConfig, SFTTrainer
 
+from posttrain import machine as gpu
 from posttrain.config.schema import HeldOutDataStage
 from posttrain.data.chat import tokenize_conversation
 from posttrain.data.sources import load_conversations_from
@@ -24,7 +25,7 @@ from posttrain.errors import PosttrainError
 from posttrain.models.finetuning import peft_config, prepare
 from posttrain.models.loading import load_model, training_dtype
 from posttrain.stages import StageContext
-from posttrain.training import requirements
+from posttrain.training import cpu_bf16, full_logits, requirements
 from posttrain.training.defaults import COMMON, apply_common, build_config
 from posttrain.training.finish import train_and_save
 from posttrain.training.inputs import stage_tokenizer, train_and_held_out
@@ -79,6 +80,8 @@ def plan(stage, pipeline, output_dir) -> Plan:
     where = f"stages.{stage.name}.trainer"
     if packing and not max_length:
         raise PosttrainError(f"{where}.max_length: packing needs a row length; set it or `packing: false`")
+    if cpu_bf16.autocast_by_default(pipeline):
+        settings.setdefault("bf16", True)  # over the fp32 weights
     resume = apply_common(settings, stage, pipeline, SFTConfig, where)
     if stage.eval_data or stage.val_size:
         settings.setdefault("eval_strategy", "steps" if "eval_steps" in settings else "epoch")
@@ -110,8 +113,10 @@ def run(ctx: StageContext) -> dict:
     model = load_model(ctx.model_path, dtype=training_dtype(pipeline.dtype), trust_remote_code=pipeline.trust_remote_code,
                        attn_implementation=pipeline.attn_implementation,
                        quantize_4bit=stage.finetuning == "qlora")
-    prepare(model, stage)
     attention = model.config._attn_implementation or "sdpa"
+    if p.args.bf16 and attention == "sdpa" and not gpu.cuda():
+        cpu_bf16.attention_in_fp32(model)
+    prepare(model, stage)
     trainer = ExactSFTTrainer(
         model=model,
         args=p.args,
@@ -159,13 +164,42 @@ def tokenized(tokenizer, records, max_length, assistant_only, packing, name, num
 
 
 class ExactSFTTrainer(SFTTrainer):
-    """SFTTrainer that counts real tokens itself: with a 4-D mask TRL's count (the mask's sum) is wrong."""
+    """SFTTrainer that counts real tokens itself (with a 4-D mask TRL's count, the mask's sum, is wrong), and that
+    scores a batch from the model's own logits where they are small (training/full_logits.py)."""
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         real_tokens = inputs.pop("num_real_tokens", None)
         before = self._total_train_tokens
-        out = super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+        if real_tokens is None and "position_ids" in inputs and "attention_mask" not in inputs:
+            real_tokens = torch.tensor(inputs["position_ids"].size(1))  # padding-free rows: TRL's own count
+        if self._full_logits_apply(inputs, return_outputs):
+            out = self._full_logits_loss(model, inputs, num_items_in_batch)
+        else:
+            out = super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
         if real_tokens is not None and model.training:
             self._total_train_tokens = before + int(self.accelerator.gather_for_metrics(real_tokens).sum())
             self._metrics["train"]["num_tokens"] = [self._total_train_tokens]
         return out
+
+    def _full_logits_apply(self, inputs, return_outputs) -> bool:
+        """TRL's plain nll loss, nothing that needs its own forward (a loss function, label smoothing, a MoE aux
+        loss, sequence or context parallelism, the logits handed back), and logits below the size rule."""
+        plain = (not return_outputs and self.args.loss_type == "nll" and self.compute_loss_func is None
+                 and self.label_smoother is None and not self.aux_loss_enabled
+                 and getattr(self.accelerator, "parallelism_config", None) is None)
+        return (plain and "labels" in inputs and "input_ids" in inputs and "shift_labels" not in inputs
+                and full_logits.fits(inputs["input_ids"], self.model.config.get_text_config().vocab_size))
+
+    def _full_logits_loss(self, model, inputs, num_items_in_batch):
+        mode = "train" if self.model.training else "eval"
+        outputs = model(**{k: v for k, v in inputs.items() if k != "labels"}, use_cache=False)
+        loss, entropy, hits, scored = full_logits.next_token_loss(outputs.logits, inputs["labels"], num_items_in_batch)
+        if self.args.average_tokens_across_devices and num_items_in_batch is not None:
+            loss = loss * (self.accelerator.num_processes // self.get_tp_size())  # as TRL: DDP averages gradients
+        gather = self.accelerator.gather_for_metrics
+        scored = gather(scored).sum()
+        for name, value in (("entropy", entropy), ("mean_token_accuracy", hits)):
+            self._metrics[mode][name].append((gather(value).sum() / scored).item() if scored > 0 else 0.0)
+        if mode == "eval":
+            self._metrics[mode]["num_tokens"] = [self._total_train_tokens]
+        return loss

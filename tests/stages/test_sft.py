@@ -103,3 +103,82 @@ def test_tool_calls_train_as_given_with_their_tool_list(tiny_model):
     assert '{"name": "add", "arguments": {"a": 2, "b": 3}}' in second
     learned = tokenizer.decode([t for t in dataset[1]["labels"] if t != -100])
     assert '"add"' in learned and "5." in learned and "Add 2 and 3" not in learned
+
+
+def _trainer_and_batch(tmp_path, tiny_model, **settings):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from trl import SFTConfig
+
+    from posttrain.data.records import validate_conversation
+    from posttrain.stages.sft import ExactSFTTrainer, tokenized
+    from posttrain.training.packing import ExactPackingCollator
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model)
+    records = [validate_conversation(chat) for chat in make_chats(12, seed=6, max_words=20)]
+    dataset = tokenized(tokenizer, records, 96, True, True, "chats")  # assistant-only labels, packed rows
+    collator = ExactPackingCollator(pad_token_id=tokenizer.pad_token_id)
+    args = SFTConfig(output_dir=str(tmp_path), report_to="none", use_cpu=True, packing=False,
+                     dataset_kwargs={"skip_prepare_dataset": True}, **settings)
+    torch.manual_seed(0)
+    model = AutoModelForCausalLM.from_pretrained(tiny_model, dtype=torch.float32)
+    trainer = ExactSFTTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer,
+                              data_collator=collator)
+    return trainer, collator([dataset[i] for i in range(min(4, len(dataset)))])
+
+
+@pytest.mark.parametrize("bf16", [False, True])
+def test_the_full_logits_loss_is_trls_fused_loss_with_the_same_metrics(tmp_path, tiny_model, monkeypatch, bf16):
+    """Below the size rule the trainer scores the model's own logits; above it, TRL's chunked head. Same loss,
+    gradient, entropy and token accuracy, in fp32 and under bf16 autocast (each with its tolerance)."""
+    from posttrain.training import full_logits
+
+    trainer, batch = _trainer_and_batch(tmp_path, tiny_model, bf16=bf16)
+    model = trainer.model.train()
+    results = []
+    for limit in (full_logits.FULL_LOGITS_LIMIT, 0):  # the own logits, then TRL's head
+        monkeypatch.setattr(full_logits, "FULL_LOGITS_LIMIT", limit)
+        trainer._metrics["train"].clear()
+        model.zero_grad()
+        with trainer.compute_loss_context_manager():
+            loss = trainer.compute_loss(model, dict(batch), num_items_in_batch=torch.tensor(37))
+        loss.backward()
+        metrics = {k: v[-1] for k, v in trainer._metrics["train"].items() if k != "num_tokens"}
+        results.append((loss.item(), model.model.layers[0].mlp.up_proj.weight.grad.clone(), metrics,
+                        trainer._metrics["train"]["num_tokens"]))
+    (own, own_grad, own_metrics, own_tokens), (fused, fused_grad, fused_metrics, fused_tokens) = results
+    tolerance = 2e-2 if bf16 else 1e-5
+    assert own == pytest.approx(fused, rel=tolerance)
+    assert set(own_metrics) == set(fused_metrics) == {"entropy", "mean_token_accuracy"}
+    for name in own_metrics:
+        assert own_metrics[name] == pytest.approx(fused_metrics[name], rel=tolerance, abs=tolerance), name
+    torch.testing.assert_close(own_grad, fused_grad, rtol=tolerance * 5, atol=tolerance * 1e-2)
+    assert own_tokens[0] * 2 == fused_tokens[0] == 2 * int(batch["num_real_tokens"])  # counted once per call
+
+
+def test_the_size_rule_keeps_trls_head_for_large_logits():
+    from posttrain.training.full_logits import FULL_LOGITS_LIMIT, fits
+
+    assert fits(torch.zeros(4, 216, dtype=torch.long), 2_450)  # the SFT bench's batch: full logits
+    assert not fits(torch.zeros(4, 1024, dtype=torch.long), 151_936)  # a Qwen vocabulary at 4 x 1024: fused
+    assert fits(torch.zeros(1, FULL_LOGITS_LIMIT // 1000, dtype=torch.long), 1000)
+
+
+@pytest.mark.parametrize(("dtype", "native", "trainer", "expected"), [
+    ("auto", True, {}, True),  # a CPU with bf16 arithmetic: autocast over fp32 weights
+    ("auto", False, {}, False),  # emulated bf16 would be slower than fp32
+    ("fp32", True, {}, False),  # asked for fp32
+    ("auto", True, {"bf16": False}, False),  # the trainer block decides
+])
+def test_sft_autocasts_to_bf16_on_a_cpu_only_where_it_has_bf16(tmp_path, tiny_model, monkeypatch, dtype, native,
+                                                                trainer, expected):
+    from posttrain import machine
+    from posttrain.config.load import from_dict
+    from posttrain.stages import sft
+
+    monkeypatch.setattr(machine, "cuda", lambda: False)
+    monkeypatch.setattr(machine, "cpu_bf16_native", lambda: native)
+    cfg = config(tmp_path, tiny_model, **trainer)
+    cfg["dtype"] = dtype
+    pipeline = from_dict(cfg)
+    args = sft.plan(pipeline.stages[0], pipeline, tmp_path / "out").args
+    assert args.bf16 is expected and (args.use_cpu or not expected)

@@ -42,9 +42,10 @@ def test_a_pissa_adapter_is_saved_for_the_base_every_later_stage_loads(tmp_path,
 
     def spy(self, *args, **kwargs):
         out = original(self, *args, **kwargs)
-        self.model.eval()
+        # without the bf16 autocast accelerate wraps the forward in, on a CPU that has bf16 (sft.plan)
+        model = self.accelerator.unwrap_model(self.model, keep_fp32_wrapper=False).eval()
         with torch.no_grad():
-            trained["logits"] = self.model(input_ids=ids).logits
+            trained["logits"] = model(input_ids=ids).logits
         return out
 
     monkeypatch.setattr(SFTTrainer, "train", spy)

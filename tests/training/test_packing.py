@@ -79,6 +79,31 @@ def test_packed_row_matches_separate_examples(tiny_model, tokenizer, attention):
     assert max(abs(a - b) for a, b in zip(packed, alone)) < 1e-4, (packed, alone)
 
 
+@pytest.mark.parametrize("attention", ["sdpa", "sdpa_fp32"])
+def test_packed_row_matches_separate_examples_under_bf16_autocast(tiny_model, tokenizer, attention):
+    """The SFT stage's CPU autocast (training/cpu_bf16.py), with the attention in bf16 or kept in fp32. Each side
+    rounds to bf16 on its own path, so the tolerance is bf16's; without the mask the same check fails by 20x."""
+    from transformers import AutoModelForCausalLM
+
+    from posttrain.training import cpu_bf16
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_model, dtype=torch.float32, attn_implementation="sdpa").eval()
+    if attention == cpu_bf16.FP32_SDPA:
+        cpu_bf16.attention_in_fp32(model)
+    items = examples(tokenizer)
+    row = {"input_ids": sum((i["input_ids"] for i in items), []), "labels": sum((i["labels"] for i in items), []),
+           "seq_lengths": [len(i["input_ids"]) for i in items]}
+    batch = ExactPackingCollator(tokenizer.pad_token_id)([row])
+    unmasked = {k: v for k, v in batch.items() if k != "attention_mask"}
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        packed, mixed = packed_losses(model, items, batch), packed_losses(model, items, unmasked)
+        alone = alone_losses(model, items)
+    gap = max(abs(a - b) for a, b in zip(packed, alone))
+    control = max(abs(a - b) for a, b in zip(mixed, alone))
+    assert gap < 2e-3, (packed, alone)  # measured: 3e-4 with bf16 attention, 0 with fp32 attention
+    assert control > 10 * 2e-3, control  # without the mask the chats attend to each other: 0.04
+
+
 def test_position_ids_alone_do_not_isolate_examples(tiny_model, tokenizer):
     """The control: what padding-free collators do on CPU (no mask) is not exact, so the test above can fail."""
     from transformers import AutoModelForCausalLM
