@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from posttrain.rewards import get
-from tests.conftest import full_recipe_run, run_recipe_as_make_does
+from tests.conftest import full_recipe_run, run_recipe_as_make_does, skip_unless_quoted_figures_apply
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -128,6 +128,7 @@ def test_the_cpu_judge_beats_the_majority_baseline_on_held_out_data_as_docs_judg
     verdicts = {(c["model"], c["against"]): c["figures"]["judge.accuracy"] for c in combined["comparisons"]}
     assert verdicts[("judge", "sft")]["better"] and verdicts[("judge", "base")]["better"], verdicts
     # docs/judges.md quotes this run's tables
+    skip_unless_quoted_figures_apply("docs/judges.md", threads=1)
     docs = (ROOT / "docs" / "judges.md").read_text(encoding="utf-8")
     for line in comparison(run_dir / "eval").splitlines():
         assert line in docs, f"docs/judges.md does not quote the CPU {task} judge as it runs now: {line}"
@@ -189,6 +190,7 @@ def test_the_cpu_agent_judge_beats_the_majority_baseline_on_held_out_steps_as_do
     assert judge["majority_baseline"] == 0.25 and low > 0.25 and judge["unparsable"] == 0, (judge, low)
     verdicts = {(c["model"], c["against"]): c["figures"]["judge.accuracy"] for c in combined["comparisons"]}
     assert verdicts[("judge", "base")]["better"], verdicts
+    skip_unless_quoted_figures_apply("docs/judges.md", threads=1)
     docs = (ROOT / "docs" / "judges.md").read_text(encoding="utf-8")
     for line in comparison(run_dir / "eval").splitlines():
         assert line in docs, f"docs/judges.md does not quote the CPU agent judge as it runs now: {line}"

@@ -8,7 +8,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from tests.conftest import full_recipe_run, readme_lines_missing, run_recipe_as_make_does
+from tests.conftest import (full_recipe_run, readme_lines_missing, run_recipe_as_make_does,
+                            skip_unless_quoted_figures_apply)
 
 ROOT = Path(__file__).resolve().parent.parent
 DEMO_CORPORA = ["examples/data/glossary_alpaca.json", "examples/data/quickstart/sft.jsonl"]
@@ -42,6 +43,7 @@ def test_the_readme_quotes_the_tables_make_preference_gives(tmp_path):
     from posttrain.stages.eval import comparison
 
     run_dir = _run(tmp_path)
+    skip_unless_quoted_figures_apply("docs/preference.md")
     tables = comparison(run_dir / "eval")
     rows = [line for line in (tables + "\n" + comparison(run_dir / "implicit")).splitlines() if line.startswith("| ")]
     docs = (ROOT / "docs" / "preference.md").read_text(encoding="utf-8")

@@ -9,7 +9,7 @@ import pytest
 
 from posttrain.config import load_config
 from posttrain.pipeline.validate import validate
-from tests.conftest import figures_machine, quoted_figures_apply, readme_lines_missing, run_recipe_as_make_does
+from tests.conftest import readme_lines_missing, run_recipe_as_make_does, skip_unless_quoted_figures_apply
 
 ROOT = Path(__file__).resolve().parent.parent
 RECIPES = sorted((ROOT / "recipes").rglob("*.yaml")) + sorted((ROOT / "recipes").rglob("*.yml"))
@@ -96,9 +96,7 @@ def test_each_quickstart_stage_beats_its_input_and_the_readme_quotes_its_tables(
         assert verdicts[pair]["better"], (pair, verdicts[pair])
     # the README quotes this run: its tables and the GRPO stage's reward line must be what the recipe gives now, on
     # the kind of machine they came from
-    if not quoted_figures_apply():
-        pytest.skip(f"each stage beat its input; the README's figures come from another kind of machine than this "
-                    f"one, {figures_machine()}, which prints figures of its own (docs/reproducibility.md)")
+    skip_unless_quoted_figures_apply()
     quoted = [f"grpo: mean reward: first fifth of steps {metrics['reward_first_fifth']:.3f} → last fifth "
               f"{metrics['reward_last_fifth']:.3f}", *comparison(run_dir / "eval").splitlines()]
     missing = readme_lines_missing(quoted)
