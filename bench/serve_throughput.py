@@ -55,25 +55,13 @@ NAME = "bench-model"
 
 def build_model(work: Path) -> Path:
     """The tiny model with its weights spread (a fresh one answers every prompt alike), so answers can differ."""
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    from posttrain.models.tiny import init_model
+    from posttrain.models.tiny import init_model, with_spread_weights
 
     rng = random.Random(0)
     corpus = work / "corpus.txt"
     corpus.write_text("\n".join(" ".join(rng.choice(WORDS) for _ in range(12)) for _ in range(2000)))
     base = init_model(work / "base", [corpus], size="small", seed=0)
-    model = AutoModelForCausalLM.from_pretrained(base)
-    generator = torch.Generator().manual_seed(0)
-    with torch.no_grad():
-        for parameter in model.parameters():
-            if parameter.dim() == 2:
-                parameter.normal_(0, 0.1, generator=generator)
-    out = work / "model"
-    model.save_pretrained(out)
-    AutoTokenizer.from_pretrained(base).save_pretrained(out)
-    return out
+    return with_spread_weights(base, work / "model", std=0.1)
 
 
 class Server:

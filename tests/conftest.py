@@ -89,19 +89,9 @@ def tiny_model(tmp_path_factory, chat_corpus) -> Path:
 def talkative_model(tmp_path_factory, tiny_model):
     """The tiny model with larger random weights: its greedy answers differ from prompt to prompt (the
     freshly initialised one answers every prompt with the same newlines), so a test comparing outputs can fail."""
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from posttrain.models.tiny import with_spread_weights
 
-    model = AutoModelForCausalLM.from_pretrained(tiny_model)
-    generator = torch.Generator().manual_seed(0)
-    with torch.no_grad():
-        for parameter in model.parameters():
-            if parameter.dim() == 2:
-                parameter.normal_(0, 0.2, generator=generator)
-    out = tmp_path_factory.mktemp("talkative") / "model"
-    model.save_pretrained(out)
-    AutoTokenizer.from_pretrained(tiny_model).save_pretrained(out)
-    return out
+    return with_spread_weights(tiny_model, tmp_path_factory.mktemp("talkative") / "model", std=0.2)
 
 
 @pytest.fixture(scope="module")

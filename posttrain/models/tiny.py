@@ -140,3 +140,21 @@ def init_model(out: str | Path, corpus: Iterable[str | Path], *, size: str = "ti
         remove_tree(tmp, out.parent)
         raise
     return out
+
+
+def with_spread_weights(model_dir: str | Path, out: str | Path, *, std: float, seed: int = 0) -> Path:
+    """A copy of a model whose matrices are drawn again from N(0, std): a freshly initialised tiny model answers
+    every prompt alike (the same newlines), one with wider weights gives each prompt its own greedy answer, which
+    tests and benchmarks of generation need to tell answers apart."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    model = AutoModelForCausalLM.from_pretrained(str(model_dir))
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for parameter in model.parameters():
+            if parameter.dim() == 2:
+                parameter.normal_(0, std, generator=generator)
+    model.save_pretrained(str(out))
+    AutoTokenizer.from_pretrained(str(model_dir)).save_pretrained(str(out))
+    return Path(out)
