@@ -258,8 +258,19 @@ class Engine:
         key = batch_key(rows[0].settings) if rows else None
 
         def admit(live: int) -> bool:
-            waiting = self._waiting
-            return (key is not None and live < self.max_batch_size and bool(waiting)
-                    and batch_key(waiting[0].settings) == key)
+            if key is None or live >= self.max_batch_size:
+                return False
+            gone = []  # cancelled at the front of the line: told here, not worth a pause
+            with self._ready:
+                waiting = self._waiting
+                while waiting and waiting[0].stream.cancelled.is_set():
+                    gone.append(waiting.popleft())
+                wanted = bool(waiting) and batch_key(waiting[0].settings) == key
+            for request in gone:
+                try:
+                    request.finish()
+                except Exception:  # its reader's event loop closed: the batch goes on
+                    log.exception("a cancelled request's reader could not be told it ended")
+            return wanted
 
         return admit

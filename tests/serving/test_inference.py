@@ -124,6 +124,18 @@ def test_a_newcomer_joins_the_running_batch_and_a_cancelled_one_never_runs(engin
     assert calls.most == 1
 
 
+def test_a_request_cancelled_while_waiting_does_not_pause_the_running_batch(engine, monkeypatch):
+    calls = _Recorder(engine, monkeypatch, hold=True)
+    running = engine.stream(_user("dose"), GenerationSettings(max_new_tokens=24, batch_size=1))
+    assert calls.entered.wait(10)
+    waiting = engine.stream(_user("heart"), GREEDY)
+    waiting.cancel()
+    calls.release()
+    assert "".join(waiting) == "" and waiting.answer.completion_tokens == 0
+    assert "".join(running) and running.answer.completion_tokens == 24
+    assert [batch for batch, _ in calls.calls] == [1]  # one generate: no pause for a request nobody waits for
+
+
 def test_a_cancelled_row_frees_its_place_for_the_next_in_line(talkative_model, monkeypatch):
     from posttrain.serving.inference import Engine
 
