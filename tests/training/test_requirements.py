@@ -26,8 +26,9 @@ EVERYTHING = ("bitsandbytes", "flash_attn", "flash_attn_interface", "liger_kerne
 @pytest.fixture
 def machine(monkeypatch):
     """Stand in a machine: CUDA or not, its compute capability and GPU count, which packages import."""
-    def use(cuda=False, capability=None, name="none", count=1, packages=()):
+    def use(cuda=False, capability=None, name="none", count=1, packages=(), cpu_bf16=False):
         monkeypatch.setattr(gpu, "cuda", lambda: cuda)
+        monkeypatch.setattr(gpu, "cpu_bf16_native", lambda: cpu_bf16)
         monkeypatch.setattr(gpu, "capability", lambda: capability if cuda else None)
         monkeypatch.setattr(gpu, "device_name", lambda: name)
         monkeypatch.setattr(gpu, "device_count", lambda: count if cuda else 0)
@@ -149,6 +150,21 @@ def test_half_precision_on_a_cpu_is_a_note_not_a_problem(machine):
         "checking a GPU config, not for speed" for label in ("dtype", "stages.s.trainer.bf16")]
     machine(**A100)
     assert stages.notes(stage, config) == []
+
+
+@pytest.mark.parametrize(("top", "trainer", "says"), [
+    ({}, {}, "over fp32 weights"),  # the default on such a CPU
+    ({"dtype": "bf16"}, {}, "over bf16 weights"),
+    ({}, {"bf16": False}, None),
+    ({"dtype": "fp32"}, {}, None),
+])
+def test_sft_on_a_cpu_with_bf16_arithmetic_says_it_trains_in_bf16_there(machine, top, trainer, says):
+    machine(cuda=False, cpu_bf16=True)
+    stage, config = pipeline(top=top, trainer=trainer)
+    found = stages.notes(stage, config)
+    assert not any("not for speed" in note for note in found), found  # it is for speed here
+    autocast = [note for note in found if "bf16 autocast" in note]
+    assert (autocast == []) if says is None else (len(autocast) == 1 and says in autocast[0]), found
 
 
 def test_validate_names_each_problem_once_and_checks_the_rest(machine, tiny_model, tmp_path):
