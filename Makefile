@@ -97,13 +97,11 @@ agent-judge: $(STAMP) $(AGENT_JUDGE_MODEL)/config.json
 	OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 $(BIN)/posttrain run recipes/agent_judge/agent_judge_cpu.yaml
 	$(BIN)/posttrain status runs/agent-judge-cpu
 
+# Each bench exits 1 when it misses its target; all of them run, and make fails at the end if any missed.
 bench: $(STAMP)
-	$(BIN)/python bench/sft_throughput.py
-	$(BIN)/python bench/rewards_throughput.py
-	$(BIN)/python bench/grpo_step_time.py
-	$(BIN)/python bench/dpo_step_time.py
-	$(BIN)/python bench/convert_throughput.py
-	$(BIN)/python bench/serve_throughput.py
+	@status=0; for script in sft_throughput rewards_throughput grpo_step_time dpo_step_time convert_throughput \
+		serve_throughput; do echo "$(BIN)/python bench/$$script.py"; $(BIN)/python bench/$$script.py || status=1; \
+		done; exit $$status
 
 # On a CUDA machine (install with TORCH_CONSTRAINTS= and the [gpu] extra): SFT tokens/s, MFU and peak memory of a
 # 0.5 B model for each GPU option, and vLLM against transformers' generate for rollouts.
