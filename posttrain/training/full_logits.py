@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import torch
 
-FULL_LOGITS_LIMIT = 2**26  # elements of [rows, length, vocab]: 256 MB in fp32, and as much again for the gradient
+FULL_LOGITS_LIMIT = 2**26  # elements of [rows, length, vocab]: 256 MB a fp32 copy; the loss holds about four at once
 
 
 def fits(input_ids: torch.Tensor, vocab_size: int) -> bool:
