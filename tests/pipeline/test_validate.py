@@ -73,9 +73,10 @@ def test_good_pipeline(good):
     assert report.ok and report.problems == []
     assert report.notes[0] == "config: 2 stage(s): s1 (sft), s2 (sft)"
     data = good.parent / "good.jsonl"
-    assert f"stages.s1.data: {data}: 10 valid records" in report.notes[2]
-    assert report.notes[2].endswith("; 0 over max_length 128")
-    assert report.notes[3].endswith("; 0 over max_length 1024")  # the default max_length
+    checked = [note for note in report.notes if ".data: " in note]  # not the notes on this machine's precision
+    assert f"stages.s1.data: {data}: 10 valid records" in checked[0]
+    assert checked[0].endswith("; 0 over max_length 128")
+    assert checked[1].endswith("; 0 over max_length 1024")  # the default max_length
 
 
 def test_good_pipeline_cli(good):
