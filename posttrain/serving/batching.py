@@ -31,12 +31,15 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import logging
 from dataclasses import dataclass, field
 from typing import Callable
 
 from transformers import StoppingCriteria, StoppingCriteriaList
 
 from posttrain.evaluation.generation import GenerationSettings
+
+log = logging.getLogger("posttrain")
 
 
 @dataclass
@@ -59,8 +62,13 @@ class Request:
         return self.settings.max_new_tokens - len(self.tokens)
 
     def finish(self) -> None:
+        """End the row and tell its reader. One that can no longer be told (its event loop closed, the client
+        long gone) is just done: the other rows of its batch, and the next batch, go on."""
         self.done = True
-        self.stream.end()
+        try:
+            self.stream.end()
+        except Exception:
+            log.exception("a reader could not be told its answer ended")
 
 
 def batch_key(settings: GenerationSettings):
@@ -186,10 +194,7 @@ class Batch:
         for row in self.rows + [row for row in newcomers if row not in self.rows]:
             if not row.done:
                 row.stream.error = error
-                try:
-                    row.finish()
-                except Exception:
-                    row.done = True
+                row.finish()
         self._keep([False] * len(self.rows))
 
     def _keep(self, keep: list[bool]) -> None:

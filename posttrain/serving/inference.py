@@ -237,8 +237,8 @@ class Engine:
                 newcomers = self._take(batch.rows)
             try:
                 batch.run(newcomers, self._admits(batch.rows + newcomers))
-            except Exception as e:  # a reader that can no longer be told (its event loop closed) must not end the worker
-                log.exception("a generation's reader could not be told how it ended")
+            except Exception as e:  # whatever the batch did not catch itself must not end the worker
+                log.exception("a batch failed outside its generation")
                 batch.fail(e, newcomers)
 
     def _take(self, rows: list[Request]) -> list[Request]:
@@ -267,10 +267,7 @@ class Engine:
                     gone.append(waiting.popleft())
                 wanted = bool(waiting) and batch_key(waiting[0].settings) == key
             for request in gone:
-                try:
-                    request.finish()
-                except Exception:  # its reader's event loop closed: the batch goes on
-                    log.exception("a cancelled request's reader could not be told it ended")
+                request.finish()
             return wanted
 
         return admit
