@@ -57,13 +57,18 @@ def bf16_native() -> bool:
     return cap is not None and cap >= (8, 0)
 
 
-def cpu_bf16_native() -> bool:
-    """A CPU with bf16 arithmetic of its own (x86: AVX512_BF16 or AMX; Arm: the BF16 or SVE-BF16 extension).
-    Elsewhere bf16 is emulated and slower than fp32. torch's mkldnn check says yes on any AVX-512 CPU."""
+def cpu_bf16_kind() -> str | None:
+    """The CPU's own bf16 arithmetic, by torch's name for it (x86: amx_bf16 or avx512_bf16; Arm: sve_bf16 or
+    bf16), or None where bf16 is emulated. torch's mkldnn check says yes on any AVX-512 CPU, so it is not used."""
     import torch
 
     capabilities = getattr(torch.cpu, "get_capabilities", dict)()  # torch >= 2.9
-    return any(capabilities.get(name, False) for name in ("avx512_bf16", "amx_bf16", "bf16", "sve_bf16"))
+    return next((name for name in ("amx_bf16", "avx512_bf16", "sve_bf16", "bf16") if capabilities.get(name)), None)
+
+
+def cpu_bf16_native() -> bool:
+    """A CPU with bf16 arithmetic of its own; elsewhere bf16 is emulated and slower than fp32."""
+    return cpu_bf16_kind() is not None
 
 
 def installed(module: str) -> bool:

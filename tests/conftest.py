@@ -159,11 +159,9 @@ def figures_machine(threads: int | None = None) -> str:
     round bf16 differently, and fp32 rounds differently again, so each prints figures of its own."""
     import platform
 
-    import torch
+    from posttrain.machine import cpu_bf16_kind
 
-    capabilities = getattr(torch.cpu, "get_capabilities", dict)()
-    kind = next((name for name in ("amx_bf16", "avx512_bf16", "sve_bf16", "bf16") if capabilities.get(name)),
-                "no bf16 arithmetic")
+    kind = cpu_bf16_kind() or "no bf16 arithmetic"
     where = "1 torch thread" if threads == 1 else f"{threads or os.cpu_count()} CPU cores"
     return f"{where} ({platform.machine()}, {kind})"
 
@@ -174,8 +172,9 @@ def skip_unless_quoted_figures_apply(page: str = "README.md", threads: int | Non
     text = (Path(__file__).resolve().parent.parent / page).read_text(encoding="utf-8")
     machine = figures_machine(threads)
     if machine not in text:
-        pytest.skip(f"the run's checks passed; {page}'s figures come from another kind of machine than this one, "
-                    f"{machine}, which prints figures of its own (docs/reproducibility.md)")
+        pytest.skip(f"the recipe ran, and the test's checks before this one passed; {page}'s figures come from "
+                    f"another kind of machine than this one, {machine}, which prints figures of its own "
+                    "(docs/reproducibility.md)")
 
 
 def readme_lines_missing(lines) -> list[str]:
