@@ -99,12 +99,13 @@ def plan(stage, pipeline, output_dir) -> Plan:
 
 def notes(stage, pipeline) -> list[str]:
     """What `validate` tells of a training stage, and on a CPU with bf16 arithmetic that SFT trains in bf16 there."""
-    found = requirements.notes(stage, pipeline)
+    fast = not gpu.cuda() and gpu.cpu_bf16_native()
+    found = requirements.notes(stage, pipeline, cpu_bf16_is_fast=fast)
     bf16 = stage.trainer.get("bf16", pipeline.dtype == "bf16" or cpu_bf16.autocast_by_default(pipeline))
-    if gpu.cuda() or not gpu.cpu_bf16_native() or not bf16:
+    if not (fast and bf16):
         return found
     weights = "bf16" if pipeline.dtype == "bf16" else "fp32"
-    return [note for note in found if "not for speed" not in note or ".fp16" in note] + [
+    return found + [
         f"stages.{stage.name}: this CPU has bf16 arithmetic, so SFT trains under bf16 autocast over {weights} "
         "weights, with the attention in fp32 (`trainer: {bf16: false}` or `dtype: fp32` trains in fp32)"]
 
