@@ -218,17 +218,17 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="smoke test: 3 steps, 1 repeat unless given")
     parser.add_argument("--no-context", action="store_true", help="skip the TRL-with-posttrain's-switches row")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                        help="add to the trainer block both sides share (VALUE as JSON, else a string), e.g. "
+                        help="add to the trainer block both sides share (VALUE as YAML, as in `posttrain run` overrides), e.g. "
                         "cache_implementation=static; repeatable")
     opts = parser.parse_args()
+    from posttrain.config.load import apply_override
+    from posttrain.errors import ConfigError
+
     for option in opts.set:
-        key, sep, value = option.partition("=")
-        if not sep:
-            parser.error(f"--set {option}: expected KEY=VALUE")
         try:
-            TRAINER[key] = json.loads(value)
-        except json.JSONDecodeError:
-            TRAINER[key] = value
+            apply_override(TRAINER, option)  # as `posttrain run FILE key=value` reads a value
+        except ConfigError as e:
+            parser.error(f"--set: {e}")
     steps = opts.steps or (3 if opts.quick else 15)
     repeats = opts.repeats or (1 if opts.quick else 3)
     max_steps = steps + 1  # the first step is a warm-up
