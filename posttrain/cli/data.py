@@ -48,12 +48,14 @@ def convert(
     columns: Optional[str] = typer.Option(None, help="LLaMA-Factory columns mapping as JSON."),
     tags: Optional[str] = typer.Option(None, help="LLaMA-Factory sharegpt tags as JSON."),
     progress: bool = typer.Option(True, help="Show a progress bar on a terminal."),
+    workers: Optional[int] = typer.Option(None, help="Processes that convert a .jsonl file into .jsonl "
+                                          "(default: every core for a file over 64 MB, else 1)."),
 ):
     """Convert IN from one format to another, writing OUT atomically."""
     from posttrain.data.convert import convert as run
 
     count = run(in_path, out_path, from_format, to_format, columns=_json_option("columns", columns),
-                tags=_json_option("tags", tags), progress=progress)
+                tags=_json_option("tags", tags), progress=progress, workers=workers)
     _out().print(f"wrote {count} records to {out_path}", markup=False)
 
 

@@ -2,7 +2,9 @@
 
 Rows go one at a time from the reader through the canonical record to the
 writer, so memory stays flat however large the file is; the writer is atomic,
-so a bad record anywhere leaves no output file behind.
+so a bad record anywhere leaves no output file behind. A large .jsonl file
+into .jsonl is converted on every core (data/convert_pool.py), with the same
+output and the same errors.
 """
 
 from __future__ import annotations
@@ -16,27 +18,46 @@ from posttrain.errors import DataError, PosttrainError, RecordError
 
 def convert(
     in_path, out_path, from_format: str | None, to_format: str | None = None, *,
-    columns: dict | None = None, tags: dict | None = None, progress: bool = True,
+    columns: dict | None = None, tags: dict | None = None, progress: bool = True, workers: int | None = None,
 ) -> int:
     """Write `in_path` (in `from_format`, detected when None) to `out_path` in `to_format`; return the count.
 
-    `to_format` defaults to the canonical format of the records read (openai for conversations).
+    `to_format` defaults to the canonical format of the records read (openai for conversations). `workers`: the
+    processes that convert (None: every core for a .jsonl file over convert_pool.MIN_BYTES into .jsonl, else 1).
     """
     target = get_format(to_format) if to_format else None  # fail on a bad name before reading anything
     if target is not None and writer(target) is None:
         raise PosttrainError(f"--to: {to_format} is an input-only format")
 
+    from posttrain.data import convert_pool
+
+    workers = convert_pool.workers_for(in_path, out_path, workers)
+    if workers > 1:
+        first = next(load_records(in_path, from_format, columns=columns, tags=tags), None)
+        if first is not None:  # the first record names the formats; a bad one fails here, as it would below
+            name = to_format or CANONICAL[record_kind(first[1])]
+            return convert_pool.convert(in_path, out_path, from_format, name, columns=columns, tags=tags,
+                                        workers=workers, progress=progress)
+
     def records() -> Iterator[dict]:
-        nonlocal target
+        name = to_format
         for line, record in load_records(in_path, from_format, columns=columns, tags=tags):
-            kind = "conversation" if "messages" in record else "rl_prompt"
-            if target is None:
-                target = get_format(CANONICAL[kind])
-            if target.RECORD != kind:
-                raise PosttrainError(f"--to: {to_format} holds {target.RECORD} records; {in_path} holds {kind} records")
-            try:
-                yield writer(target)(record)
-            except RecordError as e:  # the target cannot hold this record (alpaca and tool turns)
-                raise DataError(in_path, line, e.field, e.expected) from None
+            name = name or CANONICAL[record_kind(record)]
+            yield target_row(name, in_path, line, record)
 
     return write_records(out_path, with_progress(records(), enabled=progress, description=f"converting {in_path}"))
+
+
+def record_kind(record: dict) -> str:
+    return "conversation" if "messages" in record else "rl_prompt"
+
+
+def target_row(to_format: str, in_path, line: int, record: dict) -> dict:
+    """`record` (canonical, from load_records) as a row of `to_format`."""
+    target, kind = get_format(to_format), record_kind(record)
+    if target.RECORD != kind:
+        raise PosttrainError(f"--to: {to_format} holds {target.RECORD} records; {in_path} holds {kind} records")
+    try:
+        return writer(target, validated=True)(record)
+    except RecordError as e:  # the target cannot hold this record (alpaca and tool turns)
+        raise DataError(in_path, line, e.field, e.expected) from None

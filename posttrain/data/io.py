@@ -84,18 +84,24 @@ def _read_text(path: Path) -> Iterator[tuple[int, Any]]:
 
 def _read_jsonl(path: Path, on_bad_line=None) -> Iterator[tuple[int, Any]]:
     with open(path, encoding="utf-8") as f:
-        for number, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as e:
-                error = DataError(path, number, "json", f"invalid JSON ({e.msg} at column {e.colno})")
-                if on_bad_line is None:
-                    raise error from None
-                on_bad_line(error)
-                continue
-            yield number, row
+        yield from jsonl_rows(path, f, on_bad_line)
+
+
+def jsonl_rows(path, lines: Iterable[str], on_bad_line=None) -> Iterator[tuple[int, Any]]:
+    """(line number, row) of each non-blank line of `lines`, a JSON object a line, numbered from 1; a line that
+    is not JSON raises DataError naming `path`, or goes to `on_bad_line`."""
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as e:
+            error = DataError(path, number, "json", f"invalid JSON ({e.msg} at column {e.colno})")
+            if on_bad_line is None:
+                raise error from None
+            on_bad_line(error)
+            continue
+        yield number, row
 
 
 def _read_json(path: Path) -> Iterator[tuple[int, Any]]:

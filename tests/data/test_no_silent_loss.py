@@ -116,7 +116,7 @@ def test_an_extra_field_lands_in_the_record_or_is_refused_by_name(name, layout, 
     module, sample = _sample(name)
     row, columns, tags = sample if layout is None else LAYOUTS[layout][1:]
     value = EXTRA[key]
-    monkeypatch.setattr(fields, "_warned", set())
+    monkeypatch.setattr(fields, "_warned", {})
     try:
         with caplog.at_level(logging.WARNING, logger="posttrain"):
             kept = _records(module, {**row, key: value}, columns, tags)
@@ -135,7 +135,7 @@ def test_an_extra_field_lands_in_the_record_or_is_refused_by_name(name, layout, 
 @pytest.mark.parametrize("name", sorted(FORMATS))
 def test_a_bookkeeping_field_is_kept_or_named_in_a_warning(name, caplog, monkeypatch):
     module, (row, columns, tags) = _sample(name)
-    monkeypatch.setattr(fields, "_warned", set())
+    monkeypatch.setattr(fields, "_warned", {})
     with caplog.at_level(logging.WARNING, logger="posttrain"):
         kept = _records(module, {**row, "id": "row-7"}, columns, tags)
     assert "row-7" in kept or any("'id'" in r.getMessage() for r in caplog.records), f"{name} dropped id silently"

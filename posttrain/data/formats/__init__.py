@@ -12,6 +12,7 @@ dropped silently; tests/data/test_no_silent_loss.py holds every format to it.
 
 from __future__ import annotations
 
+import functools
 import os
 from pathlib import Path
 from types import ModuleType
@@ -76,9 +77,14 @@ CANONICAL["text"] = "text"
 CANONICAL["unpaired_preference"] = "unpaired_preference"
 
 
-def writer(module: ModuleType):
-    """The function that turns a canonical record into a row of this format, or None."""
-    return getattr(module, "from_record", None) or getattr(module, "from_conversation", None)
+def writer(module: ModuleType, *, validated: bool = False):
+    """The function that turns a canonical record into a row of this format, or None. `validated`: the records
+    come from load_records, already checked, so a conversation format need not check each one again."""
+    to_row = getattr(module, "from_record", None)
+    if to_row is not None:
+        return to_row
+    to_row = getattr(module, "from_conversation", None)
+    return functools.partial(to_row, validated=True) if to_row is not None and validated else to_row
 
 
 def get_format(name: str) -> ModuleType:
@@ -143,16 +149,21 @@ def load_records(
                 except PosttrainError as e:
                     raise DataError(file, line, "format", str(e)) from None
                 module = _checked(get_format(name), name, record)
-            try:
-                converted = module.to_record(row, columns, tags)
-            except RecordError as e:
-                raise DataError(file, line, e.field, e.expected) from None
-            # a converter may make several records of one row (a judge's pair and its swapped copy)
-            for record in converted if isinstance(converted, list) else [converted]:
+            for record in row_records(module, file, line, row, columns, tags):
                 if max_samples is not None and count >= max_samples:
                     return
                 count += 1
                 yield line, record
+
+
+def row_records(module: ModuleType, file, line: int, row, columns: dict | None, tags: dict | None) -> list[dict]:
+    """The canonical records `module` makes of one row (a converter may make several: a judge's pair and its
+    swapped copy); a bad row raises DataError at FILE:LINE."""
+    try:
+        converted = module.to_record(row, columns, tags)
+    except RecordError as e:
+        raise DataError(file, line, e.field, e.expected) from None
+    return converted if isinstance(converted, list) else [converted]
 
 
 def load_conversations(

@@ -90,8 +90,8 @@ def to_conversation(row: dict, columns: dict | None = None, tags: dict | None = 
     return validate_conversation({"messages": messages, "tools": row.get(cols["tools"])}, tools_field=cols["tools"])
 
 
-def from_conversation(record: dict) -> dict:
-    record = validate_conversation(record)
+def from_conversation(record: dict, *, validated: bool = False) -> dict:
+    record = record if validated else validate_conversation(record)
     messages = record["messages"]
     out = {}
     if messages[0]["role"] == "system":

@@ -41,7 +41,7 @@ HINTS = {
                "the conversation",
 }
 HINTS["rejected"] = HINTS["chosen"]
-_warned: set[tuple[str, str]] = set()
+_warned: dict[tuple[str, str], str] = {}  # (format, field): why, each warned about once
 
 
 def media_hint(key: str) -> str:
@@ -91,7 +91,7 @@ def check(row: Any, fmt: str, reads: Iterable[str], *, record: str = "conversati
         if key in MEDIA:
             raise RecordError(key, media_hint(key))
         if key in ignores:
-            _warn(fmt, key, ignores[key])
+            warn(fmt, key, ignores[key])
             continue
         if key in HINTS:
             raise RecordError(key, HINTS[key].format(record=record))
@@ -116,7 +116,14 @@ def extra(row: Any, fmt: str, reads: Iterable[str], *, columns: Mapping | None =
     return kept
 
 
-def _warn(fmt: str, key: str, why: str) -> None:
+def warn(fmt: str, key: str, why: str) -> None:
+    """Log that `fmt` ignores `key`, the first time in this process."""
     if (fmt, key) not in _warned:
-        _warned.add((fmt, key))
+        _warned[fmt, key] = why
         log.warning("%s: ignoring the field %r (%s)", fmt, key, why)
+
+
+def warned() -> dict[tuple[str, str], str]:
+    """The fields warned about so far in this process: a worker process hands them to its parent, which warns."""
+    return dict(_warned)
+

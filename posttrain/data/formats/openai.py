@@ -88,8 +88,8 @@ def _flatten(message, field: str):
     return message
 
 
-def from_conversation(record: dict) -> dict:
-    return validate_conversation(record)
+def from_conversation(record: dict, *, validated: bool = False) -> dict:
+    return record if validated else validate_conversation(record)
 
 
 to_record = to_conversation

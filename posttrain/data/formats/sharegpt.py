@@ -159,8 +159,8 @@ def _in_source_terms(error: RecordError, column: str, system_column: str, offset
     return RecordError(f"{column}[{i}].{key}", error.expected)
 
 
-def from_conversation(record: dict) -> dict:
-    record = validate_conversation(record)
+def from_conversation(record: dict, *, validated: bool = False) -> dict:
+    record = record if validated else validate_conversation(record)
     out = []
     for i, message in enumerate(record["messages"]):
         if message.get("tool_calls"):
