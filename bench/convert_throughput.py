@@ -94,6 +94,19 @@ report = check(sys.argv[1], fmt="openai", model=sys.argv[2], max_length=512)
 seconds = time.perf_counter() - began
 print(json.dumps({"seconds": seconds, "count": report.stats.get("records", 0), "valid": report.stats.get("valid")}))
 """
+# The floor under the doctor: the same records' texts, rendered by the chat template beforehand, through the Rust
+# tokenizer's encode_batch alone (every core), with nothing read, checked or rendered while it is timed.
+TOKENIZER_CHILD = """
+import json, sys, time
+from posttrain.data.formats import load_conversations
+from posttrain.models.loading import load_tokenizer
+tokenizer = load_tokenizer(sys.argv[2])
+texts = tokenizer.apply_chat_template([r["messages"] for _, r in load_conversations(sys.argv[1], "openai")],
+                                      tokenize=False)
+began = time.perf_counter()
+encoded = tokenizer.backend_tokenizer.encode_batch(texts, add_special_tokens=False)
+print(json.dumps({"seconds": time.perf_counter() - began, "count": len(encoded)}))
+"""
 
 
 def sentence(rng: random.Random, n: int) -> str:
@@ -153,8 +166,9 @@ def main() -> None:
     for fmt, to, workers in (("alpaca", "openai", "auto"), ("alpaca", "openai", "1"), ("sharegpt", "openai", "auto"),
                              ("openai", "sharegpt", "auto")):
         ours = child(POSTTRAIN_CHILD, paths[fmt], work / f"{fmt}-posttrain.jsonl", fmt, to, workers)
-        theirs = child(DATASETS_CHILD, paths[fmt], work / f"{fmt}-datasets.jsonl", fmt, to, work / "hf-cache",
-                       ours["workers"])
+        # each run gets a cache of its own: a second one would read the first one's Arrow files
+        theirs = child(DATASETS_CHILD, paths[fmt], work / f"{fmt}-datasets.jsonl", fmt, to,
+                       work / f"hf-cache-{fmt}-{workers}", ours["workers"])
         if ours["count"] != n or theirs["count"] != n:
             raise SystemExit(f"{fmt}: {ours['count']} and {theirs['count']} records written, expected {n}")
         results.setdefault(fmt, ours)  # the default's figure: what a user gets
@@ -173,6 +187,9 @@ def main() -> None:
     rate = doctor["count"] / doctor["seconds"]
     print(f"\ndata doctor (posttrain data check --model, token lengths included): {doctor['count']:,} records in "
           f"{doctor['seconds']:.1f} s, {rate:,.0f} records/s")
+    floor = child(TOKENIZER_CHILD, sample, model)
+    print(f"the tokenizer alone on the same records' rendered texts (tokenizers' encode_batch, every core): "
+          f"{floor['count'] / floor['seconds']:,.0f} records/s")
 
     scale = 1_000_000 / n  # the targets are for 1 M records; a smaller run is scaled, and says so
     seconds, peak = results["alpaca"]["seconds"] * scale, results["alpaca"]["peak_mb"]

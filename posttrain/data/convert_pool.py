@@ -66,8 +66,8 @@ def convert(in_path, out_path, from_format: str | None, to_format: str, *, colum
     from_format = from_format or _detected(files)
     count = 0
     context = multiprocessing.get_context(_start_method())
-    with atomic_path(out_path) as tmp, open(tmp, "w", encoding="utf-8") as out, \
-            ProcessPoolExecutor(workers, mp_context=context, initializer=_quiet_worker) as pool, _bar(progress, in_path) as bar:
+    pool = ProcessPoolExecutor(workers, mp_context=context, initializer=_quiet_worker)
+    with atomic_path(out_path) as tmp, open(tmp, "w", encoding="utf-8") as out, pool, _bar(progress, in_path) as bar:
         for file in files:
             for text, records in _converted(pool, workers, file, from_format, to_format, columns, tags):
                 out.write(text)

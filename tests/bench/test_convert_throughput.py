@@ -17,5 +17,6 @@ def test_a_small_run_converts_every_record_and_prints_the_targets(tmp_path):
                                                             "sharegpt → openai", "openai → sharegpt"], out
     assert [row.split("|")[3].strip() for row in rows] == ["1"] * 4, out  # a small file: one process by default
     assert re.search(r"data doctor .*: 500 records in", out), out
+    assert re.search(r"^the tokenizer alone .*: [\d,]+ records/s$", out, re.M), out
     assert len(re.findall(r"^target: .* (PASS|FAIL)$", out, re.M)) == 3, out
     assert sum(1 for _ in open(tmp_path / "alpaca-posttrain.jsonl")) == 2000

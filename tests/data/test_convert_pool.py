@@ -111,3 +111,12 @@ def test_workers_that_cannot_be_used_are_refused(tmp_path):
     with pytest.raises(PosttrainError, match="--workers: expected 1 or more, got 0"):
         convert(src, tmp_path / "o.jsonl", "alpaca", progress=False, workers=0)
     assert convert(src, tmp_path / "o.jsonl", "alpaca", progress=False, workers=1) == 1
+
+
+def test_a_progress_bar_counts_the_records_on_a_terminal(tmp_path, small_blocks, capsys, monkeypatch):
+    src = _write(tmp_path / "in.jsonl", [json.dumps(_row(i)) for i in range(120)])
+    convert(src, tmp_path / "a.jsonl", "alpaca", workers=2)
+    assert capsys.readouterr().err == ""  # not a terminal: no bar
+    monkeypatch.setattr("sys.stderr.isatty", lambda: True)
+    convert(src, tmp_path / "b.jsonl", "alpaca", workers=2)
+    assert "120 records" in capsys.readouterr().err
