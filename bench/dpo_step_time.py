@@ -33,9 +33,9 @@ over the steps. Held-out reward accuracy is TRL's `eval_rewards/accuracies`
 after the last step (the share of held-out pairs whose implicit reward
 beta * log pi/pi_ref is higher for the chosen answer), the mean over repeats.
 
-Target: posttrain's steps not slower than TRL's (TRL step / posttrain step >=
-1.0) and its held-out accuracy equal to TRL's within one pair (1/64). The
-script exits 1 when either is missed, or when a side did not train (a loss that
+Target: posttrain's steps at least 1.2x as fast as TRL's (TRL step /
+posttrain step >= 1.2) and its held-out accuracy equal to TRL's within one
+pair (1/64). The script exits 1 when either is missed, or when a side did not train (a loss that
 is not finite, weights that did not move).
 
     .venv/bin/python bench/dpo_step_time.py               # one epoch (40 steps) per run, 3 repeats (~2 min)
@@ -86,7 +86,7 @@ SIZE = "small"
 # preference recipe's DPO block (recipes/preference/pipeline.yaml) without its evaluations and checkpoints.
 TRAINER = {"learning_rate": 5e-4, "beta": 0.1, "loss_type": "sigmoid", "per_device_train_batch_size": 8,
            "per_device_eval_batch_size": 8, "max_length": 256, "logging_steps": 1, "seed": SEED}
-STEP_TARGET = 1.0  # TRL's step / posttrain's step
+STEP_TARGET = 1.2  # TRL's step / posttrain's step
 ACCURACY_TOLERANCE = 1 / 64  # one held-out pair
 ACCURACY, MARGIN = "eval_rewards/accuracies", "eval_rewards/margins"
 
@@ -250,7 +250,7 @@ def main() -> None:
     ratio = results["trl"] / results["posttrain"]
     gap = accuracy["posttrain"] - accuracy["trl"]
     step_ok, accuracy_ok = ratio >= STEP_TARGET, gap >= -ACCURACY_TOLERANCE
-    print(f"\ntarget: posttrain's steps not slower than TRL's (TRL step / posttrain step >= {STEP_TARGET:.1f}): "
+    print(f"\ntarget: posttrain {STEP_TARGET:.1f}x TRL's steps (TRL step / posttrain step >= {STEP_TARGET:.1f}): "
           f"{ratio:.2f} ({results['trl'] * 1000:.0f} ms / {results['posttrain'] * 1000:.0f} ms) "
           f"{'PASS' if step_ok else 'FAIL'}")
     print(f"target: posttrain's held-out reward accuracy equal to TRL's within one pair (>= {accuracy['trl']:.3f} - "

@@ -9,6 +9,7 @@ output and the same errors.
 
 from __future__ import annotations
 
+import contextlib
 from typing import Iterator
 
 from posttrain.data.formats import CANONICAL, get_format, load_records, writer
@@ -33,7 +34,8 @@ def convert(
 
     workers = convert_pool.workers_for(in_path, out_path, workers)
     if workers > 1:
-        first = next(load_records(in_path, from_format, columns=columns, tags=tags), None)
+        with contextlib.closing(load_records(in_path, from_format, columns=columns, tags=tags)) as rows:
+            first = next(rows, None)
         if first is not None:  # the first record names the formats; a bad one fails here, as it would below
             name = to_format or CANONICAL[record_kind(first[1])]
             return convert_pool.convert(in_path, out_path, from_format, name, columns=columns, tags=tags,

@@ -46,7 +46,7 @@ def workers_for(in_path, out_path, requested: int | None) -> int:
         parallel = Path(out_path).suffix.lower() in (".jsonl", ".ndjson") and \
             all(file_kind(f) == "jsonl" for f in files)
     except PosttrainError:
-        parallel = False  # the one-process path says what is wrong with the input
+        return 1  # the one-process path says what is wrong with the input
     if requested is not None:
         if not parallel:
             raise PosttrainError(f"--workers {requested}: only .jsonl files into a .jsonl file are converted in "

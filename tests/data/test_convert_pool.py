@@ -120,3 +120,8 @@ def test_a_progress_bar_counts_the_records_on_a_terminal(tmp_path, small_blocks,
     monkeypatch.setattr("sys.stderr.isatty", lambda: True)
     convert(src, tmp_path / "b.jsonl", "alpaca", workers=2)
     assert "120 records" in capsys.readouterr().err
+
+
+def test_a_missing_input_is_named_whatever_the_workers(tmp_path):
+    with pytest.raises(PosttrainError, match="missing.jsonl: no such file"):
+        convert(tmp_path / "missing.jsonl", tmp_path / "o.jsonl", "alpaca", progress=False, workers=2)

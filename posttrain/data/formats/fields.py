@@ -126,4 +126,3 @@ def warn(fmt: str, key: str, why: str) -> None:
 def warned() -> dict[tuple[str, str], str]:
     """The fields warned about so far in this process: a worker process hands them to its parent, which warns."""
     return dict(_warned)
-
