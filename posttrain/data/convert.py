@@ -12,9 +12,10 @@ from __future__ import annotations
 import contextlib
 from typing import Iterator
 
-from posttrain.data.formats import CANONICAL, get_format, load_records, writer
+from posttrain.data import convert_pool
+from posttrain.data.formats import CANONICAL, get_format, load_records, record_kind, target_row, writer
 from posttrain.data.io import with_progress, write_records
-from posttrain.errors import DataError, PosttrainError, RecordError
+from posttrain.errors import PosttrainError
 
 
 def convert(
@@ -29,8 +30,6 @@ def convert(
     target = get_format(to_format) if to_format else None  # fail on a bad name before reading anything
     if target is not None and writer(target) is None:
         raise PosttrainError(f"--to: {to_format} is an input-only format")
-
-    from posttrain.data import convert_pool
 
     workers = convert_pool.workers_for(in_path, out_path, workers)
     if workers > 1:
@@ -49,17 +48,3 @@ def convert(
 
     return write_records(out_path, with_progress(records(), enabled=progress, description=f"converting {in_path}"))
 
-
-def record_kind(record: dict) -> str:
-    return "conversation" if "messages" in record else "rl_prompt"
-
-
-def target_row(to_format: str, in_path, line: int, record: dict) -> dict:
-    """`record` (canonical, from load_records) as a row of `to_format`."""
-    target, kind = get_format(to_format), record_kind(record)
-    if target.RECORD != kind:
-        raise PosttrainError(f"--to: {to_format} holds {target.RECORD} records; {in_path} holds {kind} records")
-    try:
-        return writer(target, validated=True)(record)
-    except RecordError as e:  # the target cannot hold this record (alpaca and tool turns)
-        raise DataError(in_path, line, e.field, e.expected) from None

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import collections
 import io
+import json
 import logging
 import multiprocessing
 import os
@@ -25,7 +26,7 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Iterator
 
-from posttrain.data.formats import data_files, detect_format, fields, get_format, row_records
+from posttrain.data.formats import data_files, detect_format, fields, get_format, row_records, target_row
 from posttrain.data.io import atomic_path, file_kind, jsonl_rows, read_rows
 from posttrain.errors import DataError, PosttrainError
 
@@ -149,10 +150,6 @@ def _blocks(path) -> Iterator[bytes]:
 def convert_block(path: str, block: bytes, from_format: str, to_format: str, columns, tags) -> dict:
     """A worker's job: the block's rows converted, as jsonl text, with its counts of lines and records and the
     fields warned about; or the first error, its line counted from the block's first."""
-    import json
-
-    from posttrain.data.convert import target_row
-
     try:
         text = block.decode("utf-8")
     except UnicodeDecodeError as e:

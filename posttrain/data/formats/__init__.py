@@ -87,6 +87,22 @@ def writer(module: ModuleType, *, validated: bool = False):
     return functools.partial(to_row, validated=True) if to_row is not None and validated else to_row
 
 
+def record_kind(record: dict) -> str:
+    """What a canonical record of a conversion holds: a conversation or an RL prompt."""
+    return "conversation" if "messages" in record else "rl_prompt"
+
+
+def target_row(to_format: str, in_path, line: int, record: dict) -> dict:
+    """`record` (canonical, from load_records) as a row of `to_format`; what the format cannot hold raises
+    DataError at IN_PATH:LINE."""
+    target, kind = get_format(to_format), record_kind(record)
+    if target.RECORD != kind:
+        raise PosttrainError(f"--to: {to_format} holds {target.RECORD} records; {in_path} holds {kind} records")
+    try:
+        return writer(target, validated=True)(record)
+    except RecordError as e:  # the target cannot hold this record (alpaca and tool turns)
+        raise DataError(in_path, line, e.field, e.expected) from None
+
 def get_format(name: str) -> ModuleType:
     key = str(name).lower()
     if key not in FORMATS:
