@@ -23,6 +23,7 @@ from posttrain.cli.export import export_command
 from posttrain.cli.chat import chat_command
 from posttrain.cli.serve import serve_command
 from posttrain.cli.vllm import vllm_serve_command
+from posttrain.cli.ui import ui_command
 
 app = typer.Typer(
     help="posttrain: post-train an open language model (data, SFT, reward models, GRPO, evaluation, export) "
@@ -42,6 +43,7 @@ app.command("export")(export_command)
 app.command("chat")(chat_command)
 app.command("serve")(serve_command)
 app.command("vllm-serve")(vllm_serve_command)
+app.command("ui")(ui_command)
 err = Console(stderr=True)
 out = Console()
 

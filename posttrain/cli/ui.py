@@ -1,0 +1,40 @@
+"""`posttrain ui`: a local web page over run directories, to watch runs as they train."""
+
+from __future__ import annotations
+
+import secrets
+from pathlib import Path
+from typing import List
+
+import typer
+from rich.console import Console
+
+from posttrain.cli.common import user_errors
+from posttrain.cli.serve import LOCAL_HOSTS
+from posttrain.errors import PosttrainError
+
+
+@user_errors
+def ui_command(
+    runs_dirs: List[Path] = typer.Argument(None, metavar="[RUNS_DIR]...", help="Folders to find runs under "
+                                           "(default: runs)."),
+    host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on; on any other than this machine's "
+                             "own, every page needs the token printed at start-up."),
+    port: int = typer.Option(7860, "--port", min=0, max=65535),
+):
+    """Watch runs in a browser: each run's stages, their state, progress and headline figure, updating by
+    themselves; a run started from a terminal shows up too."""
+    import uvicorn
+
+    from posttrain.ui.app import create_app
+
+    roots = runs_dirs or [Path("runs")]
+    missing = [str(root) for root in roots if not root.is_dir()]
+    if missing:
+        raise PosttrainError(f"RUNS_DIR: no such folder: {', '.join(missing)}")
+    token = secrets.token_urlsafe(24)
+    app = create_app(roots, token=token, view_needs_token=host not in LOCAL_HOSTS)
+    err = Console(stderr=True, highlight=False, soft_wrap=True)
+    shown = f"[{host}]" if ":" in host else host
+    err.print(f"posttrain ui at http://{shown}:{port}/?token={token} (Ctrl-C stops)")
+    uvicorn.run(app, host=host, port=port, log_level="warning")

@@ -1,0 +1,86 @@
+"""posttrain ui's HTTP side, through FastAPI's client: the run list, a stage's log read on from an offset, only
+listed runs served (no path a request names is opened), and the token on a non-loopback address."""
+
+import json
+
+import pytest
+from fastapi.testclient import TestClient
+from typer.testing import CliRunner
+
+from posttrain.ui.app import create_app
+
+TOKEN = "s3cret-token"
+
+
+@pytest.fixture
+def roots(tmp_path):
+    run = tmp_path / "runs" / "quick"
+    (run / "sft").mkdir(parents=True)
+    (run / "manifest.json").write_text(json.dumps({"name": "quick", "stage_order": ["sft", "eval"], "stages": {
+        "sft": {"type": "sft", "status": "done", "metrics": {"train_loss": 1.5}}}}))
+    (run / "sft" / "trainer_log.jsonl").write_text(
+        json.dumps({"current_steps": 1, "total_steps": 2, "loss": 3.0}) + "\n")
+    secret = tmp_path / "elsewhere"
+    secret.mkdir()
+    (secret / "manifest.json").write_text(json.dumps({"name": "not served", "stages": {}}))
+    return [tmp_path / "runs"]
+
+
+def _client(roots, view_needs_token=False):
+    return TestClient(create_app(roots, token=TOKEN, view_needs_token=view_needs_token))
+
+
+def test_the_run_list_shows_each_run_with_its_stages(roots):
+    runs = _client(roots).get("/api/runs").json()["runs"]
+    assert [(r["id"], r["name"]) for r in runs] == [("0/quick", "quick")]
+    assert [(s["name"], s["status"], s["headline"]) for s in runs[0]["stages"]] == [
+        ("sft", "done", {"name": "train loss", "value": 1.5}), ("eval", "pending", None)]
+
+
+def test_a_stage_log_is_read_on_from_the_offset_it_gave(roots):
+    client = _client(roots)
+    first = client.get("/api/log", params={"id": "0/quick", "stage": "sft"}).json()
+    assert first["rows"] == [{"current_steps": 1, "total_steps": 2, "loss": 3.0}]
+    with open(roots[0] / "quick" / "sft" / "trainer_log.jsonl", "a") as f:
+        f.write(json.dumps({"current_steps": 2, "total_steps": 2, "loss": 2.0}) + "\n")
+    second = client.get("/api/log", params={"id": "0/quick", "stage": "sft", "offset": first["offset"]}).json()
+    assert second["rows"] == [{"current_steps": 2, "total_steps": 2, "loss": 2.0}]
+
+
+@pytest.mark.parametrize("params", [
+    {"id": "0/../elsewhere"}, {"id": "0/quick/../../elsewhere"}, {"id": "1/quick"}, {"id": "/etc"},
+])
+def test_only_listed_runs_are_served(roots, params):
+    client = _client(roots)
+    assert client.get("/api/run", params=params).status_code == 404
+    assert client.get("/api/log", params={**params, "stage": "sft"}).status_code == 404
+
+
+@pytest.mark.parametrize("stage", ["../../elsewhere", "sft/../..", "nope"])
+def test_only_a_run_s_own_stages_are_read(roots, stage):
+    response = _client(roots).get("/api/log", params={"id": "0/quick", "stage": stage})
+    assert response.status_code == 404
+
+
+def test_off_loopback_every_request_needs_the_token(roots):
+    client = _client(roots, view_needs_token=True)
+    for path in ("/", "/api/runs"):
+        refused = client.get(path)
+        assert refused.status_code == 401 and "token" in refused.json()["error"]
+    assert client.get("/api/runs", headers={"Authorization": "Bearer wrong"}).status_code == 401
+    assert client.get("/api/runs", headers={"Authorization": f"Bearer {TOKEN}"}).status_code == 200
+    assert client.get("/", params={"token": TOKEN}).status_code == 200  # the printed URL; it sets a cookie
+    assert client.get("/api/runs").status_code == 200
+
+
+def test_on_loopback_viewing_needs_no_token_and_the_page_inserts_text_only(roots):
+    page = _client(roots).get("/")
+    assert page.status_code == 200 and "<title>posttrain runs</title>" in page.text
+    assert "innerHTML" not in page.text and "textContent" in page.text
+
+
+def test_the_command_refuses_a_missing_folder(tmp_path):
+    from posttrain.cli.commands import app
+
+    result = CliRunner().invoke(app, ["ui", str(tmp_path / "nope")])
+    assert result.exit_code == 2 and "no such folder" in result.output
