@@ -3,7 +3,9 @@
 Only runs found under the given folders are served, looked up by the id the run list gave them, so no path a
 request names is ever opened. The server listens on 127.0.0.1 by default; on any other address every request
 needs the token printed at start-up (a header, a `token` query parameter, or the cookie the page sets from it).
-Everything a run wrote reaches the page as JSON and is put in with textContent, never as HTML.
+On loopback a request must name 127.0.0.1 or localhost as its host, so a page of another site whose name
+is rebound to 127.0.0.1 cannot read the runs. Everything a run wrote reaches the page as JSON and is put in
+with textContent, never as HTML.
 """
 
 from __future__ import annotations
@@ -14,7 +16,15 @@ from pathlib import Path
 from posttrain.runs.watch import find_runs, overview, read_log
 
 COOKIE = "posttrain_ui_token"
+LOOPBACK_NAMES = ("127.0.0.1", "localhost", "::1")
 PAGE = Path(__file__).with_name("page.html")
+
+
+def _hostname(host: str) -> str:
+    """The name in a Host header, without its port ("[::1]:7860" -> "::1")."""
+    if host.startswith("["):
+        return host[1:].split("]", 1)[0]
+    return host.rsplit(":", 1)[0] if host.count(":") == 1 else host
 
 
 def run_ids(roots: list[Path]) -> dict[str, Path]:
@@ -36,6 +46,9 @@ def create_app(roots, *, token: str, view_needs_token: bool):
 
     @app.middleware("http")
     async def _token(request: Request, call_next):
+        if not view_needs_token and _hostname(request.headers.get("host", "")) not in LOOPBACK_NAMES:
+            # a page of another site, its name rebound to 127.0.0.1, must not read the runs (as Jupyter checks)
+            return JSONResponse({"error": "this page answers to 127.0.0.1 or localhost only"}, status_code=403)
         given = request.headers.get("authorization", "").removeprefix("Bearer ").strip() or \
             request.query_params.get("token") or request.cookies.get(COOKIE) or ""
         if view_needs_token and not hmac.compare_digest(given.encode(), token.encode()):

@@ -26,8 +26,8 @@ def roots(tmp_path):
     return [tmp_path / "runs"]
 
 
-def _client(roots, view_needs_token=False):
-    return TestClient(create_app(roots, token=TOKEN, view_needs_token=view_needs_token))
+def _client(roots, view_needs_token=False, host="127.0.0.1:7860"):
+    return TestClient(create_app(roots, token=TOKEN, view_needs_token=view_needs_token), base_url=f"http://{host}")
 
 
 def test_the_run_list_shows_each_run_with_its_stages(roots):
@@ -77,6 +77,12 @@ def test_on_loopback_viewing_needs_no_token_and_the_page_inserts_text_only(roots
     page = _client(roots).get("/")
     assert page.status_code == 200 and "<title>posttrain runs</title>" in page.text
     assert "innerHTML" not in page.text and "textContent" in page.text
+
+
+@pytest.mark.parametrize("host,code", [("127.0.0.1:7860", 200), ("localhost:7860", 200), ("[::1]:7860", 200),
+                                       ("evil.example:7860", 403), ("127.0.0.1.evil.example", 403)])
+def test_on_loopback_only_a_loopback_host_name_is_answered(roots, host, code):
+    assert _client(roots, host=host).get("/api/runs").status_code == code
 
 
 def test_the_command_refuses_a_missing_folder(tmp_path):
