@@ -18,6 +18,7 @@ from posttrain.runs.watch import find_runs, overview, read_log
 COOKIE = "posttrain_ui_token"
 LOOPBACK_NAMES = ("127.0.0.1", "localhost", "::1")
 PAGE = Path(__file__).with_name("page.html")
+CHART_JS = Path(__file__).with_name("static") / "chart.min.js"  # Chart.js 3.9.1, MIT (static/README.md)
 
 
 def _hostname(host: str) -> str:
@@ -39,7 +40,7 @@ def run_ids(roots: list[Path]) -> dict[str, Path]:
 
 def create_app(roots, *, token: str, view_needs_token: bool):
     from fastapi import FastAPI, HTTPException, Request
-    from fastapi.responses import HTMLResponse, JSONResponse
+    from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
 
     roots = [Path(root) for root in roots]
     app = FastAPI(title="posttrain ui", docs_url=None, redoc_url=None, openapi_url=None)
@@ -70,6 +71,10 @@ def create_app(roots, *, token: str, view_needs_token: bool):
     @app.get("/", response_class=HTMLResponse)
     def page():
         return PAGE.read_text(encoding="utf-8")
+
+    @app.get("/static/chart.min.js")
+    def chart_js():
+        return FileResponse(CHART_JS, media_type="text/javascript")
 
     @app.get("/api/runs")
     def runs():

@@ -90,3 +90,12 @@ def test_the_command_refuses_a_missing_folder(tmp_path):
 
     result = CliRunner().invoke(app, ["ui", str(tmp_path / "nope")])
     assert result.exit_code == 2 and "no such folder" in result.output
+
+
+def test_the_charts_come_from_the_vendored_library_not_a_cdn(roots):
+    client = _client(roots)
+    page = client.get("/").text
+    assert '<script src="static/chart.min.js"></script>' in page and "https://" not in page
+    library = client.get("/static/chart.min.js")
+    assert library.status_code == 200 and library.headers["content-type"].startswith("text/javascript")
+    assert library.text.startswith("/*!\n * Chart.js v3.9.1")
