@@ -13,6 +13,7 @@ from __future__ import annotations
 import hmac
 from pathlib import Path
 
+from posttrain.errors import PosttrainError
 from posttrain.runs.watch import find_runs, overview, read_log
 
 COOKIE = "posttrain_ui_token"
@@ -36,6 +37,17 @@ def run_ids(roots: list[Path]) -> dict[str, Path]:
             relative = run.relative_to(root).as_posix() if run != root else "."
             ids[f"{i}/{relative}"] = run
     return ids
+
+
+def _overview(run_id: str, path: Path) -> dict:
+    """The run's overview, or what is wrong with its manifest: one broken run does not hide the others."""
+    try:
+        return {"id": run_id, **overview(path)}
+    except PosttrainError as e:  # its message names the file
+        problem = str(e)
+    except (KeyError, TypeError, AttributeError):
+        problem = f"{path / 'manifest.json'}: not a manifest posttrain wrote"
+    return {"id": run_id, "name": path.name, "path": str(path), "stages": [], "error": problem}
 
 
 def create_app(roots, *, token: str, view_needs_token: bool):
@@ -79,16 +91,16 @@ def create_app(roots, *, token: str, view_needs_token: bool):
     @app.get("/api/runs")
     def runs():
         return {"roots": [str(root) for root in roots],
-                "runs": [{"id": run_id, **overview(path)} for run_id, path in run_ids(roots).items()]}
+                "runs": [_overview(run_id, path) for run_id, path in run_ids(roots).items()]}
 
     @app.get("/api/run")
     def run(id: str):
-        return {"id": id, **overview(_run(id))}
+        return _overview(id, _run(id))
 
     @app.get("/api/log")
     def log(id: str, stage: str, offset: int = 0):
         path = _run(id)
-        if stage not in {row["name"] for row in overview(path)["stages"]}:
+        if stage not in {row["name"] for row in _overview(id, path)["stages"]}:
             raise HTTPException(404, f"run {id!r} has no stage {stage!r}")
         rows, offset = read_log(path / stage / "trainer_log.jsonl", max(offset, 0))
         return {"rows": rows, "offset": offset}

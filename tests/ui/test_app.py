@@ -99,3 +99,14 @@ def test_the_charts_come_from_the_vendored_library_not_a_cdn(roots):
     library = client.get("/static/chart.min.js")
     assert library.status_code == 200 and library.headers["content-type"].startswith("text/javascript")
     assert library.text.startswith("/*!\n * Chart.js v3.9.1")
+
+
+def test_a_broken_manifest_is_named_and_does_not_hide_the_other_runs(roots):
+    (roots[0] / "broken").mkdir()
+    (roots[0] / "broken" / "manifest.json").write_text("{not json")
+    (roots[0] / "odd").mkdir()
+    (roots[0] / "odd" / "manifest.json").write_text("[1, 2]")
+    runs = {r["id"]: r for r in _client(roots).get("/api/runs").json()["runs"]}
+    assert runs["0/quick"]["stages"] and "error" not in runs["0/quick"]
+    assert "broken/manifest.json: not valid JSON" in runs["0/broken"]["error"]
+    assert runs["0/odd"]["error"].endswith("odd/manifest.json: not a manifest posttrain wrote")
