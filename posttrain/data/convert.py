@@ -47,4 +47,3 @@ def convert(
             yield target_row(name, in_path, line, record)
 
     return write_records(out_path, with_progress(records(), enabled=progress, description=f"converting {in_path}"))
-

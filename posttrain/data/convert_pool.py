@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import collections
 import io
+import itertools
 import json
 import logging
 import multiprocessing
@@ -27,7 +28,7 @@ from pathlib import Path
 from typing import Iterator
 
 from posttrain.data.formats import data_files, detect_format, fields, get_format, row_records, target_row
-from posttrain.data.io import atomic_path, file_kind, jsonl_rows, read_rows
+from posttrain.data.io import atomic_path, file_kind, jsonl_rows, read_rows, with_progress
 from posttrain.errors import DataError, PosttrainError
 
 MIN_BYTES = 64 << 20  # below this, starting the workers costs more than they save
@@ -68,12 +69,13 @@ def convert(in_path, out_path, from_format: str | None, to_format: str, *, colum
     count = 0
     context = multiprocessing.get_context(_start_method())
     pool = ProcessPoolExecutor(workers, mp_context=context, initializer=_quiet_worker)
-    with atomic_path(out_path) as tmp, open(tmp, "w", encoding="utf-8") as out, pool, _bar(progress, in_path) as bar:
-        for file in files:
-            for text, records in _converted(pool, workers, file, from_format, to_format, columns, tags):
-                out.write(text)
-                count += records
-                bar.update(records)
+    with atomic_path(out_path) as tmp, open(tmp, "w", encoding="utf-8") as out, pool:
+        blocks = itertools.chain.from_iterable(
+            _converted(pool, workers, file, from_format, to_format, columns, tags) for file in files)
+        for text, records in with_progress(blocks, enabled=progress, description=f"converting {in_path}",
+                                           size=lambda block: block[1]):
+            out.write(text)
+            count += records
     return count
 
 
@@ -115,15 +117,13 @@ def _converted(pool, workers: int, file, from_format, to_format, columns, tags) 
         outcome = pending.popleft().result()
         for (fmt, key), why in outcome["warned"].items():
             fields.warn(fmt, key, why)
-        if "error" in outcome:
+        if "error" in outcome or "fatal" in outcome:
             for future in pending:
                 future.cancel()
+            if "fatal" in outcome:
+                raise PosttrainError(outcome["fatal"])
             line, field, expected = outcome["error"]
-            raise DataError(file, None if line is None else lines_before + line, field, expected)
-        if "fatal" in outcome:
-            for future in pending:
-                future.cancel()
-            raise PosttrainError(outcome["fatal"])
+            raise DataError(file, lines_before + line, field, expected)
         lines_before += outcome["lines"]
         yield outcome["text"], outcome["records"]
 
@@ -183,22 +183,3 @@ class _Lines:
             self.count += 1
             yield line
 
-
-class _NoBar:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return False
-
-    def update(self, n: int) -> None:
-        pass
-
-
-def _bar(enabled: bool, in_path):
-    """A records/s bar on a terminal's stderr, as posttrain.data.io.with_progress draws for one process."""
-    if not enabled or not sys.stderr.isatty():
-        return _NoBar()
-    from tqdm import tqdm
-
-    return tqdm(desc=f"converting {in_path}", unit=" records", file=sys.stderr)

@@ -215,15 +215,18 @@ def _read_hub(name: str, split: str) -> Iterator[tuple[int, Any]]:
         yield number, row
 
 
-def with_progress(items: Iterable, *, enabled: bool, description: str) -> Iterator:
-    """`items`, with a records/s bar on stderr while a person watches a terminal; logs and pipes get nothing."""
+def with_progress(items: Iterable, *, enabled: bool, description: str, size=None) -> Iterator:
+    """`items`, with a records/s bar on stderr while a person watches a terminal; logs and pipes get nothing.
+    `size(item)`: the records an item stands for (a block of them), where it is not one."""
     if not enabled or not sys.stderr.isatty():
         yield from items
         return
     from tqdm import tqdm
 
-    with tqdm(items, desc=description, unit=" records", file=sys.stderr) as bar:
-        yield from bar
+    with tqdm(desc=description, unit=" records", file=sys.stderr) as bar:
+        for item in items:
+            yield item
+            bar.update(1 if size is None else size(item))
 
 
 @contextlib.contextmanager

@@ -103,6 +103,7 @@ def target_row(to_format: str, in_path, line: int, record: dict) -> dict:
     except RecordError as e:  # the target cannot hold this record (alpaca and tool turns)
         raise DataError(in_path, line, e.field, e.expected) from None
 
+
 def get_format(name: str) -> ModuleType:
     key = str(name).lower()
     if key not in FORMATS:
