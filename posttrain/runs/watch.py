@@ -15,6 +15,7 @@ from pathlib import Path
 from posttrain.runs.manifest import read_manifest, stage_states
 
 MAX_DEPTH = 3  # runs/<group>/<run>/manifest.json: deep enough for sweeps, shallow enough to list at once
+TAIL_BYTES = 1 << 16  # of a log, what its last step and latest values need: the run list polls every stage
 
 
 def find_runs(roots, max_depth: int = MAX_DEPTH) -> list[Path]:
@@ -69,13 +70,27 @@ def read_log(path, offset: int = 0) -> tuple[list[dict], int]:
     return rows, offset + whole
 
 
+def last_rows(path, nbytes: int = TAIL_BYTES) -> list[dict]:
+    """The rows of the whole lines in a trainer log's last `nbytes`, without reading the rest of it."""
+    try:
+        size = os.path.getsize(path)
+    except OSError:
+        return []
+    start = max(size - nbytes, 0)
+    if start:
+        with open(path, "rb") as f:  # from the start of the first whole line after `start`
+            f.seek(start - 1)
+            start += len(f.readline()) - 1
+    return read_log(path, start)[0]
+
+
 def overview(run_dir) -> dict:
     """A run's name, times and stages: each stage's state, times, progress (step of total, ETA) and headline."""
     run_dir = Path(run_dir)
     manifest = read_manifest(run_dir) or {}
     stages = []
     for row in stage_states(run_dir):
-        log, _ = read_log(run_dir / row["name"] / "trainer_log.jsonl")
+        log = last_rows(run_dir / row["name"] / "trainer_log.jsonl")
         stages.append({
             "name": row["name"], "type": row.get("type"), "status": row.get("status", "pending"),
             **{key: row[key] for key in ("started", "finished", "seconds", "error") if key in row},

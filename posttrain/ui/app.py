@@ -14,6 +14,7 @@ import hmac
 from pathlib import Path
 
 from posttrain.errors import PosttrainError
+from posttrain.runs.manifest import stage_states
 from posttrain.runs.watch import find_runs, overview, read_log
 
 COOKIE = "posttrain_ui_token"
@@ -100,7 +101,11 @@ def create_app(roots, *, token: str, view_needs_token: bool):
     @app.get("/api/log")
     def log(id: str, stage: str, offset: int = 0):
         path = _run(id)
-        if stage not in {row["name"] for row in _overview(id, path)["stages"]}:
+        try:
+            stages = {row["name"] for row in stage_states(path)}
+        except (PosttrainError, KeyError, TypeError, AttributeError):  # a broken manifest: _overview says what
+            stages = set()
+        if stage not in stages:
             raise HTTPException(404, f"run {id!r} has no stage {stage!r}")
         rows, offset = read_log(path / stage / "trainer_log.jsonl", max(offset, 0))
         return {"rows": rows, "offset": offset}

@@ -4,7 +4,7 @@ and each stage's progress and headline figure as a run list shows them."""
 import json
 import os
 
-from posttrain.runs.watch import find_runs, overview, read_log
+from posttrain.runs.watch import find_runs, last_rows, overview, read_log
 
 
 def _run(folder, stages: dict, order=None):
@@ -82,3 +82,14 @@ def test_a_stage_whose_process_is_gone_is_interrupted_and_a_failed_one_keeps_its
     sft, dpo = overview(run)["stages"]
     assert sft["status"] == "interrupted"
     assert (dpo["status"], dpo["error"]) == ("failed", "CUDA out of memory")
+
+
+def test_the_last_rows_are_read_from_the_end_alone_and_start_at_a_whole_line(tmp_path):
+    path = tmp_path / "trainer_log.jsonl"
+    rows = [{"current_steps": i, "loss": 1.0 / i, "note": "x" * 50} for i in range(1, 401)]
+    _log(path, rows, tail='{"current_steps": 401')
+    for nbytes in (300, 1000, 7777, 10 ** 9):  # each more than a row and the unfinished tail
+        tail = last_rows(path, nbytes)
+        assert tail and tail == rows[-len(tail):]  # whole rows, the last ones, none cut
+    assert len(last_rows(path, 1000)) < 15 and last_rows(path, 10 ** 9) == rows
+    assert last_rows(tmp_path / "missing.jsonl") == []
