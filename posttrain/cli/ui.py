@@ -21,9 +21,11 @@ def ui_command(
     host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on; on any other than this machine's "
                              "own, every page needs the token printed at start-up."),
     port: int = typer.Option(7860, "--port", min=0, max=65535),
+    recipes: Path = typer.Option(Path("recipes"), "--recipes", help="Folder of recipes the page offers to launch."),
 ):
-    """Watch runs in a browser: each run's stages, their state, progress and headline figure, updating by
-    themselves; a run started from a terminal shows up too."""
+    """Watch, compare and launch runs in a browser: each run's stages, their state, progress, curves and eval
+    tables, updating by themselves; a run started from a terminal shows up too. Launching or stopping a run
+    needs the token printed at start-up."""
     import uvicorn
 
     from posttrain.ui.app import create_app
@@ -33,7 +35,8 @@ def ui_command(
     if missing:
         raise PosttrainError(f"RUNS_DIR: no such folder: {', '.join(missing)}")
     token = secrets.token_urlsafe(24)
-    app = create_app(roots, token=token, view_needs_token=host not in LOCAL_HOSTS)
+    app = create_app(roots, token=token, view_needs_token=host not in LOCAL_HOSTS,
+                     recipes_dir=recipes)
     err = Console(stderr=True, highlight=False, soft_wrap=True)
     shown = f"[{host}]" if ":" in host else host
     err.print(f"posttrain ui at http://{shown}:{port}/?token={token} (Ctrl-C stops)")

@@ -4,7 +4,8 @@ Only runs found under the given folders are served, looked up by the id the run 
 request names is ever opened. The server listens on 127.0.0.1 by default; on any other address every request
 needs the token printed at start-up (a header, a `token` query parameter, or the cookie the page sets from it).
 On loopback a request must name 127.0.0.1 or localhost as its host, so a page of another site whose name
-is rebound to 127.0.0.1 cannot read the runs. Everything a run wrote reaches the page as JSON and is put in
+is rebound to 127.0.0.1 cannot read the runs. Starting, stopping and resuming a run (POST, JSON bodies only)
+need the token on every address, loopback too. Everything a run wrote reaches the page as JSON and is put in
 with textContent, never as HTML.
 """
 
@@ -14,13 +15,16 @@ import hmac
 from pathlib import Path
 
 from posttrain.errors import PosttrainError
+from posttrain.runs.details import config_diff, stage_details
 from posttrain.runs.manifest import stage_states
 from posttrain.runs.watch import find_runs, overview, read_log
+from posttrain.ui.launches import Launches, recipe_names
 
 COOKIE = "posttrain_ui_token"
 LOOPBACK_NAMES = ("127.0.0.1", "localhost", "::1")
 PAGE = Path(__file__).with_name("page.html")
-CHART_JS = Path(__file__).with_name("static") / "chart.min.js"  # Chart.js 3.9.1, MIT (static/README.md)
+STATIC = Path(__file__).with_name("static")
+SCRIPTS = {"chart.min.js", "dashboard.js"}  # all /static/ serves; Chart.js 3.9.1 is MIT (static/README.md)
 
 
 def _hostname(host: str) -> str:
@@ -51,11 +55,16 @@ def _overview(run_id: str, path: Path) -> dict:
     return {"id": run_id, "name": path.name, "path": str(path), "stages": [], "error": problem}
 
 
-def create_app(roots, *, token: str, view_needs_token: bool):
-    from fastapi import FastAPI, HTTPException, Request
+def create_app(roots, *, token: str, view_needs_token: bool, recipes_dir="recipes", cwd=None):
+    """The app over run folders `roots`; launches offer the YAML files under `recipes_dir` and run in `cwd`
+    (default: the current folder), as the same commands typed there would."""
+    from fastapi import Body, FastAPI, HTTPException, Query, Request
     from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
 
     roots = [Path(root) for root in roots]
+    cwd = Path(cwd or Path.cwd()).resolve()
+    recipes_dir = Path(recipes_dir) if Path(recipes_dir).is_absolute() else cwd / recipes_dir
+    launches = Launches(roots[0] / ".launches", recipes_dir, cwd)
     app = FastAPI(title="posttrain ui", docs_url=None, redoc_url=None, openapi_url=None)
 
     @app.middleware("http")
@@ -65,10 +74,15 @@ def create_app(roots, *, token: str, view_needs_token: bool):
             return JSONResponse({"error": "this page answers to 127.0.0.1 or localhost only"}, status_code=403)
         given = request.headers.get("authorization", "").removeprefix("Bearer ").strip() or \
             request.query_params.get("token") or request.cookies.get(COOKIE) or ""
-        if view_needs_token and not hmac.compare_digest(given.encode(), token.encode()):
-            return JSONResponse({"error": "this page needs the token posttrain ui printed at start-up "
+        acts = request.method != "GET"  # starts or stops a run: the token on every address
+        if (view_needs_token or acts) and not hmac.compare_digest(given.encode(), token.encode()):
+            what = "starting or stopping a run" if acts else "this page"
+            return JSONResponse({"error": f"{what} needs the token posttrain ui printed at start-up "
                                           "(open the URL it printed, or send Authorization: Bearer TOKEN)"},
                                 status_code=401)
+        if acts and request.headers.get("content-type", "").split(";")[0].strip() != "application/json":
+            # a form another site posts cannot be JSON without the browser asking this server first (CORS)
+            return JSONResponse({"error": "send a JSON body (content-type: application/json)"}, status_code=415)
         response = await call_next(request)
         if request.query_params.get("token") and hmac.compare_digest(request.query_params["token"].encode(),
                                                                      token.encode()):
@@ -85,9 +99,11 @@ def create_app(roots, *, token: str, view_needs_token: bool):
     def page():
         return PAGE.read_text(encoding="utf-8")
 
-    @app.get("/static/chart.min.js")
-    def chart_js():
-        return FileResponse(CHART_JS, media_type="text/javascript")
+    @app.get("/static/{name}")
+    def script(name: str):
+        if name not in SCRIPTS:
+            raise HTTPException(404, "no such file")
+        return FileResponse(STATIC / name, media_type="text/javascript")
 
     @app.get("/api/runs")
     def runs():
@@ -96,7 +112,64 @@ def create_app(roots, *, token: str, view_needs_token: bool):
 
     @app.get("/api/run")
     def run(id: str):
-        return _overview(id, _run(id))
+        return {**_overview(id, _run(id)), "resumable": _resumable(_run(id))}
+
+    def _resumable(path: Path) -> bool:
+        return any(Path(r["run_dir"]) == path.resolve() for r in launches.records())
+
+    @app.get("/api/stage")
+    def stage(id: str, stage: str):
+        try:
+            details = stage_details(_run(id), stage)
+        except PosttrainError as e:
+            raise HTTPException(404, str(e)) from None
+        if details is None:
+            raise HTTPException(404, f"run {id!r} has no stage {stage!r}")
+        return details
+
+    @app.get("/api/compare")
+    def compare(id: list[str] = Query(...)):
+        paths = [_run(run_id) for run_id in id]
+        try:
+            diffs = [{"id": run_id, "against": id[0], "stages": config_diff(paths[0], path)}
+                     for run_id, path in zip(id[1:], paths[1:])]
+        except PosttrainError as e:
+            raise HTTPException(404, str(e)) from None
+        runs = [_overview(run_id, path) for run_id, path in zip(id, paths)]
+        for entry, path in zip(runs, paths):
+            entry["evals"] = {s["name"]: stage_details(path, s["name"]) for s in entry["stages"]
+                              if s.get("type") == "eval"}
+        return {"runs": runs, "diffs": diffs}
+
+    @app.get("/api/launches")
+    def launch_list():
+        return {"recipes_dir": str(recipes_dir), "recipes": recipe_names(recipes_dir),
+                "launches": launches.records()[::-1]}
+
+    @app.get("/api/launch/log")
+    def launch_log(launch: str, offset: int = 0):
+        try:
+            return launches.log(launch, offset)
+        except (KeyError, OSError):
+            raise HTTPException(404, f"no launch {launch!r}") from None
+
+    def _acting(action):
+        try:
+            return action()
+        except PosttrainError as e:
+            raise HTTPException(400, str(e)) from None
+
+    @app.post("/api/launch")
+    def launch(recipe: str = Body(...), overrides: list[str] = Body([])):
+        return _acting(lambda: launches.start(recipe, overrides))
+
+    @app.post("/api/stop")
+    def stop(id: str = Body(..., embed=True)):
+        return _acting(lambda: launches.stop(_run(id).resolve()))
+
+    @app.post("/api/resume")
+    def resume(id: str = Body(..., embed=True)):
+        return _acting(lambda: launches.resume(_run(id).resolve()))
 
     @app.get("/api/log")
     def log(id: str, stage: str, offset: int = 0):

@@ -74,9 +74,13 @@ def test_off_loopback_every_request_needs_the_token(roots):
 
 
 def test_on_loopback_viewing_needs_no_token_and_the_page_inserts_text_only(roots):
-    page = _client(roots).get("/")
+    client = _client(roots)
+    page = client.get("/")
     assert page.status_code == 200 and "<title>posttrain runs</title>" in page.text
-    assert "innerHTML" not in page.text and "textContent" in page.text
+    script = client.get("/static/dashboard.js").text
+    for text in (page.text, script):
+        assert "innerHTML" not in text and "insertAdjacentHTML" not in text and "document.write" not in text
+    assert "textContent" in script
 
 
 @pytest.mark.parametrize("host,code", [("127.0.0.1:7860", 200), ("localhost:7860", 200), ("[::1]:7860", 200),
