@@ -31,13 +31,15 @@ def ui_command(
     from posttrain.ui.app import create_app
 
     roots = runs_dirs or [Path("runs")]
-    missing = [str(root) for root in roots if not root.is_dir()]
-    if missing:
-        raise PosttrainError(f"RUNS_DIR: no such folder: {', '.join(missing)}")
+    err = Console(stderr=True, highlight=False, soft_wrap=True)
+    for root in roots:
+        if root.exists() and not root.is_dir():
+            raise PosttrainError(f"RUNS_DIR: {root}: not a folder")
+        if not root.exists():  # `posttrain ui runs` before the first `posttrain run` has made it
+            err.print(f"{root}: no such folder yet; its runs show here once a pipeline writes there", markup=False)
     token = secrets.token_urlsafe(24)
     app = create_app(roots, token=token, view_needs_token=host not in LOCAL_HOSTS,
                      recipes_dir=recipes)
-    err = Console(stderr=True, highlight=False, soft_wrap=True)
     shown = f"[{host}]" if ":" in host else host
     err.print(f"posttrain ui at http://{shown}:{port}/?token={token} (Ctrl-C stops)")
     uvicorn.run(app, host=host, port=port, log_level="warning")

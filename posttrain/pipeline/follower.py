@@ -58,7 +58,7 @@ def follow(config, selected: set[str], force: bool, console, poll: float = 1.0) 
             continue
         # an entry that had ended when this node started is an earlier attempt's (node 0 runs the stage again: it
         # changed, its output is gone, or --force); one still running is this attempt's
-        stale = entry.get("run_id") if entry.get("status") in ("done", "failed") else None
+        stale = entry.get("run_id") if entry.get("status") in ("done", "failed", "interrupted") else None
         if stages.trains(stage.type):
             _wait_for(lambda: _recorded(read_manifest(run_dir), stage.name, fingerprint, stale, ("running", "done")),
                       WAIT_FOR_START_S, poll, f"node 0 did not start stage {stage.name}")
@@ -81,6 +81,9 @@ def _recorded(manifest: dict | None, name: str, fingerprint: str, stale_run_id: 
         return None
     if entry.get("status") == "failed":
         raise PosttrainError(f"stage {name} failed on node 0: {entry.get('error', 'see its output')}")
+    if entry.get("status") == "interrupted":  # Ctrl-C there: every node resumes with the same command
+        raise PosttrainError(f"stage {name} was interrupted on node 0; run the same command again on every node "
+                             "to resume it")
     return entry if entry.get("status") in statuses else None
 
 

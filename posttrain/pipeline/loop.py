@@ -182,6 +182,9 @@ def _run_stage(stage, config, model_path, stage_dir, fingerprint, manifest, cons
     started = time.time()
     try:
         metrics = train(stages.StageContext(config, stage, model_path, stage_dir))
+    except KeyboardInterrupt:  # Ctrl-C, or a dashboard's stop: the stage resumes from its last checkpoint
+        manifest.update(stage.name, status="interrupted", finished=now())
+        raise
     except BaseException as e:
         manifest.update(stage.name, status="failed", error=f"{type(e).__name__}: {e}"[:2000], finished=now())
         raise

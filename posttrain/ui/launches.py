@@ -42,6 +42,7 @@ class Launches:
     def __init__(self, folder: Path, recipes_dir: Path, cwd: Path):
         self.folder, self.recipes_dir, self.cwd = folder, recipes_dir, cwd
         self.children: dict[str, subprocess.Popen] = {}
+        self.live: dict[str, dict] = {}  # the records _work holds, for stop() to mark
         self.lock = threading.Lock()
 
     def recipe(self, given: str) -> Path:
@@ -71,6 +72,7 @@ class Launches:
         record = {"id": launch_id, "recipe": str(path), "overrides": overrides, "run_dir": str(run_dir),
                   "log": str(self.folder / f"{launch_id}.log"), "state": "validating", "started": _now()}
         self._save(record)
+        self.live[launch_id] = record
         threading.Thread(target=self._work, args=(record,), daemon=True).start()
         return record
 
@@ -93,6 +95,7 @@ class Launches:
                     break
         with self.lock:
             self.children.pop(record["id"], None)
+            self.live.pop(record["id"], None)
             stopped = record.pop("stopping", False)
             state = "done" if code == 0 and step == "run" else "stopped" if stopped else \
                 "invalid" if step == "validate" else "failed"
@@ -104,7 +107,7 @@ class Launches:
         """Ctrl-C for the run in `run_dir`: to the child this page started there, else to the process the
         manifest names as running its stage (one started from a terminal), when that is a posttrain process."""
         with self.lock:
-            for record in self.records():
+            for record in self.live.values():
                 child = self.children.get(record["id"])
                 if child is not None and Path(record["run_dir"]) == run_dir and child.poll() is None:
                     record["stopping"] = True

@@ -33,8 +33,8 @@ def config(tmp_path, node_rank=1):
 class Leader:
     """Node 0's manifest: `a` finished in an earlier run, `b` marked done as its workers finish."""
 
-    def __init__(self, config, fail=False):
-        self.config, self.fail = config, fail
+    def __init__(self, config, ends="done"):
+        self.config, self.ends = config, ends
         self.path = Path(config.output_dir) / "manifest.json"
         a = config.stage("a")
         self.a = {"status": "done", "fingerprint": stage_fingerprint(a, config, input_model(a, config, {})[1]),
@@ -49,7 +49,7 @@ class Leader:
         write_json(self.path, {"stages": {"a": self.a, name: entry}})
 
     def finish(self, name, fingerprint):
-        entry = {"status": "failed" if self.fail else "done", "fingerprint": fingerprint,
+        entry = {"status": self.ends, "fingerprint": fingerprint,
                  "run_id": getattr(self, "run_id", uuid.uuid4().hex), "error": "boom"}
         write_json(self.path, {"stages": {"a": self.a, name: entry}})
 
@@ -126,13 +126,15 @@ def follower_outputs_fp(cfg, leader):
     return _output_fingerprint(leader.a["fingerprint"], leader.a)
 
 
-def test_a_stage_that_failed_on_node_0_stops_this_node_too(tmp_path, monkeypatch):
+@pytest.mark.parametrize("ends,message", [("failed", "stage b failed on node 0: boom"),
+                                          ("interrupted", "stage b was interrupted on node 0; run the same command")])
+def test_a_stage_that_failed_or_was_interrupted_on_node_0_stops_this_node_too(tmp_path, monkeypatch, ends, message):
     cfg = config(tmp_path)
-    leader = Leader(cfg, fail=True)
+    leader = Leader(cfg, ends=ends)
     monkeypatch.setattr(runner, "run_stage", lambda ctx, collect=True: leader.finish(
         ctx.stage.name, stage_fingerprint(ctx.stage, cfg, follower_outputs_fp(cfg, leader))))
     leader.start("b")
-    with pytest.raises(PosttrainError, match="stage b failed on node 0: boom"):
+    with pytest.raises(PosttrainError, match=message):
         run(cfg)
 
 

@@ -83,8 +83,10 @@ def _start(config_path: Path) -> subprocess.Popen:
                             env={**os.environ, "OMP_NUM_THREADS": "1"})
 
 
-@pytest.mark.parametrize("kill_point", ["startup", "after_checkpoint"])
-def test_sigkill_then_same_command_finishes(tmp_path, tiny_model, kill_point):
+@pytest.mark.parametrize("kill_point,sent", [("startup", signal.SIGKILL), ("after_checkpoint", signal.SIGKILL),
+                                             ("after_checkpoint", signal.SIGINT)],
+                         ids=["kill-at-startup", "kill-after-checkpoint", "ctrl-c-after-checkpoint"])
+def test_a_kill_or_ctrl_c_then_same_command_finishes(tmp_path, tiny_model, kill_point, sent):
     config = pipeline(tmp_path, tiny_model, steps=(40, 2))
     config["stages"][0]["trainer"]["save_steps"] = 5
     config_path = tmp_path / "pipeline.yaml"
@@ -97,8 +99,11 @@ def test_sigkill_then_same_command_finishes(tmp_path, tiny_model, kill_point):
         wait_for(lambda: (run_dir / "manifest.json").exists(), process)
     else:
         wait_for(lambda: (checkpoints / "checkpoint-10").exists(), process)
-    process.send_signal(signal.SIGKILL)
+    process.send_signal(sent)
     process.wait()
+    if sent == signal.SIGINT:  # a Ctrl-C is recorded as what it is, not as a failure
+        assert process.returncode == 130
+        assert "error" not in stage_states(run_dir)[0] and stage_states(run_dir)[0]["status"] == "interrupted"
     assert [row["status"] for row in stage_states(run_dir)][0] in ("interrupted", "pending")
 
     rerun = _start(config_path)

@@ -89,11 +89,20 @@ def test_on_loopback_only_a_loopback_host_name_is_answered(roots, host, code):
     assert _client(roots, host=host).get("/api/runs").status_code == code
 
 
-def test_the_command_refuses_a_missing_folder(tmp_path):
+def test_the_command_refuses_a_file_and_waits_for_a_folder_not_made_yet(tmp_path, monkeypatch):
+    import uvicorn
+
     from posttrain.cli.commands import app
 
-    result = CliRunner().invoke(app, ["ui", str(tmp_path / "nope")])
-    assert result.exit_code == 2 and "no such folder" in result.output
+    (tmp_path / "file").write_text("")
+    result = CliRunner().invoke(app, ["ui", str(tmp_path / "file")])
+    assert result.exit_code == 2 and "not a folder" in result.output
+    served = []
+    monkeypatch.setattr(uvicorn, "run", lambda app, **kwargs: served.append(kwargs))
+    result = CliRunner().invoke(app, ["ui", str(tmp_path / "runs")])  # before the first run has made it
+    assert result.exit_code == 0 and "no such folder yet" in result.output
+    assert served == [{"host": "127.0.0.1", "port": 7860, "log_level": "warning"}]
+    assert "http://127.0.0.1:7860/?token=" in result.output
 
 
 def test_the_charts_come_from_the_vendored_library_not_a_cdn(roots):
