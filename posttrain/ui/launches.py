@@ -130,7 +130,7 @@ class Launches:
         return self.start(record["recipe"], record["overrides"])
 
     def running_for(self, run_dir: Path) -> bool:
-        return any(Path(r["run_dir"]) == run_dir and r["id"] in self.children for r in self.records())
+        return any(Path(r["run_dir"]) == run_dir for r in list(self.live.values()))
 
     def records(self) -> list[dict]:
         """Every launch kept in the folder, oldest first (ids sort by time)."""
@@ -141,7 +141,7 @@ class Launches:
             except (OSError, ValueError):
                 continue
             if isinstance(record, dict) and "id" in record:
-                if record.get("state") in ("validating", "running") and record["id"] not in self.children:
+                if record.get("state") in ("validating", "running") and record["id"] not in self.live:
                     record["state"] = "ended"  # started by a dashboard that has since stopped
                 out.append(record)
         return out

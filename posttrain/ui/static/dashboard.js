@@ -127,7 +127,10 @@ function addRows(entry, source, rows, prefix, style) {
     let set = chart.data.datasets.find(d => d.key === key && d.source === source);
     if (!set) {
       const n = chart.data.datasets.filter(d => d.source === source).length;
-      const colour = style ? COLOURS[style.run % COLOURS.length] : COLOURS[chart.data.datasets.length % COLOURS.length];
+      // a series keeps its colour on every chart and page load (loss blue, eval loss red...); on a compare
+      // chart the colour is the run's, and the dash tells the series apart
+      const index = SERIES.findIndex(k => k[0] === key);
+      const colour = COLOURS[(style ? style.run : index >= 0 ? index : SERIES.length + n) % COLOURS.length];
       set = {key, source, label: (prefix || "") + label, yAxisID: axis, data: [], borderColor: colour,
              backgroundColor: colour, borderDash: style ? DASHES[n % DASHES.length] : [],
              pointRadius: key.startsWith("eval") ? 3 : 0, borderWidth: 1.5};
@@ -468,6 +471,7 @@ function renderDiffs(data) {
 const query = new URLSearchParams(location.search);
 const chosen = query.get("run");
 const compared = query.getAll("compare");
+let pollProblem = false;  // the message shows a failed poll's problem, cleared by the next one that works
 async function refresh() {
   try {
     if (compared.length) {
@@ -484,8 +488,11 @@ async function refresh() {
       await renderLaunches();
     }
     document.body.dataset.polled = String(Number(document.body.dataset.polled || 0) + 1);
+    if (pollProblem) say("");  // e.g. a run launched a moment ago has now written its manifest
+    pollProblem = false;
   } catch (e) {
     say(e.message, true);
+    pollProblem = true;
   } finally {
     setTimeout(refresh, POLL_MS);
   }
@@ -493,6 +500,10 @@ async function refresh() {
 document.getElementById("compare").onclick = () => {
   location.search = [...picked].map(id => "compare=" + encodeURIComponent(id)).join("&");
 };
+// a printed run page has every folded config and table open
+const unfold = () => document.querySelectorAll("details").forEach(d => { d.open = true; });
+window.addEventListener("beforeprint", unfold);
+matchMedia("print").addEventListener("change", e => { if (e.matches) unfold(); });
 setupToken();
 setupLaunch();
 refresh();
