@@ -237,6 +237,7 @@ def test_launching_the_quickstart_runs_it_to_done_and_its_curves_grow_live(tmp_p
     page.wait_for_selector("section[data-stage=eval] table.eval", timeout=20_000)
     assert page.text_content("tr[data-stage=eval] .state") == "done"
     assert "grpo" in page.text_content("section[data-stage=eval] table.eval")
+    assert not page.query_selector("[data-chart=eval]")  # an eval stage logs no steps: no empty chart for it
     page.goto(server.url)
     page.wait_for_selector("details.launch[data-state=done]", timeout=20_000)
 

@@ -140,6 +140,11 @@ function addRows(entry, source, rows, prefix, style) {
   }
   chart.update("none");
 }
+// a stage with a trainer log to draw: one that has logged a step, or a training stage that runs (an eval or
+// export stage, the two with TRAINS = False in posttrain/stages, logs no steps)
+function logs(stage) {
+  return Boolean(stage.progress) || (stage.status === "running" && !["eval", "export"].includes(stage.type));
+}
 async function follow(entry, source, runId, stage, prefix, style) {
   const offset = entry.offsets[source] || 0;
   const log = await getJSON("api/log?id=" + encodeURIComponent(runId) + "&stage=" + encodeURIComponent(stage) +
@@ -305,7 +310,7 @@ function renderRun(run) {
 async function followRun(run) {
   const charts_box = document.getElementById("charts");
   for (const stage of run.stages) {
-    if (stage.progress || stage.status === "running") {
+    if (logs(stage)) {
       await follow(chartFor(stage.name, stage.name, charts_box), "run", run.id, stage.name);
     }
     if (stage.status !== "pending" && detailStatus[stage.name] !== stage.status) {
@@ -404,7 +409,7 @@ async function renderCompare(ids) {
   const charts_box = document.getElementById("charts");
   for (const [i, run] of data.runs.entries()) {
     for (const stage of run.stages) {
-      if (!stage.progress && stage.status !== "running") continue;
+      if (!logs(stage)) continue;
       await follow(chartFor("compare:" + stage.name, stage.name, charts_box), run.id, run.id, stage.name,
                    runLabel(run) + ": ", {run: i});
     }
