@@ -22,6 +22,7 @@ from pathlib import Path
 from posttrain.config.load import load_config
 from posttrain.errors import PosttrainError
 from posttrain.runs.manifest import stage_states
+from posttrain.runs.secrets import is_secret
 
 POSTTRAIN = [sys.executable, "-c", "from posttrain.cli import main; main()"]
 MAX_LOG_READ = 1 << 16
@@ -59,6 +60,10 @@ class Launches:
         if not isinstance(overrides, list) or not all(isinstance(o, str) and "=" in o for o in overrides):
             raise PosttrainError("overrides: expected a list of KEY=VALUE strings, "
                                  "e.g. stages.sft1.trainer.max_steps=5")
+        secret = [o.split("=", 1)[0] for o in overrides if is_secret(o.split("=", 1)[0].split(".")[-1])]
+        if secret:  # the launch's record and log keep its command; a secret must not be written there
+            raise PosttrainError(f"overrides: {', '.join(secret)}: a secret; set it in the environment posttrain ui "
+                                 "runs in (e.g. HF_TOKEN), so no file keeps it")
         path = self.recipe(recipe)
         try:
             run_dir = Path(load_config(path, overrides).output_dir)

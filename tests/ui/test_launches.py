@@ -48,6 +48,8 @@ def test_the_page_lists_the_recipes_folder(client):
     ({"recipe": "nope.yaml"}, "recipe: nope.yaml: no such file"),
     ({"recipe": "tiny.yaml", "overrides": ["max_steps"]}, "overrides: expected a list of KEY=VALUE strings"),
     ({"recipe": "tiny.yaml"}, "tiny.yaml: "),  # not a valid pipeline: load_config's own message follows
+    ({"recipe": "tiny.yaml", "overrides": ["stages.sft.trainer.hub_token=hf_x"]},
+     "stages.sft.trainer.hub_token: a secret; set it in the environment"),
 ])
 def test_a_launch_that_cannot_start_says_why(client, body, expected, tmp_path):
     refused = client.post("/api/launch", json=body, headers=AUTH)
