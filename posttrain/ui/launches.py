@@ -24,7 +24,10 @@ from posttrain.errors import PosttrainError
 from posttrain.runs.manifest import stage_states
 from posttrain.runs.secrets import is_secret
 
-POSTTRAIN = [sys.executable, "-c", "from posttrain.cli import main; main()"]
+# Ctrl-C's handler restored first: a dashboard started in the background by a script (`posttrain ui &`) has SIGINT
+# ignored, its children would inherit that, and Stop would do nothing
+POSTTRAIN = [sys.executable, "-c", "import signal; signal.signal(signal.SIGINT, signal.default_int_handler); "
+                                   "from posttrain.cli import main; main()"]
 MAX_LOG_READ = 1 << 16
 RECIPE_SUFFIXES = (".yaml", ".yml")
 

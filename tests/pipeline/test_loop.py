@@ -78,7 +78,10 @@ def test_only_a_later_stage_needs_its_input_finished(tmp_path, tiny_model):
 
 
 def _start(config_path: Path) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "posttrain.cli", "run", str(config_path)],
+    # with Ctrl-C's handler, as in a terminal, even where pytest runs with SIGINT ignored (a background job)
+    interruptible = "import signal; signal.signal(signal.SIGINT, signal.default_int_handler); " \
+                    "from posttrain.cli import main; main()"
+    return subprocess.Popen([sys.executable, "-c", interruptible, "run", str(config_path)],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             env={**os.environ, "OMP_NUM_THREADS": "1"})
 
