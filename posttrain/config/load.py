@@ -8,6 +8,7 @@ pipeline of one stage. This is the only config module that knows the stage types
 from __future__ import annotations
 
 import copy
+import logging
 import re
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,8 @@ from posttrain.config.messages import error_lines
 from posttrain.config.schema import _STAGE_NAME, PipelineConfig, StageConfig
 from posttrain.errors import ConfigError, closest
 from posttrain.integrations import llamafactory
+
+log = logging.getLogger("posttrain")  # as the recipe translation logs
 
 
 # PyYAML reads `1e-5` as a string (YAML 1.1 wants a dot); users mean a float.
@@ -94,7 +97,10 @@ def load_config(source: str | Path | dict, overrides: list[str] | tuple[str, ...
         for override in own:
             apply_override(raw, override)
         overrides = [o for o in overrides if o not in own]
-        raw = llamafactory.to_pipeline(raw, path) if llamafactory.is_recipe(raw) else _single_stage(raw)
+        recipe = llamafactory.is_recipe(raw)
+        raw = llamafactory.to_pipeline(raw, path) if recipe else _single_stage(raw)
+    else:
+        recipe = False
     for override in overrides:
         apply_override(raw, override)
     # Stages are validated one by one first so each error can name its stage.
@@ -131,6 +137,8 @@ def load_config(source: str | Path | dict, overrides: list[str] | tuple[str, ...
     if lines:
         head = f"{path}: invalid config" if path else "invalid config"
         raise ConfigError(head + "\n" + "\n".join(f"  {line}" for line in dict.fromkeys(lines)))
+    if recipe:  # after the overrides: `output_dir=...` on the command line changes where it goes
+        log.info("the model is written to %s/%s/model", config.output_dir, config.stages[0].name)
     return config
 
 

@@ -546,3 +546,11 @@ def test_method_keys_map_to_what_applies_them(recipe, expected):
     stage = stage_of(to_pipeline({**BASE, **recipe}))
     assert contains(stage, expected), stage
     load_config(to_pipeline({**BASE, **recipe}))  # and the pipeline validates, trainer keys included
+
+
+def test_the_log_names_where_the_model_goes_after_the_overrides(caplog, tmp_path):
+    recipe = Path(__file__).resolve().parents[2] / "examples" / "llamafactory" / "sft_lora.yaml"
+    with caplog.at_level(logging.INFO, logger="posttrain"):
+        config = load_config(recipe, [f"output_dir={tmp_path / 'elsewhere'}"])
+    said = [r.getMessage() for r in caplog.records if "the model is written to" in r.getMessage()]
+    assert said == [f"the model is written to {tmp_path / 'elsewhere'}/{config.stages[0].name}/model"]

@@ -197,8 +197,7 @@ def to_pipeline(raw: dict, path: Path | None = None) -> dict:
     output_dir = top.get("output_dir")
     pipeline = re.sub(r"[^A-Za-z0-9_.-]", "_", Path(str(output_dir or "")).name)
     pipeline = pipeline if pipeline.strip(".") else name
-    log.info("%sLLaMA-Factory recipe translated (stage type %s); the model is written to %s/%s/model", where, kind,
-             output_dir or f"runs/{pipeline}", name)
+    log.info("%sLLaMA-Factory recipe translated (stage type %s)", where, kind)  # where it writes: load_config says
     return {"name": pipeline, **top, "stages": [stage]}
 
 
