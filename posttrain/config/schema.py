@@ -122,6 +122,7 @@ class StageConfig(Strict):
         if config_class is None:
             return trainer
         known = {f.name for f in dataclasses.fields(config_class) if f.init}
+        trainer = {**trainer, "fsdp": _fsdp_options(trainer["fsdp"])} if "fsdp" in trainer else trainer
         problems = [f"{key!r} is set by posttrain ({OWN_TRAINER_KEYS[key]})" for key in trainer if key in OWN_TRAINER_KEYS]
         problems += [f"unknown key {key!r} for {config_class.__name__}{closest(key, known)}"
                      for key in trainer if key not in known and key not in OWN_TRAINER_KEYS]
@@ -179,6 +180,14 @@ def trainer_config_class(spec: str | None):
     return getattr(importlib.import_module(module), name)
 
 
+def _fsdp_options(fsdp):
+    """FSDP's legacy options as a list ([full_shard, auto_wrap], as LLaMA-Factory recipes and TrainingArguments take
+    them) in the one-string form TrainingArguments' field is typed with; it splits both alike."""
+    if isinstance(fsdp, list) and fsdp and all(isinstance(option, str) for option in fsdp):
+        return " ".join(fsdp)
+    return fsdp
+
+
 class TrainingStage(StageConfig):
     """A stage that trains: it may name the engine its processes shard with (posttrain/training/engines.py)."""
 
@@ -186,6 +195,11 @@ class TrainingStage(StageConfig):
     fsdp: bool | str | dict[str, Any] | None = None  # true, an fsdp_config mapping or JSON file, or legacy options
     # an optimizer transformers' `optim` cannot name (training/optimizers.py); the others go in trainer.optim
     optimizer: Literal["default", "muon"] = "default"
+
+    @field_validator("fsdp", mode="before")
+    @classmethod
+    def _fsdp_list(cls, fsdp):
+        return _fsdp_options(fsdp)
 
     @model_validator(mode="after")
     def _one_engine(self):

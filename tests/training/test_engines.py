@@ -88,7 +88,9 @@ def test_fsdp_goes_to_training_arguments(tmp_path, monkeypatch):
     cases = [(True, {"fsdp": True}),
              ({"version": 2, "reshard_after_forward": False}, {"fsdp": True, "fsdp_config": {
                  "version": 2, "reshard_after_forward": False}}),
-             ("full_shard auto_wrap", {"fsdp": "full_shard auto_wrap"})]
+             ("full_shard auto_wrap", {"fsdp": "full_shard auto_wrap"}),
+             # the list form LLaMA-Factory recipes use, as the one string TrainingArguments' field is typed with
+             (["full_shard", "auto_wrap"], {"fsdp": "full_shard auto_wrap"})]
     for value, expected in cases:
         stage = load_config(pipeline(tmp_path, fsdp=value)).stage("sft1")
         settings = {}
@@ -108,6 +110,13 @@ def test_fsdp_goes_to_training_arguments(tmp_path, monkeypatch):
 def test_bad_engine_fields_fail_when_the_config_loads(tmp_path, stage, message):
     with pytest.raises(ConfigError, match=message):
         load_config(pipeline(tmp_path, **stage))
+
+
+def test_the_trainer_block_takes_fsdp_s_list_form_too(tmp_path):
+    stage = load_config(pipeline(tmp_path, trainer={"fsdp": ["full_shard", "auto_wrap"]})).stage("sft1")
+    assert stage.trainer["fsdp"] == "full_shard auto_wrap"
+    with pytest.raises(ConfigError, match=r"fsdp: expected str \| None, got \[1\]"):
+        load_config(pipeline(tmp_path, trainer={"fsdp": [1]}))
 
 
 def test_eval_and_export_stages_have_no_engine(tmp_path):
