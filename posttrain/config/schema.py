@@ -181,11 +181,8 @@ def trainer_config_class(spec: str | None):
 
 
 def _fsdp_options(fsdp):
-    """FSDP's legacy options as a list ([full_shard, auto_wrap], as LLaMA-Factory recipes and TrainingArguments take
-    them) in the one-string form TrainingArguments' field is typed with; it splits both alike."""
-    if isinstance(fsdp, list) and fsdp and all(isinstance(option, str) for option in fsdp):
-        return " ".join(fsdp)
-    return fsdp
+    """FSDP's option list ([full_shard, auto_wrap]) as the one string TrainingArguments types it; both split alike."""
+    return " ".join(fsdp) if isinstance(fsdp, list) and fsdp and all(isinstance(o, str) for o in fsdp) else fsdp
 
 
 class TrainingStage(StageConfig):
@@ -195,11 +192,7 @@ class TrainingStage(StageConfig):
     fsdp: bool | str | dict[str, Any] | None = None  # true, an fsdp_config mapping or JSON file, or legacy options
     # an optimizer transformers' `optim` cannot name (training/optimizers.py); the others go in trainer.optim
     optimizer: Literal["default", "muon"] = "default"
-
-    @field_validator("fsdp", mode="before")
-    @classmethod
-    def _fsdp_list(cls, fsdp):
-        return _fsdp_options(fsdp)
+    _fsdp_list = field_validator("fsdp", mode="before")(lambda cls, fsdp: _fsdp_options(fsdp))
 
     @model_validator(mode="after")
     def _one_engine(self):
