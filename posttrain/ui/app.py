@@ -112,7 +112,8 @@ def create_app(roots, *, token: str, view_needs_token: bool, recipes_dir="recipe
 
     @app.get("/api/run")
     def run(id: str):
-        return {**_overview(id, _run(id)), "resumable": _resumable(_run(id))}
+        path = _run(id)
+        return {**_overview(id, path), "resumable": _resumable(path)}
 
     def _resumable(path: Path) -> bool:
         return any(Path(r["run_dir"]) == path.resolve() for r in launches.records())
