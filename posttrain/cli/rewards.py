@@ -34,8 +34,10 @@ def test_reward(
     cases: Optional[str] = typer.Option(None, "--cases", help="jsonl of {completion, ground_truth, expected}."),
 ):
     """Run a reward's cases, then the probes every reward must survive. Exit 2 on any failure."""
+    from posttrain.rewards import get
     from posttrain.rewards.harness import read_cases, run_cases, run_probes
 
+    form = get(name).describe()  # a signature no call can fill stops here, exit 2
     checks = (run_cases(name, read_cases(cases)) if cases else []) + run_probes(name)
     out = Console(highlight=False, soft_wrap=True)
     table = Table(title=f"reward {name}")
@@ -43,6 +45,7 @@ def test_reward(
         table.add_column(column, overflow="fold")
     for check in checks:
         table.add_row(check.name, "[green]pass[/]" if check.ok else "[red]FAIL[/]", check.detail)
+    out.print(f"called in the {form}")
     out.print(table)
     failed = sum(not c.ok for c in checks)
     out.print(f"{len(checks) - failed} passed, {failed} failed")

@@ -15,7 +15,7 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from posttrain import stages as stage_table
+from posttrain import rewards, stages as stage_table
 from posttrain.config import load_config, reward_names
 from posttrain.data.check import check
 from posttrain.data.formats import get_format
@@ -151,8 +151,12 @@ def _check_model(path: str, template, trust_remote_code, report, where) -> bool:
 
 
 def _check_reward_models(stage, config, earlier: set[str], report) -> None:
-    """A `model:` reward names an earlier stage (its output, once trained) or a reward model directory."""
+    """A `model:` reward names an earlier stage (its output, once trained) or a reward model directory; a custom
+    reward function's note says which signature form it is called in."""
     for i, reward in enumerate(stage.rewards):
+        if reward.name and ":" in reward.name:
+            form = rewards.get(reward.name).describe()
+            report.notes.append(f"stages.{stage.name}.rewards.{i}: {reward.name}: {form}")
         if not reward.model:
             continue
         where = f"stages.{stage.name}.rewards.{i}.model"

@@ -82,13 +82,14 @@ def run_probes(reward: str) -> list[Check]:
 
 
 def _probe(function, trl, source, completion, truth, name) -> Check:
+    info = {column: truth for column in function.columns} or None  # a TRL reward's own columns get the truth
     try:
         started = time.perf_counter()
-        value = score_value(function(completion, truth, None))
+        value = score_value(function(completion, truth, info))
         seconds = time.perf_counter() - started
-        again = score_value(function(completion, truth, None))
-        via_trl = trl([completion], ground_truth=[truth], extra_info=[None])[0]
-        via_verl = score_value(compute_score(source, completion, truth, None)) if source else value
+        again = score_value(function(completion, truth, info))
+        via_trl = trl([completion], ground_truth=[truth], extra_info=[info])[0]
+        via_verl = score_value(compute_score(source, completion, truth, info)) if source else value
     except Exception as e:  # the point of a probe: any exception is a failure to report
         return Check(name, False, f"raised {type(e).__name__}: {str(e)[:200]}")
     problems = []

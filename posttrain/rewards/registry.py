@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Callable
 
 from posttrain.errors import ConfigError, closest
+from posttrain.rewards.signatures import BoundReward, bind
 
 Reward = Callable[..., "float | dict"]
 REWARDS: dict[str, Reward] = {}
@@ -27,12 +28,13 @@ def register(name: str):
     return add
 
 
-def get(name: str) -> Reward:
-    """A built-in reward by name, or a custom one as `module:function` / `path/to/file.py:function`."""
+def get(name: str) -> BoundReward:
+    """A built-in reward by name, or a custom one as `module:function` / `path/to/file.py:function`, bound to
+    posttrain's call by its parameter names (VERL's and TRL's signatures work unchanged: rewards/signatures.py)."""
     if name in REWARDS:
-        return REWARDS[name]
+        return bind(REWARDS[name], name)
     if ":" in name:
-        return _custom(name)
+        return bind(_custom(name), name)
     raise ConfigError(f"reward {name!r}: unknown; built-in rewards: {', '.join(sorted(REWARDS))}"
                       f"{closest(name, REWARDS, cutoff=0.6)} "
                       "(a custom one is module:function or path/to/file.py:function)")
@@ -54,8 +56,10 @@ def _custom(spec: str) -> Reward:
             module_spec.loader.exec_module(module)
         else:
             module = importlib.import_module(where)
-    except ImportError as e:
-        raise ConfigError(f"reward {spec!r}: cannot import {where}: {e}") from None
+    except ConfigError:
+        raise
+    except Exception as e:  # the user's module: a syntax error or whatever its import raises
+        raise ConfigError(f"reward {spec!r}: cannot import {where}: {type(e).__name__}: {e}") from None
     function = getattr(module, attr, None)
     if not callable(function):
         raise ConfigError(f"reward {spec!r}: {where} has no function {attr!r}")

@@ -258,7 +258,17 @@ def test_lora_search_index_and_settings_without_a_counterpart(tmp_path):
     text = (tmp_path / "verl" / "run_verl.sh").read_text()
     o = overrides(tmp_path / "verl" / "run_verl.sh")
     assert o["actor_rollout_ref.model.lora_rank"] == "16" and o["actor_rollout_ref.model.lora_alpha"] == "32"
-    assert o["actor_rollout_ref.model.target_modules"] == "[q_proj,v_proj]"
+    # VERL types the field Optional[str]: the list goes as the regex peft full-matches, for the same modules
+    pattern = o["actor_rollout_ref.model.target_modules"]
+    assert pattern[0] == pattern[-1] == "'"
+    from peft import LoraConfig
+    from peft.tuners.tuners_utils import check_target_module_exists
+
+    lora = LoraConfig(target_modules=pattern[1:-1])
+    picked = [m for m in ("model.layers.0.self_attn.q_proj", "model.layers.11.self_attn.v_proj", "q_proj",
+                          "model.layers.0.self_attn.k_proj", "model.layers.0.mlp.up_proj", "lm_head", "xq_proj")
+              if check_target_module_exists(lora, m)]
+    assert picked == ["model.layers.0.self_attn.q_proj", "model.layers.11.self_attn.v_proj", "q_proj"]
     assert o["trainer.total_epochs"] == "2" and "trainer.total_training_steps" not in o
     assert f"export POSTTRAIN_SEARCH_INDEX={tmp_path / 'index.sqlite'}" in text
     assert o["++ray_kwargs.ray_init.runtime_env.env_vars.POSTTRAIN_SEARCH_INDEX"] == str(tmp_path / "index.sqlite")

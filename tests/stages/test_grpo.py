@@ -156,3 +156,38 @@ def test_an_index_from_the_environment_is_part_of_the_fingerprint(tmp_path, tiny
     assert stage_fingerprint(cfg.stages[0], cfg, "model") != before
     monkeypatch.setenv("POSTTRAIN_SEARCH_BACKEND", "ncbi")
     assert stage_fingerprint(cfg.stages[0], cfg, "model") != before
+
+
+def gsm8k_parquet(tmp_path):
+    """Rows exactly as VERL's examples/data_preprocess/gsm8k.py writes them."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    rows = [{"data_source": "openai/gsm8k", "prompt": [{"role": "user", "content": f"What is {i} + {i}? "
+                                                        "Let's think step by step and output the final answer "
+                                                        "after \"####\"."}],
+             "ability": "math", "reward_model": {"style": "rule", "ground_truth": str(2 * i)},
+             "extra_info": {"split": "train", "index": i, "answer": f"{i} + {i} = {2 * i}\n#### {2 * i}",
+                            "question": f"What is {i} + {i}?"}} for i in range(8)]
+    path = tmp_path / "train.parquet"
+    pq.write_table(pa.Table.from_pylist(rows), path)
+    return path
+
+
+@pytest.mark.parametrize("reward", ["gsm8k.py:compute_score", "shapes.py:compute_score"])
+def test_verl_reward_files_train_unchanged_on_verl_parquet(tmp_path, tiny_model, reward):
+    from pathlib import Path
+
+    from posttrain.pipeline.validate import validate
+
+    spec = str(Path(__file__).parents[1] / "rewards" / "verl" / reward)
+    cfg = config(tmp_path, tiny_model)
+    cfg["stages"][0].update(data={"path": str(gsm8k_parquet(tmp_path)), "format": "verl"}, rewards=[spec])
+    report = validate(cfg)
+    assert report.ok, report.problems
+    form = "VERL per-task" if reward.startswith("gsm8k") else "VERL keyword"
+    assert any(f"stages.rl.rewards.0: {spec}: {form} form" in note for note in report.notes), report.notes
+    run_dir = run(cfg)
+    assert read_manifest(run_dir)["stages"]["rl"]["status"] == "done"
+    lines = [json.loads(line) for line in (run_dir / "rl" / "trainer_log.jsonl").read_text().splitlines()]
+    assert any("rewards/compute_score/mean" in line for line in lines)
