@@ -59,7 +59,7 @@ def sample_size_estimation(solution_str, ground_truth, extra_info=None) -> float
     ground_truth = _ground_truth(ground_truth)
     try:
         target = float(ground_truth["target"])
-    except (KeyError, TypeError, ValueError):
+    except (KeyError, TypeError, ValueError, OverflowError):  # OverflowError: a target such as 10**400
         return BAD_FORMAT
     if not math.isfinite(target) or not isinstance(solution_str, str):
         return BAD_FORMAT

@@ -3,8 +3,9 @@
 A reward runs inside a trainer on whatever a model writes, millions of
 times. Before that, `posttrain rewards test NAME` checks the cases a user
 wrote (completion, ground_truth, expected) and then meets every reward with
-hostile probes: empty, 1 MB, 10,000 nested or repeated tags, unicode junk,
-NaN / inf / 1e308 / negative / zero targets. Each probe must give a finite
+hostile probes: empty, 1 MB, 10,000 nested or repeated tags, 10,000 and
+100,000 unclosed tags, unicode junk, NaN / inf / 1e308 / 10**400 / negative /
+zero targets, and extra_info of the wrong type. Each probe must give a finite
 number, without raising, within 1 s, the same value twice, and the same
 value through the TRL and the VERL adapters.
 """
@@ -14,7 +15,9 @@ from __future__ import annotations
 import contextlib
 import json
 import math
+import signal
 import tempfile
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,6 +35,9 @@ COMPLETIONS = {
     "1 MB of words": "<think>" + "dose arm trial " * 70_000 + "</think><answer>200</answer>",
     "10,000 nested tags": "<answer>" * 10_000 + "200" + "</answer>" * 10_000,
     "10,000 repeated tags": "<think>t</think><answer>1</answer>" * 10_000,
+    "10,000 unclosed tags": "<answer>" * 10_000,
+    "100,000 unclosed tags": "<think><answer><score><preference>" * 25_000,
+    "100,000 closing tags": "</answer></think>" * 50_000,
     "10,000 parentheses": "<answer>" + "(" * 10_000 + "heart" + ")" * 10_000 + "</answer>",
     "unicode junk": "<answer>\ud800\x00\u202e\uffff 🧪 \u0000</answer>",
     "NaN": "<think>t</think><answer>NaN</answer>",
@@ -43,10 +49,37 @@ COMPLETIONS = {
 TRUTHS = {
     "target 200": {"target": 200}, "target 0": {"target": 0}, "target -5": {"target": -5},
     "target NaN": {"target": float("nan")}, "target inf": {"target": float("inf")}, "target 1e308": {"target": 1e308},
+    "target 10**400": {"target": 10**400}, "answer 10**400": {"answer": 10**400},
     "pmids": {"relevant_pmids": ["1", "2"]}, "no pmids": {"relevant_pmids": []}, "text": "Rest and drink fluids.",
     "empty dict": {}, "none": None,
 }
+EXTRA_INFOS = {"extra_info text": "rtol", "extra_info list": [1, 2], "extra_info rtol text": {"rtol": "wide"},
+               "extra_info rtol 10**400": {"rtol": 10**400}}
 TIME_LIMIT = 1.0
+HANG_LIMIT = 10.0  # a probe still running then is stopped and failed, so `rewards test` itself never hangs
+
+
+class ProbeTimeout(Exception):
+    pass
+
+
+@contextlib.contextmanager
+def deadline(seconds: float):
+    """Raise ProbeTimeout in the block after `seconds` (a SIGALRM timer: the main thread only, else no limit)."""
+    if threading.current_thread() is not threading.main_thread() or not hasattr(signal, "setitimer"):
+        yield
+        return
+
+    def stop(signum, frame):
+        raise ProbeTimeout(f"still running after {seconds:g} s")
+
+    previous = signal.signal(signal.SIGALRM, stop)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
 
 
 @dataclass
@@ -75,17 +108,28 @@ def run_probes(reward: str) -> list[Check]:
             with contextlib.suppress(Exception):
                 function(COMPLETIONS["well formed"], truth, None)
         for completion_name, completion in COMPLETIONS.items():
+            hung = None
             for truth_name, truth in TRUTHS.items():
-                checks.append(_probe(function, trl, reward if verl else None, completion, truth,
-                                     f"{completion_name} / {truth_name}"))
+                name = f"{completion_name} / {truth_name}"
+                if hung:  # each of these would take HANG_LIMIT again
+                    checks.append(Check(name, False, f"not run: the reward hung on {hung}"))
+                    continue
+                checks.append(_probe(function, trl, reward if verl else None, completion, truth, name))
+                hung = name if "ProbeTimeout" in checks[-1].detail else None
+        for info_name, info in EXTRA_INFOS.items():
+            for truth_name, truth in TRUTHS.items():
+                checks.append(_probe(function, trl, reward if verl else None, COMPLETIONS["well formed"], truth,
+                                     f"well formed / {truth_name} / {info_name}", info))
     return checks
 
 
-def _probe(function, trl, source, completion, truth, name) -> Check:
-    info = {column: truth for column in function.columns} or None  # a TRL reward's own columns get the truth
+def _probe(function, trl, source, completion, truth, name, info=None) -> Check:
+    if info is None:  # a TRL reward's own columns get the truth
+        info = {column: truth for column in function.columns} or None
     try:
         started = time.perf_counter()
-        value = score_value(function(completion, truth, info))
+        with deadline(HANG_LIMIT):
+            value = score_value(function(completion, truth, info))
         seconds = time.perf_counter() - started
         again = score_value(function(completion, truth, info))
         via_trl = trl([completion], ground_truth=[truth], extra_info=[info])[0]

@@ -33,10 +33,9 @@ import re
 from collections import Counter
 
 from posttrain.data.formats.judges import SWAP
+from posttrain.rewards.formatting import tag_contents
 from posttrain.rewards.registry import register
 
-_PREFERENCE_TAG = re.compile(r"<preference>(.*?)</preference>", re.DOTALL | re.IGNORECASE)
-_SCORE_TAG = re.compile(r"<score>(.*?)</score>", re.DOTALL | re.IGNORECASE)
 MAX_TAG_TEXT = 200  # a verdict is a word or two; longer tag contents are not read as one
 VERDICTS = {"A": "A", "RESPONSE A": "A", "ANSWER A": "A", "B": "B", "RESPONSE B": "B", "ANSWER B": "B",
             "TIE": "tie", "EQUAL": "tie", "SAME": "tie"}
@@ -46,9 +45,9 @@ def parse_preference(text) -> str:
     """A, B, tie or unknown, in the seed's parsing order."""
     if not isinstance(text, str):
         return "unknown"
-    match = _PREFERENCE_TAG.search(text)
+    match = tag_contents(text, "preference", ignore_case=True)
     if match:
-        content = match.group(1).strip().upper()[:MAX_TAG_TEXT]
+        content = match[0].strip().upper()[:MAX_TAG_TEXT]
         if content in VERDICTS:
             return VERDICTS[content]
         if "RESPONSE A" in content:
@@ -87,10 +86,10 @@ def parse_score(text) -> int | None:
     """The integer 0..4 inside the first <score> tag, or None."""
     if not isinstance(text, str):
         return None
-    match = _SCORE_TAG.search(text)
+    match = tag_contents(text, "score", ignore_case=True)
     if not match:
         return None
-    return _score_value(match.group(1).strip()[:MAX_TAG_TEXT])
+    return _score_value(match[0].strip()[:MAX_TAG_TEXT])
 
 
 def _score_value(value) -> int | None:

@@ -51,3 +51,33 @@ def test_exact_match(text, truth, expected):
 ])
 def test_numeric_match(text, truth, extra, expected):
     assert numeric_match(text, truth, extra) == expected
+
+
+def test_tag_contents_finds_what_the_regex_finds_in_linear_time():
+    import random
+    import re
+    import time
+
+    from posttrain.rewards.formatting import tag_contents
+
+    rng = random.Random(19)
+    parts = ["<answer>", "</answer>", "<ANSWER>", "</Answer>", "x", "1", "\n", "<answer", "answer>", "</"]
+    for _ in range(5000):
+        text = "".join(rng.choice(parts) for _ in range(rng.randint(0, 12)))
+        assert tag_contents(text, "answer") == re.findall(r"<answer>(.*?)</answer>", text, re.DOTALL), text
+        assert tag_contents(text, "answer", True) == re.findall(r"<answer>(.*?)</answer>", text, re.S | re.I), text
+    started = time.perf_counter()
+    for reward in (answer_tags, exact_match, numeric_match):
+        reward("<answer>" * 100_000, {"target": 1, "answer": "1"})
+    assert time.perf_counter() - started < 1.0  # the regex took 12 s on 10,000 of them
+
+
+def test_huge_targets_and_wrong_typed_extra_info_score_as_wrong_answers():
+    from posttrain.rewards.clinical import sample_size_estimation
+
+    answer = "<think>t</think><answer>200</answer>"
+    assert numeric_match(answer, {"target": 10**400}) == 0.0
+    assert numeric_match(answer, {"target": 200}, "rtol") == 1.0  # a string extra_info is no setting
+    assert numeric_match(answer, {"target": 200}, {"rtol": "wide"}) == 0.0
+    assert numeric_match(answer, {"target": 200, "rtol": 10**400}) == 0.0
+    assert sample_size_estimation(answer, {"target": 10**400}) == -2.0
