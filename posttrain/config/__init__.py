@@ -7,7 +7,8 @@ stage table. A stage type's own fields are its module's `Config` (posttrain/stag
 
 from __future__ import annotations
 
-from posttrain.config.load import apply_override, from_dict, load_config, load_raw, parse_yaml
+from posttrain.config.load import apply_override, from_dict, load_config, load_raw
+from posttrain.config.yaml_text import parse_yaml
 from posttrain.config.messages import error_lines
 from posttrain.config.schema import (DataSpec, LaunchSpec, LoraSpec, PipelineConfig, RewardSpec, StageConfig, Strict,
                                      TrainingStage, reward_names, trainer_config_class)

@@ -9,36 +9,20 @@ from __future__ import annotations
 
 import copy
 import logging
-import re
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import ValidationError
 
 from posttrain import stages as stage_table
 from posttrain.config.messages import error_lines
 from posttrain.config.schema import _STAGE_NAME, PipelineConfig, StageConfig
+from posttrain.config.values import unusable_values
+from posttrain.config.yaml_text import cut, parse_yaml, read_yaml_file
 from posttrain.errors import ConfigError, closest
 from posttrain.integrations import llamafactory
 
 log = logging.getLogger("posttrain")  # as the recipe translation logs
-
-
-# PyYAML reads `1e-5` as a string (YAML 1.1 wants a dot); users mean a float.
-class _Loader(yaml.SafeLoader):
-    pass
-
-
-_Loader.add_implicit_resolver(
-    "tag:yaml.org,2002:float",
-    re.compile(r"^[-+]?(?:\d[\d_]*(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)$|^[-+]?(?:\d[\d_]*)?\.\d+$|^[-+]?\d[\d_]*\.$"),
-    list("-+0123456789."),
-)
-
-
-def parse_yaml(text: str) -> Any:
-    return yaml.load(text, Loader=_Loader)
 
 
 def apply_override(raw: dict, override: str) -> None:
@@ -46,7 +30,7 @@ def apply_override(raw: dict, override: str) -> None:
     if "=" not in override:
         raise ConfigError(f"override {override!r}: expected key.path=value")
     path, text = override.split("=", 1)
-    value = parse_yaml(text) if text.strip() else ""
+    value = parse_yaml(text, f"override {path.strip()}") if text.strip() else ""
     keys = path.strip().split(".")
     node: Any = raw
     for depth, key in enumerate(keys):
@@ -76,12 +60,9 @@ def load_raw(source: str | Path | dict) -> tuple[dict, Path | None]:
     path = Path(source)
     if not path.exists():
         raise ConfigError(f"{path}: no such config file")
-    try:
-        raw = parse_yaml(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        where = f"{path}:{mark.line + 1}" if mark else str(path)
-        raise ConfigError(f"{where}: invalid YAML: {getattr(e, 'problem', e)}") from None
+    if path.is_dir():
+        raise ConfigError(f"{path}: a directory; expected a pipeline YAML file")
+    raw = read_yaml_file(path)
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: expected a mapping at the top level")
     return raw, path
@@ -117,7 +98,7 @@ def load_config(source: str | Path | dict, overrides: list[str] | tuple[str, ...
             continue
         if kind not in stage_table.STAGES:
             known = stage_table.STAGES
-            lines.append(f"stages.{name}.type: unknown stage type {kind!r}; known: {', '.join(known)}"
+            lines.append(f"stages.{name}.type: unknown stage type {cut(repr(kind))}; known: {', '.join(known)}"
                          f"{closest(str(kind), known)}")
             continue
         config_class = stage_table.config_class(kind)
@@ -125,6 +106,8 @@ def load_config(source: str | Path | dict, overrides: list[str] | tuple[str, ...
             typed.append(config_class.model_validate(stage))
         except ValidationError as e:
             lines += error_lines(e, f"stages.{name}", config_class, stage)
+            continue
+        lines += unusable_values(getattr(typed[-1], "trainer", None) or {}, f"stages.{name}.trainer")
     if not lines and typed:
         raw = {**raw, "stages": typed}
     try:
@@ -136,7 +119,7 @@ def load_config(source: str | Path | dict, overrides: list[str] | tuple[str, ...
                   if not (stage_errors and line.startswith("stages"))]
     if lines:
         head = f"{path}: invalid config" if path else "invalid config"
-        raise ConfigError(head + "\n" + "\n".join(f"  {line}" for line in dict.fromkeys(lines)))
+        raise ConfigError(head + "\n" + "\n".join(f"  {cut(line, 1000)}" for line in dict.fromkeys(lines)))
     if recipe:  # after the overrides: `output_dir=...` on the command line changes where it goes
         log.info("the model is written to %s/%s/model", config.output_dir, config.stages[0].name)
     return config

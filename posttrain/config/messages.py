@@ -9,6 +9,7 @@ import typing
 
 from pydantic import BaseModel, ValidationError
 
+from posttrain.config.yaml_text import cut
 from posttrain.errors import closest
 
 
@@ -23,6 +24,7 @@ def error_lines(error: ValidationError, prefix: str = "", model: type[BaseModel]
         elif item["type"] == "extra_forbidden":
             key = loc.pop()
             message = f"unknown key {key!r}{closest(key, _fields_at(model, loc))}"
+        message = cut(message, 500)  # a validator may quote the value, which can be any size
         where = ".".join([prefix] * bool(prefix) + loc)
         if not where and message.startswith("stages."):  # a check across stages says which stage itself
             lines.append(message)

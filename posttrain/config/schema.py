@@ -28,9 +28,9 @@ _STAGE_NAME = re.compile(r"[A-Za-z0-9_-]+")
 
 
 class Strict(BaseModel):
-    """Rejects unknown keys; `error_lines` names the closest valid one."""
+    """Rejects unknown keys (`error_lines` names the closest valid one), and NaN or infinite numbers."""
 
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, allow_inf_nan=False)
 
 
 def as_list(value):

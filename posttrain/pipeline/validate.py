@@ -51,6 +51,7 @@ def validate(source, overrides=()) -> ValidationReport:
         return report
     report.notes.append(f"config: {len(config.stages)} stage(s): "
                         + ", ".join(f"{s.name} ({s.type})" for s in config.stages))
+    _check_output_dir(Path(config.output_dir), report)
 
     stage_names: set[str] = set()
     base_ok = _check_model(config.model, config.template, config.trust_remote_code, report, "model")
@@ -148,6 +149,16 @@ def _check_model(path: str, template, trust_remote_code, report, where) -> bool:
         return False
     report.notes.append(f"{where}: {path}: config, tokenizer and chat template found")
     return True
+
+
+def _check_output_dir(output_dir: Path, report) -> None:
+    """Outside the working directory is allowed, and said; where nothing can be written is a problem."""
+    where = output_dir.resolve()
+    if not where.is_relative_to(Path.cwd().resolve()):
+        report.notes.append(f"output_dir: {where} is outside the working directory ({Path.cwd()}); runs go there")
+    existing = next(p for p in (where, *where.parents) if p.exists())
+    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
+        report.problems.append(f"output_dir: {where}: {existing} is not a directory this user can write to")
 
 
 def _check_reward_models(stage, config, earlier: set[str], report) -> None:

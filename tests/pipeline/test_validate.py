@@ -193,3 +193,15 @@ def test_training_records_in_the_eval_data_are_a_problem(tiny_model, tmp_path):
     report = validate(str(config))
     leaks = [p for p in report.problems if "also in" in p and str(held) in p]
     assert [p.split(": ")[0] for p in leaks] == [f"{train}:11", f"{train}:12"]
+
+
+def test_an_output_dir_outside_the_working_directory_is_noted_and_an_unwritable_one_is_a_problem(good, monkeypatch):
+    outside = [n for n in validate(good).notes if n.startswith("output_dir:")]
+    assert outside == [f"output_dir: {(good.parent / 'run').resolve()} is outside the working directory "
+                       f"({Path.cwd()}); runs go there"]
+    monkeypatch.chdir(good.parent)
+    assert not [n for n in validate(good).notes if n.startswith("output_dir:")]
+    (good.parent / "a-file").write_text("")
+    report = validate(good, ["output_dir=a-file/run"])
+    assert f"output_dir: {good.parent.resolve() / 'a-file' / 'run'}: {good.parent.resolve() / 'a-file'} is not a " \
+           "directory this user can write to" in report.problems
