@@ -59,6 +59,13 @@ def _setup_logging() -> None:
 
 
 OVERRIDES = typer.Argument(None, help="Dotted overrides, e.g. stages.sft1.trainer.learning_rate=2e-5 model=DIR")
+ALLOW_IGNORED = typer.Option(None, "--allow-ignored", metavar="KEY",
+                             help="A LLaMA-Factory recipe key that changes training and that posttrain has no "
+                                  "equivalent for: train without it (as the recipe's compat: {ignore: [KEY]}).")
+
+
+def _with_allowed(overrides, allowed) -> list[str]:
+    return [*(overrides or []), *(f"compat.ignore+={key}" for key in allowed or [])]
 # how training stages are launched (docs/distributed.md); each overrides the file's `launch:` block
 NPROC = typer.Option(None, "--nproc", help="Processes per node for each training stage (one per GPU).")
 NNODES = typer.Option(None, "--nnodes", help="Nodes taking part; run the same command on each.")
@@ -82,12 +89,14 @@ def run(
     force: bool = typer.Option(False, "--force", help="Rerun stages even if finished and unchanged."),
     nproc: Optional[int] = NPROC, nnodes: Optional[int] = NNODES, node_rank: Optional[int] = NODE_RANK,
     master_addr: Optional[str] = MASTER_ADDR, master_port: Optional[int] = MASTER_PORT,
+    allow_ignored: Optional[List[str]] = ALLOW_IGNORED,
 ):
     """Run a pipeline: stages in order, finished ones skipped, interrupted ones resumed."""
     _setup_logging()
     from posttrain.pipeline import run as run_pipeline
 
-    run_pipeline(config, overrides or [], only=only, from_stage=from_stage, force=force, console=err,
+    run_pipeline(config, _with_allowed(overrides, allow_ignored), only=only, from_stage=from_stage, force=force,
+                 console=err,
                  launch=_launch(nproc, nnodes, node_rank, master_addr, master_port))
 
 
@@ -99,12 +108,13 @@ def train(
     force: bool = typer.Option(False, "--force", help="Retrain even if finished and unchanged."),
     nproc: Optional[int] = NPROC, nnodes: Optional[int] = NNODES, node_rank: Optional[int] = NODE_RANK,
     master_addr: Optional[str] = MASTER_ADDR, master_port: Optional[int] = MASTER_PORT,
+    allow_ignored: Optional[List[str]] = ALLOW_IGNORED,
 ):
     """Train from one file, e.g. a LLaMA-Factory recipe with its dataset_info.json, unchanged."""
     _setup_logging()
     from posttrain.pipeline import run as run_pipeline
 
-    run_pipeline(config, overrides or [], force=force, console=err,
+    run_pipeline(config, _with_allowed(overrides, allow_ignored), force=force, console=err,
                  launch=_launch(nproc, nnodes, node_rank, master_addr, master_port))
 
 
@@ -113,6 +123,7 @@ def train(
 def validate(
     config: Path = typer.Argument(..., help="Pipeline YAML or LLaMA-Factory recipe."),
     overrides: Optional[List[str]] = OVERRIDES,
+    allow_ignored: Optional[List[str]] = ALLOW_IGNORED,
 ):
     """Check a config, its models and every data file without training. Exit 0 when fine, 2 otherwise."""
     _setup_logging()
@@ -120,7 +131,7 @@ def validate(
 
     from posttrain.pipeline.validate import validate as run_validate
 
-    report = run_validate(config, overrides or [])
+    report = run_validate(config, _with_allowed(overrides, allow_ignored))
     # escaped: rich would take "[gpu]" in "pip install 'posttrain[gpu]'" for a style and drop it
     for note in report.notes:
         out.print(f"[green]ok[/green] {escape(note)}", highlight=False, soft_wrap=True)

@@ -26,11 +26,18 @@ log = logging.getLogger("posttrain")  # as the recipe translation logs
 
 
 def apply_override(raw: dict, override: str) -> None:
-    """Apply `a.b.c=value` to the raw config; list items are addressed by `name` or index."""
+    """Apply `a.b.c=value` to the raw config; list items are addressed by `name` or index. `a.b+=value` appends
+    to the list at a.b (made when absent)."""
     if "=" not in override:
         raise ConfigError(f"override {override!r}: expected key.path=value")
     path, text = override.split("=", 1)
     value = parse_yaml(text, f"override {path.strip()}") if text.strip() else ""
+    if path.endswith("+"):
+        path = path[:-1]
+        held = _get(raw, path.strip().split("."))
+        if held is not None and not isinstance(held, list):
+            raise ConfigError(f"override {path}+=: {path} is not a list")
+        value = (held or []) + (value if isinstance(value, list) else [value])
     keys = path.strip().split(".")
     node: Any = raw
     for depth, key in enumerate(keys):
@@ -52,6 +59,13 @@ def apply_override(raw: dict, override: str) -> None:
                 node = node.setdefault(key, {})
         else:
             raise ConfigError(f"override {path}: {'.'.join(keys[:depth])} is not a mapping")
+
+
+def _get(raw, keys: list[str]):
+    node = raw
+    for key in keys:
+        node = node.get(key) if isinstance(node, dict) else None
+    return node
 
 
 def load_raw(source: str | Path | dict) -> tuple[dict, Path | None]:

@@ -67,9 +67,8 @@ class LoraSpec(Strict):
     alpha: int | None = None  # default 2 * r
     dropout: float = Field(default=0.05, ge=0, lt=1)
     target_modules: str | list[str] = "all-linear"
-    # modules trained whole beside the adapters (peft's modules_to_save, LLaMA-Factory's additional_target),
-    # e.g. embed_tokens when the embeddings are new: a tied lm_head stays tied to them
-    modules_to_save: list[str] | None = None
+    modules_to_save: list[str] | None = None  # trained whole beside the adapters (LLaMA-Factory's additional_target)
+    adapter: str | None = None  # a peft LoRA adapter directory to go on training (its rank, targets), not a fresh one
     rslora: bool = False  # rank-stabilised scaling, alpha / sqrt(r) (peft's use_rslora)
     dora: bool = False  # weight-decomposed LoRA (peft's use_dora)
     init: bool | str = True  # peft's init_lora_weights: true, gaussian, pissa, pissa_niter_16, olora, ...

@@ -1,8 +1,9 @@
 """What a stage's `finetuning:` does to the model it trains: a peft adapter (LoRA, QLoRA, OFT), every weight
 (full), or some decoder layers trained whole and the rest frozen (freeze, LLaMA-Factory's freeze tuning).
 
-Stages hand `peft_config(stage)` to their TRL trainer and call `prepare(model, stage)` on the loaded model, so
-a kind of fine-tuning is written once for every stage type.
+Stages hand `peft_config(stage)` to their TRL trainer and train `prepare(model, stage)`, the loaded model as the
+stage trains it (frozen in part, or with an adapter to go on training), so a kind of fine-tuning is written once
+for every stage type.
 """
 
 from __future__ import annotations
@@ -21,7 +22,8 @@ ADAPTERS = ("lora", "qlora", "oft")  # the kinds that train a peft adapter and s
 def peft_config(stage, task_type: str = "CAUSAL_LM"):
     """The peft config of the stage's adapter, or None when it trains the model's own weights."""
     if stage.finetuning in ("lora", "qlora"):
-        return lora_config(stage.lora, task_type=task_type)
+        # an adapter to go on training comes with its own config, put on the model by `prepare`
+        return None if stage.lora.adapter else lora_config(stage.lora, task_type=task_type)
     if stage.finetuning == "oft":
         from peft import OFTConfig
 
@@ -36,7 +38,22 @@ def prepare(model, stage, keep: tuple[str, ...] = ()):
     new head, such as a reward model's score, stays trainable)."""
     if stage.finetuning == "freeze":
         freeze(model, stage.freeze, keep=keep, where=f"stages.{stage.name}.freeze")
+    if stage.finetuning in ("lora", "qlora") and stage.lora.adapter:
+        return continued_adapter(model, stage.lora.adapter, f"stages.{stage.name}.lora.adapter")
     return model
+
+
+def continued_adapter(model, adapter: str, where: str):
+    """The model with the LoRA adapter at `adapter` on it, trainable: training goes on from its weights, as
+    LLaMA-Factory's adapter_name_or_path does (a fresh adapter would start from B = 0 again)."""
+    from pathlib import Path
+
+    from peft import PeftModel
+
+    if not (Path(adapter) / "adapter_config.json").is_file():
+        raise ConfigError(f"{where}: {adapter}: no adapter_config.json; expected a LoRA adapter directory "
+                          "(what peft's save_pretrained writes)")
+    return PeftModel.from_pretrained(model, adapter, is_trainable=True)
 
 
 def freeze(model, spec, *, keep: tuple[str, ...] = (), where: str = "freeze") -> list[str]:

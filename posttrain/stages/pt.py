@@ -95,7 +95,7 @@ def run(ctx: StageContext) -> dict:
     evaluation = blocks(tokenizer, eval_texts, stage.block_size, f"stage {stage.name} eval") if eval_texts else None
     model = load_model(ctx.model_path, dtype=training_dtype(pipeline.dtype), trust_remote_code=pipeline.trust_remote_code,
                        attn_implementation=pipeline.attn_implementation)
-    prepare(model, stage)
+    model = prepare(model, stage)
     if peft_config(stage) is not None:
         from peft import get_peft_model
 

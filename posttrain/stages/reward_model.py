@@ -99,7 +99,7 @@ def run(ctx: StageContext) -> dict:
     set_seed(p.args.seed)
     model = load_classifier(ctx.model_path, pipeline)
     model.config.pad_token_id = tokenizer.pad_token_id  # the classifier finds each row's last token by it
-    prepare(model, stage, keep=("score",))  # freeze tuning trains the new head too
+    model = prepare(model, stage, keep=("score",))  # freeze tuning trains the new head too
     trainer = RewardTrainer(
         model=model,
         args=p.args,

@@ -129,7 +129,7 @@ def run(ctx: StageContext) -> dict:
     attention = model.config._attn_implementation or "sdpa"
     if p.args.bf16 and attention == "sdpa" and not gpu.cuda():
         cpu_bf16.attention_in_fp32(model)
-    prepare(model, stage)
+    model = prepare(model, stage)
     trainer = ExactSFTTrainer(
         model=model,
         args=p.args,

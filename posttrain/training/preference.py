@@ -25,7 +25,7 @@ import re
 
 from posttrain.data.pairs import load_pairs
 from posttrain.errors import PosttrainError, closest
-from posttrain.models.finetuning import peft_config, prepare
+from posttrain.models.finetuning import ADAPTERS, peft_config, prepare
 from posttrain.models.loading import load_model, training_dtype
 from posttrain.training import requirements
 from posttrain.training.finish import train_and_save
@@ -55,7 +55,8 @@ def build_trainer(trainer_class, ctx, args, tokenizer, train, evaluation, *, ref
     model = prepare(input_model(quantize_4bit=stage.finetuning == "qlora"), stage)
     extra = {}
     if reference:  # a second copy, unless TRL switches the new adapter off or precomputes the reference
-        extra["ref_model"] = None if adapter is not None or args.precompute_ref_log_probs else input_model()
+        extra["ref_model"] = (None if stage.finetuning in ADAPTERS or args.precompute_ref_log_probs
+                              else input_model())
     return trainer_class(
         model=model,
         args=args,

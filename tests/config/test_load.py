@@ -312,3 +312,15 @@ def test_llamafactory_recipe_takes_its_own_keys_as_overrides(tmp_path):
     config = load_config(recipe, ["max_steps=2", "cutoff_len=64", "model=other"])
     assert config.model == "other"
     assert config.stage("sft").trainer["max_steps"] == 2 and config.stage("sft").trainer["max_length"] == 64
+
+
+def test_an_override_appends_to_a_list_with_plus_equals():
+    from posttrain.config import apply_override
+
+    raw = {"compat": {"ignore": ["a"]}}
+    apply_override(raw, "compat.ignore+=b")
+    apply_override(raw, "compat.ignore+=[c, d]")
+    apply_override(raw, "other.list+=x")
+    assert raw == {"compat": {"ignore": ["a", "b", "c", "d"]}, "other": {"list": ["x"]}}
+    with pytest.raises(ConfigError, match=r"override compat\+=: compat is not a list"):
+        apply_override(raw, "compat+=x")

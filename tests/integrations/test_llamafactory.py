@@ -194,9 +194,10 @@ WARNINGS = [
     ({"lora_rank": 16}, ["lora_rank", "full"], {}),
     ({"eval_strategy": "steps", "load_best_model_at_end": True},
      ["eval_strategy", "load_best_model_at_end", "no evaluation data"], {}),
-    ({"overwrite_cache": True, "logging_dir": "./logs", "export_dir": "out", "use_badam": True},
-     ["overwrite_cache: not supported by posttrain; ignored", "logging_dir: not supported",
-      "export_dir: not supported", "use_badam: no equivalent"], {}),
+    ({"overwrite_cache": True, "logging_dir": "./logs", "export_dir": "out", "use_badam": False},
+     ["overwrite_cache: a loading or preprocessing detail posttrain sets itself",
+      "logging_dir: not a key of LLaMA-Factory or of the stage's trainer config",
+      "export_dir: an export setting of `llamafactory-cli export`"], {}),
     ({"finetuning_type": "lora", "quantization_bit": 4, "quantization_method": "hqq"},
      ["quantization_method", "hqq"], {}),
     ({"finetuning_type": "lora", "pissa_init": True, "pissa_convert": False},
@@ -420,7 +421,8 @@ def test_seed_000_full_sft_recipe(tmp_path, monkeypatch, caplog):
     }
     text = warnings_of(caplog)
     for key in ("deepspeed", "bf16", "report_to", "overwrite_output_dir", "overwrite_cache"):
-        assert f"recipe.yaml: {key}: " in text, text
+        assert f"\n  {key}: " in text, text
+    assert text.startswith("recipe.yaml: LLaMA-Factory keys not applied (5):\n")  # one summary
 
 
 def test_seed_000_on_a_gpu_machine_with_deepspeed_and_wandb(tmp_path, monkeypatch):
@@ -462,7 +464,7 @@ def test_seed_002_lora_recipe(tmp_path, monkeypatch, caplog):
     }
     text = warnings_of(caplog)
     assert "deepspeed" not in text and "resume_from_checkpoint" not in text  # empty means unset
-    assert "recipe.yaml: bf16: " in text and "recipe.yaml: overwrite_output_dir: " in text
+    assert "\n  bf16: " in text and "\n  overwrite_output_dir: " in text
 
 
 # --- end to end -----------------------------------------------------------------------------------

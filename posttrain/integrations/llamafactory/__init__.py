@@ -35,7 +35,7 @@ from pathlib import Path
 from posttrain import stages
 from posttrain.config.schema import trainer_config_class
 from posttrain.errors import ConfigError
-from posttrain.integrations.llamafactory import methods, preference
+from posttrain.integrations.llamafactory import methods, predict, preference, unapplied
 from posttrain.models.templates import TEMPLATES
 
 log = logging.getLogger("posttrain")
@@ -64,7 +64,8 @@ RENAMES = {
 }
 # Read by to_pipeline itself, outside the table.
 HANDLED = {"stage", "finetuning_type", "quantization_bit", "quantization_method", "dataset", "dataset_dir",
-           "eval_dataset", "max_samples", "val_size", "warmup_ratio", *preference.KEYS, *methods.KEYS}
+           "eval_dataset", "max_samples", "val_size", "warmup_ratio", "create_new_adapter", *preference.KEYS,
+           *methods.KEYS, *predict.KEYS}
 LORA_KEYS = {"lora_rank", "lora_alpha", "lora_dropout", "lora_target", "additional_target"}
 PRECISION = {"bf16": "bf16", "fp16": "fp32", "tf32": None}  # kept key -> the dtype to load the model in
 FLASH = {"fa2": ("flash_attention_2", "flash_attn"), "fa3": ("flash_attention_3", "flash_attn_interface"),
@@ -106,14 +107,18 @@ def is_recipe(raw: dict) -> bool:
 def to_pipeline(raw: dict, path: Path | None = None) -> dict:
     """The raw posttrain pipeline dict for a LLaMA-Factory recipe; warnings go to the `posttrain` logger."""
     where = f"{path}: " if path else ""
+    ignored: dict[str, str] = {}  # key -> why it is not applied: one summary at the end
 
     def warn(key, why):
-        log.warning("%s%s: %s", where, key, why)
+        ignored[key] = f"{ignored[key]}; {why}" if key in ignored else why
 
     def fail(key, why):
         raise ConfigError(f"{where}{key}: {why}")
 
     given = {k: v for k, v in raw.items() if v is not None and v != ""}  # LLaMA-Factory reads empty as unset
+    allowed = _compat(given.pop("compat", {}), fail)
+    if predict.only(given):
+        return predict.pipeline(given, warn, fail, _data, _template, lambda: _report(where, given, ignored, allowed))
     name = given.get("stage")
     if name not in STAGE_TYPES:
         rl = "; its RL stage is grpo (posttrain's own pipeline files)" if name == "ppo" else ""
@@ -123,7 +128,8 @@ def to_pipeline(raw: dict, path: Path | None = None) -> dict:
     defaults = {**DEFAULTS, **(SFT_DEFAULTS if kind == "sft" else {})}
     finetuning = _finetuning({**defaults, **given}, finetuning_kinds(kind), kind, fail, warn)
     recipe = {**defaults, **(LORA_DEFAULTS if finetuning in ("lora", "qlora") else {}), **given}
-    out = {"top": {}, "stage": {"name": name, "type": kind, "finetuning": finetuning}, "trainer": {}, "lora": {}}
+    out = {"top": {}, "stage": {"name": name, "type": kind, "finetuning": finetuning}, "trainer": {}, "lora": {},
+           "after": []}
     top, stage, trainer, lora = out["top"], out["stage"], out["trainer"], out["lora"]
 
     rules = {
@@ -163,8 +169,11 @@ def to_pipeline(raw: dict, path: Path | None = None) -> dict:
             out[RENAMES[key][0]][RENAMES[key][1]] = value
         elif key in fields and key != "output_dir":
             trainer[key] = value
-        elif value not in ([], {}):
-            warn(key, "not supported by posttrain; ignored")
+        elif key == "adapter_name_or_path":
+            _adapter(value, recipe, finetuning, stage, lora, fail)
+        elif value not in ([], {}) and not (key in unapplied.CHANGES_TRAINING and not unapplied.changes_training(
+                key, value)):  # LLaMA-Factory's default of a key posttrain lacks: nothing is lost
+            warn(key, unapplied.reason(key, fields | HANDLED | set(RENAMES) | set(rules)))
 
     stage["data"] = _data(recipe, "dataset", fail)
     if "eval_dataset" in recipe:
@@ -187,6 +196,7 @@ def to_pipeline(raw: dict, path: Path | None = None) -> dict:
 
     preference.translate(kind, recipe, trainer, warn)
     methods.translate(recipe, kind, finetuning, stage, lora, trainer, warn, fail)
+    predict.after_training(recipe, stage, warn, fail, _data, out)
     for block in ("freeze", "oft"):
         if not stage.get(block):
             stage.pop(block, None)
@@ -198,7 +208,45 @@ def to_pipeline(raw: dict, path: Path | None = None) -> dict:
     pipeline = re.sub(r"[^A-Za-z0-9_.-]", "_", Path(str(output_dir or "")).name)
     pipeline = pipeline if pipeline.strip(".") else name
     log.info("%sLLaMA-Factory recipe translated (stage type %s)", where, kind)  # where it writes: load_config says
-    return {"name": pipeline, **top, "stages": [stage]}
+    _report(where, recipe, ignored, allowed)
+    return {"name": pipeline, **top, "stages": [stage, *out.get("after", [])]}
+
+
+def _compat(value, fail) -> set[str]:
+    """The recipe's `compat: {ignore: [KEY, ...]}`: keys that change training, to go on without."""
+    if not isinstance(value, dict) or set(value) - {"ignore"}:
+        fail("compat", "expected {ignore: [KEY, ...]}, the keys to train without")
+    keys = value.get("ignore", [])
+    keys = [keys] if isinstance(keys, str) else keys
+    if not isinstance(keys, list) or not all(isinstance(k, str) for k in keys):
+        fail("compat.ignore", "expected a list of recipe keys")
+    return set(keys)
+
+
+def _report(where: str, recipe: dict, ignored: dict[str, str], allowed: set[str]) -> None:
+    """One summary of the keys not applied; an error for those that change what is trained, unless allowed."""
+    refused = [k for k in ignored if unapplied.changes_training(k, recipe.get(k)) and k not in allowed]
+    if refused:
+        raise ConfigError(unapplied.refusal(where, refused))
+    for key in allowed & set(ignored):
+        ignored[key] += " (compat.ignore: trained without it)"
+    if ignored:
+        log.warning("%s", unapplied.summary(where, ignored))
+
+
+def _adapter(value, recipe: dict, finetuning: str, stage: dict, lora: dict, fail) -> None:
+    """adapter_name_or_path: a LoRA stage goes on training the adapter, as LLaMA-Factory does; with
+    create_new_adapter, or for full and freeze tuning, the stage starts from the model with it merged."""
+    adapters = _names(value)
+    if len(adapters) != 1:
+        fail("adapter_name_or_path", f"{len(adapters)} adapters; posttrain starts from one (merge the others into "
+                                     "the base first with `posttrain export`)")
+    if finetuning in ("lora", "qlora") and not recipe.get("create_new_adapter"):
+        lora["adapter"] = adapters[0]
+    elif finetuning == "oft":
+        fail("adapter_name_or_path", "a LoRA adapter, and finetuning_type is oft")
+    else:
+        stage["model"] = adapters[0]  # an adapter directory as input model is loaded merged into its base
 
 
 def _stage_rules(kind: str, stage: dict, fail, warn) -> dict:

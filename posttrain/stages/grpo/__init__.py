@@ -162,7 +162,7 @@ def run(ctx: StageContext) -> dict:
                                trust_remote_code=pipeline.trust_remote_code)
     model = load_model(ctx.model_path, dtype=training_dtype(pipeline.dtype), trust_remote_code=pipeline.trust_remote_code,
                        attn_implementation=pipeline.attn_implementation, quantize_4bit=stage.finetuning == "qlora")
-    prepare(model, stage)
+    model = prepare(model, stage)
     trainer = GRPOTrainer(
         model=model,
         reward_funcs=[_reward_func(reward, ctx) for reward in stage.rewards],
