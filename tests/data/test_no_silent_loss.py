@@ -49,6 +49,14 @@ SAMPLES = {
     "medical-dialogue-rl": (MEDICAL, None, None),
     "text": ({"text": "A document."}, None, None),
     "unpaired_preference": ({"prompt": "Q", "completion": "A", "label": True}, None, None),
+    "llamafactory-v1": ({"messages": [
+        {"role": "user", "content": [{"type": "text", "value": "Q"}], "loss_weight": 0.0},
+        {"role": "assistant", "content": [{"type": "text", "value": "A"}]}]}, None, None),
+    "llamafactory-v1-pair": ({"chosen_messages": [{"role": "user", "content": [{"type": "text", "value": "Q"}]},
+                                                  {"role": "assistant", "content": [{"type": "text", "value": "A"}]}],
+                              "rejected_messages": [{"role": "user", "content": [{"type": "text", "value": "Q"}]},
+                                                    {"role": "assistant", "content": [{"type": "text", "value": "B"}]}]},
+                             None, None),
 }
 LF_TAGS = {"role_tag": "role", "content_tag": "content", "user_tag": "user", "assistant_tag": "assistant"}
 # LLaMA-Factory's layouts, as dataset_info.json entries route them

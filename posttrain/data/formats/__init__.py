@@ -23,6 +23,7 @@ from posttrain.data.formats import (
     alpaca,
     fields,
     judges,
+    llamafactory_v1,
     medical_dialogue,
     openai,
     preference,
@@ -69,6 +70,8 @@ register("medical-dialogue", medical_dialogue.CONVERSATION)
 register("medical-dialogue-rl", medical_dialogue.RL_PROMPT)
 register("text", text, aliases=("pt",))
 register("unpaired_preference", unpaired_preference, aliases=("trl-unpaired", "kto"))
+register("llamafactory-v1", llamafactory_v1.SFT)  # LLaMA-Factory v1's samples: content parts with a `value`
+register("llamafactory-v1-pair", llamafactory_v1.PAIR)
 # the canonical file format of each record type, the default target of a conversion
 CANONICAL = {"conversation": "openai", "rl_prompt": "rl_prompt"}
 CANONICAL["steps"] = "steps"

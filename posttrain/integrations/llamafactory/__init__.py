@@ -35,7 +35,7 @@ from pathlib import Path
 from posttrain import stages
 from posttrain.config.schema import trainer_config_class
 from posttrain.errors import ConfigError
-from posttrain.integrations.llamafactory import methods, predict, preference, unapplied
+from posttrain.integrations.llamafactory import methods, predict, preference, unapplied, v1
 from posttrain.models.templates import TEMPLATES
 
 log = logging.getLogger("posttrain")
@@ -101,7 +101,8 @@ def finetuning_kinds(kind: str) -> tuple[str, ...]:
 
 
 def is_recipe(raw: dict) -> bool:
-    return "model_name_or_path" in raw and "stage" in raw
+    """A LLaMA-Factory recipe: v0's (`model_name_or_path`, `stage`) or v1's (`model`, `train_dataset`)."""
+    return ("model_name_or_path" in raw and "stage" in raw) or v1.is_recipe(raw)
 
 
 def to_pipeline(raw: dict, path: Path | None = None) -> dict:
@@ -117,6 +118,8 @@ def to_pipeline(raw: dict, path: Path | None = None) -> dict:
 
     given = {k: v for k, v in raw.items() if v is not None and v != ""}  # LLaMA-Factory reads empty as unset
     allowed = _compat(given.pop("compat", {}), fail)
+    if v1.is_recipe(given):
+        return v1.to_pipeline(given, warn, fail, lambda: _report(where, given, ignored, allowed), cuda, allowed)
     if predict.only(given):
         return predict.pipeline(given, warn, fail, _data, _template, lambda: _report(where, given, ignored, allowed))
     name = given.get("stage")
