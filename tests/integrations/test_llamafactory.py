@@ -22,14 +22,6 @@ def e2e(test):
     return pytest.mark.slow(test)
 
 
-@pytest.fixture(autouse=True)
-def machine(monkeypatch):
-    """A CPU machine with nothing optional installed, unless a test says otherwise."""
-    monkeypatch.setattr(llamafactory, "cuda", lambda: False)
-    monkeypatch.setattr(llamafactory, "has_package", lambda name: False)
-    monkeypatch.setattr(llamafactory, "trackers", lambda: [])
-
-
 def gpu(monkeypatch, *packages, trackers=()):
     monkeypatch.setattr(llamafactory, "cuda", lambda: True)
     monkeypatch.setattr(llamafactory, "has_package", lambda name: name in packages)

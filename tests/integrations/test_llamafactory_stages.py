@@ -15,20 +15,12 @@ from peft import PeftModel
 from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
 
 from posttrain.config import load_config
-from posttrain.integrations import llamafactory
 from posttrain.integrations.llamafactory import to_pipeline
 from posttrain.pipeline import read_manifest, run
 
 FIXTURES = Path(__file__).parent / "llamafactory"
 RECIPES = {"dpo": "qwen3_lora_dpo.yaml", "kto": "qwen3_lora_kto.yaml", "rm": "qwen3_lora_reward.yaml",
            "pt": "qwen3_lora_pretrain.yaml"}
-
-
-@pytest.fixture(autouse=True)
-def machine(monkeypatch):
-    monkeypatch.setattr(llamafactory, "cuda", lambda: False)
-    monkeypatch.setattr(llamafactory, "has_package", lambda name: False)
-    monkeypatch.setattr(llamafactory, "trackers", lambda: [])
 
 
 def recipe(stage: str) -> dict:

@@ -16,18 +16,10 @@ from typer.testing import CliRunner
 from posttrain.cli import app
 from posttrain.config import load_config
 from posttrain.errors import ConfigError
-from posttrain.integrations import llamafactory
 from posttrain.integrations.llamafactory import to_pipeline
 from posttrain.pipeline import read_manifest, run
 
 EXTRAS = Path(__file__).parent / "llamafactory" / "examples" / "extras"
-
-
-@pytest.fixture(autouse=True)
-def machine(monkeypatch):
-    monkeypatch.setattr(llamafactory, "cuda", lambda: False)
-    monkeypatch.setattr(llamafactory, "has_package", lambda name: False)
-    monkeypatch.setattr(llamafactory, "trackers", lambda: [])
 
 
 def extra(name: str) -> dict:

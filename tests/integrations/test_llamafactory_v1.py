@@ -12,7 +12,6 @@ import pytest
 
 from posttrain.config import load_config
 from posttrain.errors import ConfigError, PosttrainError
-from posttrain.integrations import llamafactory
 from posttrain.pipeline import read_manifest, run
 
 FIXTURES = Path(__file__).parent / "llamafactory"
@@ -29,7 +28,6 @@ def lf_dir(tmp_path, monkeypatch):
     """LLaMA-Factory's layout: recipes under examples/, data/ under the working directory."""
     shutil.copytree(FIXTURES, tmp_path, dirs_exist_ok=True)
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr(llamafactory, "cuda", lambda: False)
     return tmp_path
 
 
