@@ -7,7 +7,10 @@ prints one clear message to stderr and exits 2, never a traceback.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import signal
+import threading
 from typing import List, Optional
 
 import typer
@@ -36,6 +39,24 @@ def _json_option(name: str, text: str | None) -> dict | None:
     return value
 
 
+@contextlib.contextmanager
+def _terminated_as_interrupted():
+    """SIGTERM (timeout, a scheduler, kill) stops the command as Ctrl-C does, so the atomic writer removes its
+    temporary file; Python's default is to die on the spot and leave it beside the output."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)
+
+
 @data_app.command()
 @user_errors
 def convert(
@@ -54,8 +75,9 @@ def convert(
     """Convert IN from one format to another, writing OUT atomically."""
     from posttrain.data.convert import convert as run
 
-    count = run(in_path, out_path, from_format, to_format, columns=_json_option("columns", columns),
-                tags=_json_option("tags", tags), progress=progress, workers=workers)
+    with _terminated_as_interrupted():
+        count = run(in_path, out_path, from_format, to_format, columns=_json_option("columns", columns),
+                    tags=_json_option("tags", tags), progress=progress, workers=workers)
     _out().print(f"wrote {count} records to {out_path}", markup=False)
 
 
@@ -75,7 +97,8 @@ def split(
         values = [float(r) for r in ratios.split(",")]
     except ValueError:
         raise PosttrainError(f"--ratios: expected comma-separated numbers such as 0.8,0.1,0.1, got {ratios!r}")
-    counts = run(in_path, out_dir, values, seed=seed, names=names.split(",") if names else None)
+    with _terminated_as_interrupted():
+        counts = run(in_path, out_dir, values, seed=seed, names=names.split(",") if names else None)
     _out().print(", ".join(f"{name}: {n}" for name, n in counts.items()), markup=False)
 
 

@@ -9,10 +9,11 @@ output and the same errors.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 from typing import Iterator
 
-from posttrain.data import convert_pool
+from posttrain.data import convert_pool, parquet
 from posttrain.data.formats import CANONICAL, get_format, load_records, record_kind, target_row, writer
 from posttrain.data.io import with_progress, write_records
 from posttrain.errors import PosttrainError
@@ -40,10 +41,23 @@ def convert(
             return convert_pool.convert(in_path, out_path, from_format, name, columns=columns, tags=tags,
                                         workers=workers, progress=progress)
 
+    # the input lines of the records the writer may still hold (a parquet batch), so an error writing one names it
+    lines: collections.deque = collections.deque(maxlen=parquet.WRITE_BATCH + 1)
+    written = 0
+
     def records() -> Iterator[dict]:
+        nonlocal written
         name = to_format
         for line, record in load_records(in_path, from_format, columns=columns, tags=tags):
             name = name or CANONICAL[record_kind(record)]
-            yield target_row(name, in_path, line, record)
+            row = target_row(name, in_path, line, record)
+            lines.append(line)
+            written += 1
+            yield row
 
-    return write_records(out_path, with_progress(records(), enabled=progress, description=f"converting {in_path}"))
+    def origin(index: int):
+        back = written - index
+        return (in_path, lines[-back]) if 0 < back <= len(lines) else None
+
+    return write_records(out_path, with_progress(records(), enabled=progress, description=f"converting {in_path}"),
+                         origin=origin)

@@ -14,6 +14,7 @@ parquet is written in batches by pyarrow.
 
 from __future__ import annotations
 
+import codecs
 import collections
 import io
 import itertools
@@ -133,6 +134,8 @@ def _blocks(path) -> Iterator[bytes]:
     line longer than a block is gathered whole, in time linear in its size."""
     with open(path, "rb") as f:
         held: list[bytes] = []
+        if f.read(3) != codecs.BOM_UTF8:  # a leading BOM is no data, as one process reads it (jsontext.ENCODING)
+            f.seek(0)
         while True:
             data = f.read(BLOCK_BYTES)
             if not data:

@@ -254,8 +254,8 @@ def validate_preference(record: Any) -> dict:
     reads the same way (TRL's explicit-prompt conversational form); ties are kept for judges."""
     if not isinstance(record, dict):
         raise RecordError("record", f"expected a JSON object, got {type(record).__name__}")
-    prompt = record.get("prompt") or []
-    out = {"prompt": validate_prompt(prompt) if prompt else []}
+    prompt = record.get("prompt")  # none is no prompt; 0 or false is not one either, and is refused
+    out = {"prompt": [] if _empty(prompt) else validate_prompt(prompt)}
     for key in ("chosen", "rejected"):
         out[key] = validate_answer(record.get(key), key)
     tie = record.get("tie", False)
@@ -321,11 +321,11 @@ def validate_unpaired_preference(record: Any) -> dict:
     LLaMA-Factory's `kto_tag`). A completion given as a string is one assistant turn."""
     if not isinstance(record, dict):
         raise RecordError("record", f"expected a JSON object, got {type(record).__name__}")
-    prompt = record.get("prompt") or []
+    prompt = record.get("prompt")
     completion = validate_answer(record.get("completion"), "completion")
     label = record.get("label")
     if not isinstance(label, bool):
         raise RecordError("label", "missing; expected true (desirable) or false (undesirable)" if label is None
                           else f"expected true (desirable) or false (undesirable), got {label!r}")
-    return {"prompt": validate_prompt(prompt) if prompt else [],
+    return {"prompt": [] if _empty(prompt) else validate_prompt(prompt),
             "completion": completion, "label": label}

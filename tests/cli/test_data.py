@@ -135,3 +135,26 @@ def test_check_with_a_model_reports_token_lengths(tmp_path, tiny_model):
     assert result.exit_code == 0, result.output
     assert f"{path}:2: warning: " in result.stdout and "over max_length 100; it would be cut" in result.stdout
     assert '"over_max_length": 1' in result.stdout
+
+
+def test_a_sigterm_mid_conversion_leaves_no_temporary_file(tmp_path, monkeypatch):
+    import os
+    import signal
+
+    from posttrain.data.formats import alpaca
+
+    src = _jsonl(tmp_path / "in.jsonl", [{**GOOD, "instruction": f"q{i}"} for i in range(20)])
+    real = alpaca.to_record
+
+    def terminated(row, columns=None, tags=None):
+        if row["instruction"] == "q10":
+            os.kill(os.getpid(), signal.SIGTERM)  # as timeout(1) or a scheduler would
+        return real(row, columns, tags)
+
+    monkeypatch.setattr(alpaca, "to_record", terminated)
+    (tmp_path / "out").mkdir()
+    before = signal.getsignal(signal.SIGTERM)
+    result = _run("convert", src, tmp_path / "out" / "o.jsonl", "--from", "alpaca")
+    assert result.exit_code == 130, result.output
+    assert list((tmp_path / "out").iterdir()) == []
+    assert signal.getsignal(signal.SIGTERM) == before

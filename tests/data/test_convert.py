@@ -117,3 +117,16 @@ def test_memory_does_not_grow_with_the_file(tmp_path):
     assert size > 10_000_000
     assert peak < size / 20, f"peak {peak} bytes for a {size}-byte file"
     assert time.perf_counter() - start < 10
+
+
+@pytest.mark.parametrize("row, kind", [
+    ({"prompt": "Q", "chosen": "A", "rejected": "B"}, "preference"),
+    ({"prompt": "1+1?", "completions": ["2."], "labels": [True]}, "steps"),
+    ({"prompt": "Q", "completion": "A", "label": True}, "unpaired_preference"),
+    ({"text": "A document."}, "text"),
+])
+def test_a_record_for_another_writer_is_refused_by_its_type(tmp_path, row, kind):
+    src = _jsonl(tmp_path / "in.jsonl", [row])
+    with pytest.raises(PosttrainError, match=rf"--to: verl holds rl_prompt records; .*in.jsonl holds {kind} records"):
+        convert(src, tmp_path / "out.parquet", None, "verl", progress=False)
+    assert not (tmp_path / "out.parquet").exists()

@@ -125,3 +125,28 @@ def test_a_progress_bar_counts_the_records_on_a_terminal(tmp_path, small_blocks,
 def test_a_missing_input_is_named_whatever_the_workers(tmp_path):
     with pytest.raises(PosttrainError, match="missing.jsonl: no such file"):
         convert(tmp_path / "missing.jsonl", tmp_path / "o.jsonl", "alpaca", progress=False, workers=2)
+
+
+def test_a_leading_bom_is_no_data_on_both_paths(tmp_path, small_blocks):
+    src = tmp_path / "in.jsonl"
+    src.write_bytes(b"\xef\xbb\xbf" + "".join(json.dumps(_row(i)) + "\n" for i in range(300)).encode())
+    assert convert(src, tmp_path / "one.jsonl", "alpaca", progress=False, workers=1) == 300
+    assert convert(src, tmp_path / "many.jsonl", "alpaca", progress=False, workers=2) == 300
+    assert (tmp_path / "many.jsonl").read_bytes() == (tmp_path / "one.jsonl").read_bytes()
+
+
+@pytest.mark.parametrize("bad, field", [
+    ('{"instruction": "q", "output": "a", "output": "b"}', "output"),
+    ('{"instruction": ' + "[" * 200 + "]" * 200 + ', "output": "a"}', "json"),
+])
+def test_a_strict_json_error_is_the_same_on_both_paths(tmp_path, small_blocks, bad, field):
+    lines = [json.dumps(_row(i)) for i in range(300)]
+    lines[211] = bad
+    src = _write(tmp_path / "in.jsonl", lines)
+    out = tmp_path / "out" / "o.jsonl"
+    with pytest.raises(DataError) as one:
+        convert(src, out, "alpaca", progress=False, workers=1)
+    with pytest.raises(DataError) as many:
+        convert(src, out, "alpaca", progress=False, workers=2)
+    assert str(many.value) == str(one.value)
+    assert (many.value.line, many.value.field) == (212, field)

@@ -153,8 +153,8 @@ def test_registry_names_and_suggestions():
     with pytest.raises(PosttrainError) as info:
         get_format("sharegtp")
     # the first formats in registration order, then the rest the registry has grown
-    assert str(info.value).startswith("format: unknown format 'sharegtp'; known: verl, rl_prompt, openai, conversation, "
-                                      "messages, sharegpt, alpaca, trialpanorama-study-search, ")
+    assert str(info.value).startswith("format: unknown format 'sharegtp'; known: verl, rl_prompt, openai, "
+                                      "conversation, messages, sharegpt, alpaca, trialpanorama-study-search, ")
     assert str(info.value).endswith(f"{', '.join(FORMATS)}; did you mean 'sharegpt'?")
 
 
@@ -203,3 +203,17 @@ def test_undetectable_first_row_names_file_and_line(tmp_path):
 def test_missing_file_is_a_clear_error(tmp_path):
     with pytest.raises(PosttrainError, match=r"nope.jsonl: no such file$"):
         list(load_conversations(tmp_path / "nope.jsonl"))
+
+
+@pytest.mark.parametrize("name, mapping, field", [
+    ("columns", {"messages": ["conversations"]}, "columns.messages"),
+    ("columns", {"system": 1}, "columns.system"),
+    ("tags", {"role_tag": {}}, "tags.role_tag"),
+    ("tags", ["role"], "tags"),
+])
+def test_a_columns_or_tags_value_that_is_not_a_name_is_refused_before_reading(tmp_path, name, mapping, field):
+    path = _jsonl(tmp_path / "d.jsonl", [{"conversations": [{"from": "human", "value": "q"},
+                                                            {"from": "gpt", "value": "a"}]}])
+    with pytest.raises(DataError) as info:
+        list(load_conversations(path, "sharegpt", **{name: mapping}))
+    assert (info.value.line, info.value.field) == (None, field)

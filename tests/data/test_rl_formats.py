@@ -18,7 +18,8 @@ STUDY = {"inputs": {"background": "Statins lower cholesterol.", "objectives": "A
          "labels": ["111", 222], "metadata": {"review_pmid": "999"}}
 SAMPLE = {"question": "Two arms of 120 adults each were randomized.", "answer": "240", "answer_type": "total",
           "trial_id": "NCT01", "pmid": "555", "explanation": "2 arms x 120 = 240."}
-TEMPLATE_TOKENS = ("<|im_start|>", "<|im_end|>", "<|start_header_id|>", "<|eot_id|>", "[INST]", "<s>", "<|begin_of_text|>")
+TEMPLATE_TOKENS = ("<|im_start|>", "<|im_end|>", "<|start_header_id|>", "<|eot_id|>", "[INST]", "<s>",
+                   "<|begin_of_text|>")
 
 
 def jsonl(path, rows):
@@ -99,3 +100,49 @@ def test_converting_rl_prompts_to_a_chat_format_is_refused(tmp_path):
         convert(jsonl(tmp_path / "s.jsonl", [STUDY]), tmp_path / "o.jsonl", "trialpanorama-study-search", "openai",
                 progress=False)
     assert not (tmp_path / "o.jsonl").exists()
+
+
+@pytest.mark.parametrize("labels, field", [
+    ([{"x": 1}, 2], "labels[0]"),
+    (["111", float("nan")], "labels[1]"),
+    (["111", True], "labels[1]"),
+    (["111", "PMID 222"], "labels[1]"),
+    ([[111]], "labels[0]"),
+])
+def test_a_study_search_label_that_is_no_pmid_is_refused(tmp_path, labels, field):
+    path = jsonl(tmp_path / "s.jsonl", [{**STUDY, "labels": labels}])
+    with pytest.raises(DataError) as info:
+        list(load_records(path, "trialpanorama-study-search"))
+    assert (info.value.line, info.value.field) == (1, field) and "expected a PMID" in info.value.expected
+
+
+def test_study_search_pmids_as_whole_numbers_are_digits(tmp_path):
+    path = jsonl(tmp_path / "s.jsonl", [{**STUDY, "labels": [111.0, " 222 "], "metadata": {"review_pmid": 999}}])
+    record = next(load_records(path, "trialpanorama-study-search"))[1]
+    assert record["ground_truth"] == {"relevant_pmids": ["111", "222"], "review_pmid": "999"}
+
+
+@pytest.mark.parametrize("row, field", [
+    ({**STUDY, "metadata": 1.5}, "metadata"),
+    ({**STUDY, "metadata": {"review_pmid": {"x": 1}}}, "metadata.review_pmid"),
+    ([STUDY], "record"),
+])
+def test_a_study_search_row_of_the_wrong_shape_names_its_field(tmp_path, row, field):
+    with pytest.raises(DataError) as info:
+        list(load_records(jsonl(tmp_path / "s.jsonl", [row]), "trialpanorama-study-search"))
+    assert info.value.field == field
+
+
+@pytest.mark.parametrize("fmt", ["trialpanorama-sample-size", "trialpanorama-sample-size-sft", "verl"])
+def test_a_row_that_is_not_an_object_is_refused(tmp_path, fmt):
+    with pytest.raises(DataError) as info:
+        list(load_records(jsonl(tmp_path / "s.jsonl", [["a list"]]), fmt))
+    assert info.value.field == "record"
+
+
+def test_a_verl_extra_info_that_is_not_an_object_is_refused(tmp_path):
+    row = {"data_source": "gsm8k", "prompt": [{"role": "user", "content": "q"}], "reward_model": {"ground_truth": "2"},
+           "extra_info": 1.5}
+    with pytest.raises(DataError) as info:
+        list(load_records(jsonl(tmp_path / "v.jsonl", [row]), "verl"))
+    assert info.value.field == "extra_info"

@@ -90,9 +90,15 @@ def writer(module: ModuleType, *, validated: bool = False):
     return functools.partial(to_row, validated=True) if to_row is not None and validated else to_row
 
 
+# the key only that record type's canonical shape has (records.py)
+_KIND_KEYS = (("messages", "conversation"), ("data_source", "rl_prompt"), ("chosen", "preference"),
+              ("completions", "steps"), ("completion", "unpaired_preference"), ("text", "text"))
+
+
 def record_kind(record: dict) -> str:
-    """What a canonical record of a conversion holds: a conversation or an RL prompt."""
-    return "conversation" if "messages" in record else "rl_prompt"
+    """The record type of a canonical record (from load_records): by the key only its shape has. Calling every
+    record without messages an RL prompt sent a preference pair to VERL's writer, which failed on its data_source."""
+    return next((kind for key, kind in _KIND_KEYS if key in record), "rl_prompt")
 
 
 def target_row(to_format: str, in_path, line: int, record: dict) -> dict:
@@ -154,6 +160,8 @@ def load_records(
     `record` (conversation, preference, ...) rejects formats that make another record type.
     """
     module = _checked(get_format(fmt), fmt, record) if fmt else None
+    _check_mapping(path, "columns", columns)
+    _check_mapping(path, "tags", tags)
     try:  # a multimodal column mapping is wrong for every row: say so once, before reading any
         fields.check_columns({key: value for key, value in (columns or {}).items() if key in fields.MEDIA})
     except RecordError as e:
@@ -174,6 +182,18 @@ def load_records(
                     return
                 count += 1
                 yield line, record
+
+
+def _check_mapping(path, name: str, mapping) -> None:
+    """LLaMA-Factory's columns and tags map a name to a column or tag name (a string; null for none): anything
+    else is wrong for every row, so it is refused once, before any row is read."""
+    if mapping is None:
+        return
+    if not isinstance(mapping, dict):
+        raise DataError(path, None, name, f"expected an object of names, got {type(mapping).__name__}")
+    for key, value in mapping.items():
+        if value is not None and not isinstance(value, str):
+            raise DataError(path, None, f"{name}.{key}", f"expected a name (a string), got {type(value).__name__}")
 
 
 def row_records(module: ModuleType, file, line: int, row, columns: dict | None, tags: dict | None) -> list[dict]:

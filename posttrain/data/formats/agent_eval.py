@@ -13,7 +13,9 @@ was trained. `posttrain data variants` writes the seed's dataset variants from t
 Fields (UNKNOWN_FIELDS = "refuse", all three formats): conversations and
 metadata are read (and a variant file's instruction and output by
 agent-eval-judge); bookkeeping fields (id, source, ...) are ignored with a
-warning; any other field is a RecordError naming it.
+warning; any other field is a RecordError naming it. The metadata's
+model_name, task_id and category are written into the prompt's prefix, so
+each is text or a number; another value (an object, NaN) is refused too.
 """
 
 from __future__ import annotations
@@ -42,8 +44,12 @@ def metadata_of(row) -> dict:
     if not isinstance(metadata, dict):
         raise RecordError("metadata", "missing; expected {model_name, task_id, evaluation_type, ...}")
     kind = metadata.get("evaluation_type")
-    if kind not in EVALUATION_TYPES:
+    if not isinstance(kind, str) or kind not in EVALUATION_TYPES:
         raise RecordError("metadata.evaluation_type", f"expected one of {', '.join(EVALUATION_TYPES)}, got {kind!r}")
+    for key in ("model_name", "task_id", "category"):  # written into the judge's prompt, so text (or a number)
+        value = metadata.get(key)
+        if value not in (None, "") and (isinstance(value, bool) or not isinstance(value, (str, int))):
+            raise RecordError(f"metadata.{key}", f"expected text, got {value!r}")
     return metadata
 
 

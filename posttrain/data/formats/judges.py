@@ -13,7 +13,9 @@ or jsonl; `input`/`output`/`metadata` may be JSON strings as parquet stores them
 - rm-gallery-pointwise: one record per output with a `helpfulness` (or `score`) label 0..4 in its
   `answer.label`; the judge answers `<score>N</score>`. data_source `pointwise_score`.
 
-Prompts stay plain messages: the chat template is applied once, when training.
+Prompts stay plain messages: the chat template is applied once, when training. A query message's
+role is written into a multi-turn prompt, so it must be system, user, assistant or tool (a missing
+role is user); another value ({}, a number) is a RecordError naming it.
 
 Fields (UNKNOWN_FIELDS = "refuse", both formats): input, output and source
 are read, and by the pairwise format metadata (the preferred side) and
@@ -29,7 +31,7 @@ import json
 from types import SimpleNamespace
 
 from posttrain.data.formats import fields
-from posttrain.data.records import validate_rl_prompt
+from posttrain.data.records import ROLES, validate_rl_prompt
 from posttrain.errors import RecordError
 
 PAIRWISE_TASK = "Please choose the better response."
@@ -76,7 +78,15 @@ def _field(row: dict, key: str, expected_type, expected: str):
 
 def _query(row: dict) -> str:
     messages = _field(row, "input", list, "a list of messages (the query)")
-    turns = [m for m in messages if isinstance(m, dict) and isinstance(m.get("content"), str)]
+    for i, message in enumerate(messages):  # the role is written into the prompt: "{}: ..." would be trained on
+        if not isinstance(message, dict):
+            raise RecordError(f"input[{i}]", f"expected a message {{role, content}}, got {type(message).__name__}")
+        role = message.get("role", "user")
+        if not isinstance(role, str) or role not in ROLES:
+            raise RecordError(f"input[{i}].role", f"expected one of {', '.join(ROLES)}, got {role!r}")
+        if message.get("content") is not None and not isinstance(message["content"], str):
+            raise RecordError(f"input[{i}].content", f"expected text, got {type(message['content']).__name__}")
+    turns = [m for m in messages if isinstance(m.get("content"), str)]
     if not turns or not any(m["content"].strip() for m in turns):
         raise RecordError("input", "no message with text content; expected [{role, content}]")
     if len(turns) == 1:
@@ -114,6 +124,10 @@ def _preferred(row: dict, answers: list[dict]) -> str:
         return key
     a, b = answers[0]["label"], answers[1]["label"]
     if "is_preferred" in a or "is_preferred" in b:
+        for i, label in enumerate((a, b)):  # bool() would make any list or string a preference
+            if label.get("is_preferred") is not None and not isinstance(label["is_preferred"], bool):
+                raise RecordError(f"output[{i}].answer.label.is_preferred",
+                                  f"expected true or false, got {label['is_preferred']!r}")
         pa, pb = bool(a.get("is_preferred")), bool(b.get("is_preferred"))
         return "tie" if pa == pb else ("A" if pa else "B")
     if "preference_score" in a and "preference_score" in b:
@@ -162,6 +176,8 @@ def _score(label: dict, i: int) -> int | None:
         if key in label:
             value = label[key]
             try:
+                if isinstance(value, bool):  # float(True) is 1.0, a score nobody gave
+                    raise TypeError
                 number = float(value)
             except (TypeError, ValueError):
                 raise RecordError(f"output[{i}].answer.label.{key}",

@@ -98,6 +98,8 @@ def _prompt(row, fmt: str) -> list[dict]:
 
 
 def to_conversation(row, columns=None, tags=None) -> dict:
+    if not isinstance(row, dict):
+        raise RecordError("record", f"expected a JSON object, got {type(row).__name__}")
     answer = {"role": "assistant", "content": _text(row, "output", required=True)}
     messages = _prompt(row, "medical-dialogue") + [answer]
     return validate_conversation({"messages": messages})

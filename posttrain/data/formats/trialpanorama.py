@@ -1,7 +1,8 @@
 """TrialPanorama source records (seed 000) -> RL prompts and SFT conversations, with the seed's prompts.
 
 study search: {"inputs": {"background", "objectives", "selection criteria"}, "labels": [pmid],
-"metadata": {"review_pmid"}} -> an rl_prompt scored by `study_search`.
+"metadata": {"review_pmid"}} -> an rl_prompt scored by `study_search`; a PMID is digits, as text or a
+whole number, and anything else (an object, NaN, true) is a RecordError naming it, not a PMID string.
 sample size: {"question", "answer", "answer_type", "trial_id", "pmid", "explanation"} -> an rl_prompt
 scored by `sample_size_estimation`, or (trialpanorama-sample-size-sft) a conversation whose answer is
 the explanation inside <think> plus <answer>N</answer>.
@@ -51,8 +52,26 @@ _SAMPLE_SIZE_FIELDS = ("question", "answer", "answer_type", "trial_id", "pmid")
 _SFT_IGNORES = {key: "the RL ground truth's details, not the conversation's" for key in _SAMPLE_SIZE_FIELDS[2:]}
 
 
+def _object(row) -> dict:
+    if not isinstance(row, dict):
+        raise RecordError("record", f"expected a JSON object, got {type(row).__name__}")
+    return row
+
+
+def _pmid(value, field: str) -> str:
+    """A PMID as the study_search reward compares it, digits: given as text or as a whole number (a float column
+    of parquet or pandas holds 30000239.0). Anything else would become a PMID string no search ever returns."""
+    if isinstance(value, float) and math.isfinite(value) and value.is_integer():
+        value = int(value)
+    if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+        return str(value)
+    if isinstance(value, str) and value.strip().isascii() and value.strip().isdigit():
+        return value.strip()
+    raise RecordError(field, f"expected a PMID (digits, as text or a whole number), got {value!r}")
+
+
 def study_search(row: dict, columns=None, tags=None) -> dict:
-    fields.check(row, "trialpanorama-study-search", ("inputs", "labels", "metadata"), record="rl_prompt")
+    fields.check(_object(row), "trialpanorama-study-search", ("inputs", "labels", "metadata"), record="rl_prompt")
     inputs = row.get("inputs")
     if not isinstance(inputs, dict):
         raise RecordError("inputs", "missing; expected {background, objectives, selection criteria}")
@@ -63,10 +82,15 @@ def study_search(row: dict, columns=None, tags=None) -> dict:
     labels = row.get("labels")
     if not isinstance(labels, list) or not labels:
         raise RecordError("labels", "expected a non-empty list of relevant PMIDs")
-    review = (row.get("metadata") or {}).get("review_pmid")
+    metadata = row.get("metadata") or {}
+    if not isinstance(metadata, dict):
+        raise RecordError("metadata", f"expected an object {{review_pmid}}, got {type(metadata).__name__}")
+    review = metadata.get("review_pmid")
+    review = "" if review is None or review == "" else _pmid(review, "metadata.review_pmid")
     return validate_rl_prompt({
         "prompt": [{"role": "user", "content": prompt}], "data_source": "study_search",
-        "ground_truth": {"relevant_pmids": [str(p) for p in labels], "review_pmid": str(review or "")},
+        "ground_truth": {"relevant_pmids": [_pmid(p, f"labels[{i}]") for i, p in enumerate(labels)],
+                         "review_pmid": review},
         "extra_info": {"ability": "study_search"}})
 
 
@@ -81,7 +105,7 @@ def _target(row: dict) -> float:
 
 
 def sample_size(row: dict, columns=None, tags=None) -> dict:
-    fields.check(row, "trialpanorama-sample-size", _SAMPLE_SIZE_FIELDS, record="rl_prompt",
+    fields.check(_object(row), "trialpanorama-sample-size", _SAMPLE_SIZE_FIELDS, record="rl_prompt",
                  ignores={**fields.BOOKKEEPING, "explanation": "the worked answer the -sft variant trains on"})
     target = _target(row)
     return validate_rl_prompt({
@@ -93,7 +117,7 @@ def sample_size(row: dict, columns=None, tags=None) -> dict:
 
 
 def sample_size_sft(row: dict, columns=None, tags=None) -> dict:
-    fields.check(row, "trialpanorama-sample-size-sft", ("question", "answer", "explanation"),
+    fields.check(_object(row), "trialpanorama-sample-size-sft", ("question", "answer", "explanation"),
                  ignores={**fields.BOOKKEEPING, **_SFT_IGNORES})
     target = _target(row)
     number = int(target) if target.is_integer() else target

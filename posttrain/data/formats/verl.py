@@ -31,10 +31,15 @@ def detect(row: dict) -> bool:
 
 def to_record(row: dict, columns: dict | None = None, tags: dict | None = None) -> dict:
     row = plain_values(row)
+    if not isinstance(row, dict):
+        raise RecordError("record", f"expected a JSON object, got {type(row).__name__}")
+    extra_info = row.get("extra_info") or {}
+    if not isinstance(extra_info, dict):
+        raise RecordError("extra_info", f"expected an object, got {type(extra_info).__name__}")
     reward_model = row.get("reward_model")
     if not isinstance(reward_model, dict) or "ground_truth" not in reward_model:
         raise RecordError("reward_model.ground_truth", "missing; expected {style, ground_truth}")
-    extra = keep_extra(row, "verl", _KEYS, dict(row.get("extra_info") or {}))
+    extra = keep_extra(row, "verl", _KEYS, dict(extra_info))
     if row.get("ability"):
         extra.setdefault("ability", row["ability"])
     return validate_rl_prompt({"prompt": row.get("prompt"), "data_source": row.get("data_source"),

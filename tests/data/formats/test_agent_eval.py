@@ -64,3 +64,13 @@ def test_variant_rows_read_as_the_same_judge_prompts(tmp_path):
     assert next(records)[1] == from_row
     with pytest.raises(DataError, match=r"variant.jsonl:2: output: missing or empty; expected text"):
         next(records)
+
+
+@pytest.mark.parametrize("fmt", ["agent-eval", "agent-eval-judge"])
+@pytest.mark.parametrize("key, value", [("model_name", {"a": {}}), ("task_id", [1, 2]), ("category", float("nan")),
+                                        ("task_id", True), ("evaluation_type", ["clip"])])
+def test_a_metadata_value_written_into_the_prompt_must_be_text(tmp_path, fmt, key, value):
+    row = {**ROW, "metadata": {**ROW["metadata"], key: value}}
+    with pytest.raises(DataError) as info:
+        list(load_records(_write(tmp_path, [row]), fmt))
+    assert info.value.field == f"metadata.{key}"

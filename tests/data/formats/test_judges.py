@@ -86,3 +86,35 @@ def test_convert_cli_doubles_the_pairs(tmp_path):
     assert result.exit_code == 0, result.output
     assert "wrote 6 records" in result.output
     assert len(out.read_text().splitlines()) == 6
+
+
+@pytest.mark.parametrize("fmt", ["rm-gallery-pairwise", "rm-gallery-pointwise"])
+@pytest.mark.parametrize("message, field", [
+    ({"role": {}, "content": "Capital of Japan?"}, "input[0].role"),
+    ({"role": "judge", "content": "Capital of Japan?"}, "input[0].role"),
+    ({"role": "user", "content": {"text": "x"}}, "input[0].content"),
+    ("Capital of Japan?", "input[0]"),
+])
+def test_a_query_message_of_the_wrong_shape_names_its_field(tmp_path, fmt, message, field):
+    row = {**ROW, "input": [message]}
+    if fmt == "rm-gallery-pointwise":
+        row = {"input": [message], "output": [{"answer": {"content": "Tokyo.", "label": {"helpfulness": 4}}}]}
+    with pytest.raises(DataError) as info:
+        list(load_records(_write(tmp_path, [row]), fmt))
+    assert (info.value.line, info.value.field) == (1, field)
+
+
+@pytest.mark.parametrize("flag", [[{"x": 1}, 2], "yes", 1.5, float("inf")])
+def test_an_is_preferred_that_is_not_a_boolean_is_refused(tmp_path, flag):
+    row = {**ROW, "metadata": {}, "output": [{"answer": {"content": "Tokyo.", "label": {"is_preferred": flag}}},
+                                             {"answer": {"content": "Kyoto.", "label": {"is_preferred": False}}}]}
+    with pytest.raises(DataError) as info:
+        list(load_records(_write(tmp_path, [row]), "rm-gallery-pairwise"))
+    assert info.value.field == "output[0].answer.label.is_preferred"
+
+
+def test_a_boolean_helpfulness_is_no_score(tmp_path):
+    row = {"input": ROW["input"], "output": [{"answer": {"content": "Tokyo.", "label": {"helpfulness": True}}}]}
+    with pytest.raises(DataError) as info:
+        list(load_records(_write(tmp_path, [row]), "rm-gallery-pointwise"))
+    assert info.value.field == "output[0].answer.label.helpfulness"

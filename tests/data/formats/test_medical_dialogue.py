@@ -96,3 +96,11 @@ def test_the_shipped_sample_data_is_split_80_10_10_without_overlap():
         for name in splits:
             records = list(load_records(EXAMPLES / source / f"{name}.jsonl", "medical-dialogue-rl"))
             assert len(records) == len(splits[name])
+
+
+@pytest.mark.parametrize("row", [["a list"], "text", None])
+def test_a_row_that_is_not_an_object_is_refused(row):
+    for convert in (to_conversation, to_rl_prompt):
+        with pytest.raises(RecordError) as error:
+            convert(row)
+        assert error.value.field == "record"

@@ -49,8 +49,10 @@ def test_sharegpt_ranking_row_with_its_tags():
     ({"chosen": "A", "rejected": "B", "tie": "yes"}, "tie"),
     ({"chosen": "A", "rejected": "B", "margin": "big"}, "margin"),
     ({"prompt": [{"role": "assistant", "content": "x"}], "chosen": "A", "rejected": "B"}, "prompt[0].role"),
-    ({"chosen": Q + [{"role": "assistant", "content": "same"}], "rejected": Q + [{"role": "assistant", "content": "same"}]},
-     "chosen"),
+    ({"prompt": 0, "chosen": "A", "rejected": "B"}, "prompt"),
+    ({"prompt": False, "chosen": "A", "rejected": "B"}, "prompt"),
+    ({"chosen": Q + [{"role": "assistant", "content": "same"}],
+      "rejected": Q + [{"role": "assistant", "content": "same"}]}, "chosen"),
 ])
 def test_bad_rows_name_the_field(row, field):
     with pytest.raises(RecordError) as e:
@@ -69,3 +71,11 @@ def test_detected_and_written_back(tmp_path):
     path = write_jsonl(tmp_path / "p.jsonl", [{"prompt": Q, "chosen": "A", "rejected": "B", "margin": 1.5}])
     [(_, record)] = list(load_records(path, record="preference"))
     assert preference.to_record(preference.from_record(record)) == record
+
+
+def test_an_unpaired_prompt_of_zero_is_refused_not_dropped():
+    from posttrain.data.formats import unpaired_preference
+
+    with pytest.raises(RecordError) as e:
+        unpaired_preference.to_record({"prompt": 0, "completion": "A", "label": True})
+    assert e.value.field == "prompt"
