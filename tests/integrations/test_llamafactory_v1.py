@@ -97,6 +97,10 @@ def test_v1_samples_keep_their_turns_and_refuse_what_would_train_otherwise(lf_di
     with pytest.raises(PosttrainError, match=r"weighted.jsonl:1: messages\[0\].loss_weight: 1.0: posttrain trains "
                                              r"assistant turns \(1\) and no other \(0\)"):
         list(load_records("weighted.jsonl", "llamafactory-v1", record="conversation"))
+    row["messages"][0].update(loss_weight=0.0, content=[{"type": "text", "value": "hi", "lang": "en"}])
+    Path("keyed.jsonl").write_text(json.dumps(row) + "\n")
+    with pytest.raises(PosttrainError, match=r"keyed.jsonl:1: messages\[0\].content\[0\].lang: a part key"):
+        list(load_records("keyed.jsonl", "llamafactory-v1", record="conversation"))
     with pytest.raises(PosttrainError, match=r"v1_multimodal_demo.jsonl:1: messages\[0\].content\[0\].type: "
                                              r"'image_url'"):
         list(load_records("data/v1_multimodal_demo.jsonl", "llamafactory-v1", record="conversation"))

@@ -35,6 +35,9 @@ def _text(content, field: str) -> str:
         where = f"{field}[{j}]"
         if not isinstance(part, dict) or not isinstance(part.get("value"), str):
             raise RecordError(where, "expected a {type, value} part with text as its value")
+        if set(part) - {"type", "value"}:
+            raise RecordError(f"{where}.{sorted(set(part) - {'type', 'value'})[0]}", "a part key v1 samples do not "
+                                                                                     "have (expected type, value)")
         kind = part.get("type", "text")
         if kind == "text":
             texts.append(part["value"])
