@@ -10,7 +10,8 @@ from rich.console import Console
 
 from posttrain.cli.chat import MODEL_HELP
 from posttrain.cli.common import user_errors
-from posttrain.serving import DEFAULT_MAX_BATCH_SIZE, DEFAULT_MAX_REQUEST_BYTES, DEFAULT_MAX_TOKENS_LIMIT
+from posttrain.serving import (DEFAULT_BODY_TIMEOUT, DEFAULT_HEADER_TIMEOUT, DEFAULT_MAX_BATCH_SIZE, DEFAULT_MAX_QUEUE,
+                               DEFAULT_MAX_REQUEST_BYTES, DEFAULT_MAX_TOKENS_LIMIT, DEFAULT_QUEUE_TIMEOUT)
 
 LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
 
@@ -34,6 +35,18 @@ def serve_command(
     dtype: str = typer.Option("auto", "--dtype", help="auto, bf16, fp16 or fp32."),
     max_batch_size: int = typer.Option(DEFAULT_MAX_BATCH_SIZE, "--max-batch-size", min=1,
                                        help="Most requests answered together in one batch (1: one at a time)."),
+    # the limits below default to None, "the server's own", so that only those given are passed on
+    header_timeout: Optional[float] = typer.Option(None, "--header-timeout", min=0.001, help="Seconds a request's "
+                                                   "headers may take (more: 408) "
+                                                   f"(default {DEFAULT_HEADER_TIMEOUT:g})"),
+    body_timeout: Optional[float] = typer.Option(None, "--body-timeout", min=0.001, help="Seconds a request's body "
+                                                 "may take once its headers are in (more: 408) "
+                                                 f"(default {DEFAULT_BODY_TIMEOUT:g})"),
+    max_queue: Optional[int] = typer.Option(None, "--max-queue", min=1, help="Most requests waiting for the model "
+                                            f"beyond the batch (more: 429) (default {DEFAULT_MAX_QUEUE})"),
+    queue_timeout: Optional[float] = typer.Option(None, "--queue-timeout", min=0.001, help="Seconds a request may "
+                                                  "wait for the model before it starts (more: 503) "
+                                                  f"(default {DEFAULT_QUEUE_TIMEOUT:g})"),
 ):
     """Serve a model over HTTP with OpenAI's API (GET /v1/models, POST /v1/chat/completions, streaming too),
     answering concurrent requests together in batches; for GPU throughput at scale use `vllm serve` on the
@@ -49,8 +62,10 @@ def serve_command(
         err.print(f"[yellow]listening on {host}: anyone who can reach it may use the model (no authentication)"
                   "[/yellow]")
     err.print(f"serving {name} at http://{host}:{port}/v1 (Ctrl-C stops)")
+    limits = dict(header_timeout=header_timeout, body_timeout=body_timeout, max_queue=max_queue,
+                  queue_timeout=queue_timeout)
     try:
         serve(engine, name, host=host, port=port, max_tokens_limit=max_tokens_limit,
-              max_request_bytes=max_request_bytes)
+              max_request_bytes=max_request_bytes, **{k: v for k, v in limits.items() if v is not None})
     finally:
         engine.close()

@@ -21,6 +21,16 @@ continuous batching (`generate_batch`) was measured for this and was ~3x
 slower than one request after another on CPU (docs/benchmarks.md), so it is
 not used.
 
+Requests that decode differently (greedy, sampled at another temperature, a
+seeded one, which runs alone) cannot share a `generate`, so they make batches
+of their own, and the batches take turns: one that has made `TURN_TOKENS`
+tokens and run `TURN_SECONDS` in its turn pauses (as it does for a newcomer)
+when another waits, and a batch just started goes first. So a short request
+behind long answers of other settings waits a turn or a few, not for all of
+them to end (it waited for every one of them when batches ran one after the
+other). A paused batch keeps its KV cache, and a seeded one its random state,
+so a turn changes no answer.
+
 Batching does not change an answer: under greedy decoding each row's tokens
 are those it gets alone (left padding and the attention mask keep rows apart;
 a test checks token for token). A sampled request with a seed is run alone,
@@ -32,6 +42,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import logging
+import time
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -40,6 +51,10 @@ from transformers import StoppingCriteria, StoppingCriteriaList
 from posttrain.evaluation.generation import GenerationSettings
 
 log = logging.getLogger("posttrain")
+
+# A batch's turn when another waits: at least this many tokens (so a short answer ends in one turn) and seconds (each
+# pause costs the start of a generate call, which a turn this long keeps small beside it)
+TURN_TOKENS, TURN_SECONDS = 16, 0.1
 
 
 @dataclass
@@ -110,7 +125,7 @@ class _RowsDone(StoppingCriteria):
     streamer after the stopping criteria (and on a GPU one step later still), so a row's count and last token are
     known here first. The row ends (its reader told) once its last token has been streamed."""
 
-    def __init__(self, rows: list[Request], admit: Callable[[int], bool], width: int):
+    def __init__(self, rows: list[Request], admit: Callable[[int, int], bool], width: int):
         self.rows = rows
         self.admit = admit
         self.width = width  # of input_ids when generate began
@@ -131,7 +146,7 @@ class _RowsDone(StoppingCriteria):
                 if len(row.tokens) >= count:
                     row.finish()
         live = sum(row.final is None for row in self.rows)
-        if live and self.admit(live):
+        if live and self.admit(live, made):
             self.paused = True
         stop = [self.paused or row.final is not None for row in self.rows]
         return torch.tensor(stop, dtype=torch.bool, device=input_ids.device)
@@ -140,16 +155,20 @@ class _RowsDone(StoppingCriteria):
 class Batch:
     """The requests being answered together: their tokens so far as one left-padded tensor, and the KV cache of all
     but its last column, kept between pauses so that a newcomer costs its own prefill only. Models whose cache is
-    not plain per-token keys and values (sliding windows, linear attention) are resumed by a prefill of every row."""
+    not plain per-token keys and values (sliding windows, linear attention) are resumed by a prefill of every row.
+    `key` is its rows' `batch_key`; its current turn began at `turn_started` and has made `turn_tokens` tokens."""
 
-    def __init__(self, model, pad_id: int):
-        self.model, self.pad_id = model, pad_id
+    def __init__(self, model, pad_id: int, key=None):
+        self.model, self.pad_id, self.key = model, pad_id, key
         self.rows: list[Request] = []
         self.ids = self.mask = self.cache = None
+        self.turn_tokens, self.turn_started = 0, time.monotonic()
+        self.rng = None  # a seeded batch's random state when it paused: its sampling goes on from there
 
-    def run(self, newcomers: list[Request], admit: Callable[[int], bool]) -> None:
-        """Answer the rows and the newcomers until each is finished, or until `admit(live rows)` says more should
-        join (the rows not finished stay, to go on at the next run). A failure ends every row with the error."""
+    def run(self, newcomers: list[Request], admit: Callable[[int, int], bool]) -> None:
+        """Answer the rows and the newcomers until each is finished, or until `admit(live rows, tokens made in this
+        run)` says to pause, for more to join or for another batch's turn (the rows not finished stay, to go on at
+        the next run). A failure ends every row with the error."""
         import torch
         from transformers import set_seed
 
@@ -165,8 +184,11 @@ class Batch:
                 self._join(newcomers)
                 config = copy.deepcopy(self.rows[0].config)
                 config.max_new_tokens = max(row.remaining for row in self.rows)
-                if batch_key(self.rows[0].settings) is None:
+                seeded = batch_key(self.rows[0].settings) is None
+                if seeded and self.rng is None:
                     set_seed(self.rows[0].settings.seed)
+                elif seeded:
+                    _set_rng_state(self.rng, self.ids.device)
                 done = _RowsDone(self.rows, admit, self.ids.shape[1])
                 out = self.model.generate(input_ids=self.ids, attention_mask=self.mask, generation_config=config,
                                           streamer=_RowsStreamer(self.rows), return_dict_in_generate=True,
@@ -182,6 +204,9 @@ class Batch:
             self._keep([False] * len(self.rows))
             return
         added = out.sequences.shape[1] - self.ids.shape[1]
+        self.turn_tokens += added
+        if seeded:
+            self.rng = _rng_state(self.ids.device)
         self.ids = out.sequences
         self.mask = torch.cat([self.mask, self.mask.new_ones(self.mask.shape[0], added)], dim=1)
         cache = _returned_cache(out)
@@ -244,6 +269,21 @@ class Batch:
             if self.cache is not None:
                 for layer in self.cache.layers:
                     layer.keys, layer.values = layer.keys[..., unused:, :], layer.values[..., unused:, :]
+
+
+def _rng_state(device):
+    """The random state sampling draws from: the CPU's, and the GPU's when the batch is on one."""
+    import torch
+
+    return torch.random.get_rng_state(), torch.cuda.get_rng_state(device) if device.type == "cuda" else None
+
+
+def _set_rng_state(state, device) -> None:
+    import torch
+
+    torch.random.set_rng_state(state[0])
+    if state[1] is not None:
+        torch.cuda.set_rng_state(state[1], device)
 
 
 def _left_padded(sequences: list[list[int]], pad_id: int, device):

@@ -4,14 +4,18 @@ An `Engine` owns a loaded model and one worker thread that runs every
 generation: a model is not safe to run from several threads at once. Requests
 wait in line; the worker answers the ones at the front together, in one batch
 (`batching.py`), and a request arriving meanwhile joins the running batch when
-a row is free. Callers get a stream of text pieces (transformers'
+a row is free; requests that decode differently make batches that take
+turns. Callers get a stream of text pieces (transformers'
 `TextIteratorStreamer`, or its asyncio twin for the server's event loop), so
 nobody blocks the worker: it only ever pushes.
 
 A caller that goes away (a closed HTTP connection, Ctrl-C in the terminal)
 cancels its stream; the worker checks that after every token, and skips a
 cancelled request still waiting in line, so one lost client never holds up the
-others. Prompts go through the chat template exactly as evaluation renders them
+others. The server bounds the line: it reads `queued` before it submits, and
+`withdraw`s a request that waited too long, which a stream tells by
+`out_of_line` (done once the worker has taken it, or it has ended). Prompts
+go through the chat template exactly as evaluation renders them
 (`evaluation.generation.encode`), with the same decoding settings, so a served
 greedy answer is the one `posttrain eval` scores, batched or not.
 """
@@ -22,6 +26,7 @@ import collections
 import dataclasses
 import logging
 import threading
+import time
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -30,7 +35,7 @@ from transformers import AsyncTextIteratorStreamer, TextIteratorStreamer
 from posttrain.errors import PosttrainError
 from posttrain.evaluation.generation import GenerationSettings, encode, generation_config, load
 from posttrain.serving import DEFAULT_MAX_BATCH_SIZE
-from posttrain.serving.batching import Batch, Request, batch_key
+from posttrain.serving.batching import TURN_SECONDS, TURN_TOKENS, Batch, Request, batch_key
 
 log = logging.getLogger(__name__)
 
@@ -102,6 +107,9 @@ class _Answering:
         """Stop generating (after the current token), or never start if still waiting in line."""
         self.cancelled.set()
 
+    def left_line(self) -> None:
+        """Called (by the worker) once the request is no longer waiting: taken into a batch, or ended."""
+
     def put(self, value):
         if not (self.skip_prompt and self.next_tokens_are_prompt) and not self.stop_text.stopped:
             self.ids.extend(value.reshape(-1).tolist())
@@ -109,6 +117,7 @@ class _Answering:
             super().put(value)
 
     def end(self):
+        self.left_line()
         if not self._decodes_as_it_goes:  # decode the answer once
             self.token_cache, self.print_len = list(self.ids), 0
         super().end()
@@ -151,7 +160,18 @@ class TextStream(_Answering, TextIteratorStreamer):
 
 
 class AsyncTextStream(_Answering, AsyncTextIteratorStreamer):
-    """`async for` the answer's text pieces; then `.answer`. Must be made inside the event loop that reads it."""
+    """`async for` the answer's text pieces; then `.answer`. Must be made inside the event loop that reads it.
+    `out_of_line` is a future of that loop, done once the request no longer waits in line."""
+
+    def _setup(self, *args, **kwargs):
+        super()._setup(*args, **kwargs)
+        self.out_of_line = self.loop.create_future()
+
+    def left_line(self) -> None:
+        try:
+            self.loop.call_soon_threadsafe(_resolve, self.out_of_line)
+        except RuntimeError:  # its event loop has closed: nobody waits for it
+            pass
 
     async def __anext__(self):
         try:
@@ -160,6 +180,11 @@ class AsyncTextStream(_Answering, AsyncTextIteratorStreamer):
             if self.error is not None:
                 raise self.error
             raise
+
+
+def _resolve(future) -> None:
+    if not future.done():
+        future.set_result(None)
 
 
 class Engine:
@@ -203,6 +228,25 @@ class Engine:
         """The asyncio twin of `stream`; with pieces=False the whole text comes as one piece at the end."""
         return self._submit(AsyncTextStream, messages, settings, stop, pieces)
 
+    @property
+    def queued(self) -> int:
+        """How many requests wait in line (not yet taken into a batch)."""
+        with self._ready:
+            return len(self._waiting)
+
+    def withdraw(self, stream) -> bool:
+        """Take `stream`'s request out of the line and cancel it, if it still waits there; False if the worker
+        has taken it already (or it has ended)."""
+        with self._ready:
+            for request in self._waiting:
+                if request.stream is stream:
+                    self._waiting.remove(request)
+                    break
+            else:
+                return False
+        stream.cancel()
+        return True
+
     def close(self) -> None:
         """Let the worker finish what is queued and end."""
         with self._ready:
@@ -227,47 +271,91 @@ class Engine:
         return stream
 
     def _work(self) -> None:
-        batch = Batch(self.model, self._pad_id)
+        batches: list[Batch] = []  # the batches started and not finished, in the order of their turns
+        last = None  # the batch whose turn it was
         while True:
             with self._ready:
-                while not batch.rows and not self._waiting and not self._closed:
+                batches[:] = [batch for batch in batches if batch.rows]
+                while not batches and not self._waiting and not self._closed:
                     self._ready.wait()
-                if not batch.rows and not self._waiting:
+                if not batches and not self._waiting:
                     return
-                newcomers = self._take(batch.rows)
+                last, newcomers = self._turn(batches, last)
             try:
-                batch.run(newcomers, self._admits(batch.rows + newcomers))
+                last.run(newcomers, self._admits(last, batches))
             except Exception as e:  # whatever the batch did not catch itself must not end the worker
                 log.exception("a batch failed outside its generation")
-                batch.fail(e, newcomers)
+                last.fail(e, newcomers)
 
-    def _take(self, rows: list[Request]) -> list[Request]:
-        """The requests at the front of the line that may join `rows` (or start a batch, when there are none)."""
+    def _turn(self, batches: list[Batch], last: Batch | None) -> tuple[Batch, list[Request]]:
+        """The batch to run next, and the requests that join it: the last one's turn goes on until it is over
+        (TURN_TOKENS and TURN_SECONDS) and another batch waits; then the turn goes to the batch the front of the line
+        joins, or starts (a new batch goes first), else to the next started batch."""
+        room = self.max_batch_size - sum(len(batch.rows) for batch in batches)
+        current = last if any(batch is last for batch in batches) else None
+        turn_over = current is not None and current.turn_tokens >= TURN_TOKENS and (
+            time.monotonic() - current.turn_started >= TURN_SECONDS)
+        if current is not None and not (turn_over and self._others_wait(batches, room)):
+            return current, self._take(current, room)
+        if current is not None:  # its turn is over: to the back
+            batches.remove(current)
+            batches.append(current)
+        others = [batch for batch in batches if batch is not current]
+        chosen = others[0] if others else current
+        if self._waiting:
+            key = batch_key(self._waiting[0].settings)
+            joins = [batch for batch in others if key is not None and batch.key == key]
+            if joins:
+                chosen = joins[0]
+            elif room > 0 and (current is None or key is None or key != current.key):
+                chosen = Batch(self.model, self._pad_id, key)
+                batches.insert(0, chosen)
+        chosen.turn_tokens, chosen.turn_started = 0, time.monotonic()
+        return chosen, self._take(chosen, room)
+
+    def _others_wait(self, batches: list[Batch], room: int) -> bool:
+        """Whether a batch other than the one running (batches has it) wants a turn: a started one, or one the
+        front of the line would start."""
+        if len(batches) > 1:
+            return True
+        if not self._waiting or room < 1:
+            return False
+        key = batch_key(self._waiting[0].settings)
+        return key is None or key != batches[0].key
+
+    def _take(self, batch: Batch, room: int) -> list[Request]:
+        """The requests at the front of the line that may join `batch` (those of its key; one, for a seeded
+        batch's start), at most `room` of them."""
         taken: list[Request] = []
-        key = batch_key(rows[0].settings) if rows else batch_key(self._waiting[0].settings)
-        while self._waiting and len(rows) + len(taken) < self.max_batch_size:
-            if not (rows or taken) and key is None:  # a seeded sampled request: alone
-                return [self._waiting.popleft()]
-            if key is None or batch_key(self._waiting[0].settings) != key:
+        while self._waiting and len(taken) < room:
+            key = batch_key(self._waiting[0].settings)
+            if key != batch.key or (batch.key is None and (batch.rows or taken)):
                 break
             taken.append(self._waiting.popleft())
+        for request in taken:
+            request.stream.left_line()
         return taken
 
-    def _admits(self, rows: list[Request]):
-        """Whether the batch of `rows` should pause for newcomers, asked after each token with the rows still live."""
-        key = batch_key(rows[0].settings) if rows else None
+    def _admits(self, batch: Batch, batches: list[Batch]):
+        """Whether `batch` should pause, asked after each token with its rows still live and the tokens this run
+        made: for the front of the line to join it, or, its turn over, for another batch's turn."""
+        others = [other for other in batches if other is not batch]
+        others_rows = sum(len(other.rows) for other in others)
 
-        def admit(live: int) -> bool:
-            if key is None or live >= self.max_batch_size:
-                return False
+        def admit(live: int, made: int) -> bool:
             gone = []  # cancelled at the front of the line: told here, not worth a pause
             with self._ready:
                 waiting = self._waiting
                 while waiting and waiting[0].stream.cancelled.is_set():
                     gone.append(waiting.popleft())
-                wanted = bool(waiting) and batch_key(waiting[0].settings) == key
+                front = batch_key(waiting[0].settings) if waiting else False  # False: nobody (None is seeded)
             for request in gone:
                 request.finish()
-            return wanted
+            room = self.max_batch_size - others_rows - live
+            if front is not False and room > 0 and batch.key is not None and front == batch.key:
+                return True
+            if batch.turn_tokens + made < TURN_TOKENS or time.monotonic() - batch.turn_started < TURN_SECONDS:
+                return False
+            return bool(others) or (front is not False and room > 0)
 
         return admit

@@ -232,3 +232,81 @@ def test_a_reader_that_cannot_be_told_does_not_leave_the_others_of_its_batch_wai
     assert outcome and "device lost" in str(outcome[0].value)
     calls.generate_once = generate_once
     assert "".join(engine.stream(_user("dose"), GREEDY))  # the worker goes on
+
+
+
+def _finish_times(streams) -> list[threading.Thread]:
+    """A reader thread per stream, each recording (in `stream.finished_at`) when its answer ended."""
+    import time
+
+    def read(stream):
+        "".join(stream)
+        stream.finished_at = time.monotonic()
+
+    readers = [threading.Thread(target=read, args=(stream,), daemon=True) for stream in streams]
+    for reader in readers:
+        reader.start()
+    return readers
+
+
+@pytest.mark.parametrize("long, count, length", [({}, 5, 256), ({"temperature": 0.8}, 5, 256),
+                                                 ({"temperature": 0.8, "seed": 7}, 3, 96)],
+                         ids=["greedy", "sampled", "seeded"])
+def test_a_short_request_behind_long_ones_finishes_long_before_them(engine, monkeypatch, long, count, length):
+    """Long answers (five of 256 tokens; three of 96 seeded ones, each of which runs alone), then a greedy one of 4:
+    behind greedy ones it joins their batch at once; behind sampled or seeded ones (other batches) it waits for a turn
+    of theirs, not for them to end (it waited for all of them before batches took turns)."""
+    import time
+
+    from posttrain.serving import inference
+
+    forward, config = engine.model.forward, inference.generation_config
+
+    def slowed(*args, **kwargs):  # so that scheduling, not the machine's speed, decides what ends first
+        time.sleep(0.002)
+        return forward(*args, **kwargs)
+
+    def without_end_of_turn(*args):  # every answer as long as asked for
+        made = config(*args)
+        made.suppress_tokens = list(made.eos_token_id)
+        return made
+
+    monkeypatch.setattr(engine.model, "forward", slowed)
+    monkeypatch.setattr(inference, "generation_config", without_end_of_turn)
+    monkeypatch.setattr(engine, "context_length", None)
+    settings = GenerationSettings(max_new_tokens=length, batch_size=1, **long)
+    streams = [engine.stream(p, settings) for p in _prompts(count)]
+    readers = _finish_times(streams)
+    deadline = time.monotonic() + 20
+    while min(len(stream.ids) for stream in streams) < 8 and time.monotonic() < deadline:
+        time.sleep(0.002)
+    submitted = time.monotonic()
+    short = engine.stream(_user("heart dose"), GenerationSettings(max_new_tokens=4, batch_size=1))
+    readers += _finish_times([short])
+    for reader in readers:
+        reader.join(60)
+    assert [stream.answer.completion_tokens for stream in streams + [short]] == [length] * count + [4]
+    short_took, long_took = short.finished_at - submitted, min(s.finished_at for s in streams) - submitted
+    print(f"\nbehind {long or 'greedy'}: short (4 tokens) {short_took:.3f} s; the long ones ({length}) ended "
+          f"{long_took:.3f} to {max(s.finished_at for s in streams) - submitted:.3f} s after the short was sent")
+    assert short_took < long_took / 4
+
+
+def test_a_seeded_answer_is_the_same_when_its_batch_takes_turns(engine, monkeypatch):
+    from posttrain.serving import inference
+
+    seeded = GenerationSettings(max_new_tokens=48, batch_size=1, temperature=0.9, seed=11)
+    alone = engine.stream(_user("heart dose"), seeded)
+    alone_text = "".join(alone)
+    monkeypatch.setattr(inference, "TURN_TOKENS", 4)
+    monkeypatch.setattr(inference, "TURN_SECONDS", 0)
+    calls = _Recorder(engine, monkeypatch, hold=True)
+    first = engine.stream(_user("risk week"), GenerationSettings(max_new_tokens=48, batch_size=1))
+    assert calls.entered.wait(10)
+    streams = [engine.stream(_user("heart dose"), seeded), engine.stream(_user("dose"), GREEDY)]
+    calls.release()
+    texts = ["".join(stream) for stream in [first, *streams]]
+    assert texts[1] == alone_text and alone.answer.completion_tokens == streams[0].answer.completion_tokens
+    assert texts[0] == generate(engine.model, engine.tokenizer, [_user("risk week")],
+                                GenerationSettings(max_new_tokens=48, batch_size=1))[0]
+    assert len(calls.calls) > 4  # the batches took turns: each paused and went on several times

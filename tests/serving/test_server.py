@@ -14,35 +14,21 @@ from concurrent.futures import ThreadPoolExecutor
 
 import openai
 import pytest
-import uvicorn
 
 from posttrain.evaluation.generation import GenerationSettings, generate
 from posttrain.serving.server import create_app
+from tests.serving.conftest import running_server
 
 NAME = "tiny-talk"
 LIMIT = 4000
-MAX_BYTES = 20_000
+MAX_BYTES = 250_000  # room for 100,000 nested lists
 
 
 @pytest.fixture(scope="module")
 def server(engine):
     """The base URL of a running server; stopped after the module's tests."""
-    app = create_app(engine, NAME, max_tokens_limit=LIMIT, max_request_bytes=MAX_BYTES)
-    listener = socket.socket()
-    listener.bind(("127.0.0.1", 0))
-    port = listener.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", timeout_graceful_shutdown=5))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [listener]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started and thread.is_alive() and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert server.started, "the server did not start"
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(15)
-    listener.close()
-    assert not thread.is_alive()
+    with running_server(create_app(engine, NAME, max_tokens_limit=LIMIT, max_request_bytes=MAX_BYTES)) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
@@ -58,8 +44,8 @@ def _expected(engine, prompts, max_tokens):
     return generate(engine.model, engine.tokenizer, prompts, GenerationSettings(max_new_tokens=max_tokens))
 
 
-def _post(server, body: bytes, path="/v1/chat/completions"):
-    request = urllib.request.Request(server + path, data=body, headers={"Content-Type": "application/json"})
+def _post(server, body: bytes, path="/v1/chat/completions", content_type="application/json"):
+    request = urllib.request.Request(server + path, data=body, headers={"Content-Type": content_type})
     try:
         with urllib.request.urlopen(request, timeout=30) as response:
             return response.status, json.loads(response.read())
@@ -118,12 +104,35 @@ GOOD = json.dumps({"messages": _user("dose"), "max_tokens": 2}).encode()
     (json.dumps({"messages": _user("hi"), "temperature": "warm"}).encode(), 400, "temperature"),
     (json.dumps({"messages": _user("hi"), "model": "gpt-4o"}).encode(), 404, "model"),
     (json.dumps({"messages": _user("x" * MAX_BYTES)}).encode(), 413, None),
+    # each of these was a 500 (in plain text for the first)
+    (b"[" * 100_000 + b"]" * 100_000, 400, None),  # RecursionError in the JSON parser
+    (b'{"messages": [{"role": "user", "content": "\\ud800"}]}', 400, "messages[0].content"),  # a lone surrogate
+    (b'{"messages": [{"role": "user", "content": "hi"}], "stop": ["\\udfff"]}', 400, "stop"),
+    (b'{"messages": [{"role": "user", "content": "hi"}], "seed": 1e30, "temperature": 0.5}', 400, "seed"),
+    (json.dumps({"messages": _user("hi"), "seed": 10**30, "temperature": 0.5}).encode(), 400, "seed"),
+    (json.dumps({"messages": _user("hi"), "seed": -1, "temperature": 0.5}).encode(), 400, "seed"),
+    (json.dumps({"messages": _user("hi"), "seed": 2**32, "temperature": 0.5}).encode(), 400, "seed"),
+    (b'{"messages": [{"role": "user", "content": "hi"}], "seed": 1' + b"0" * 5000 + b"}", 400, None),
+    (b'{"messages": [{"role": "user", "content": "hi"}], "temperature": NaN}', 400, None),
+    (json.dumps({"messages": [{"role": [], "content": "hi"}]}).encode(), 400, "messages[0].role"),
+    # not implemented: refused, not ignored
+    (json.dumps({"messages": _user("hi"), "logprobs": True}).encode(), 400, "logprobs"),
+    (json.dumps({"messages": _user("hi"), "top_logprobs": 3}).encode(), 400, "top_logprobs"),
+    (json.dumps({"messages": _user("hi"), "tools": [{"type": "function", "function": {"name": "f"}}]}).encode(),
+     400, "tools"),
+    (json.dumps({"messages": _user("hi"), "tool_choice": "required"}).encode(), 400, "tool_choice"),
+    (json.dumps({"messages": _user("hi"), "response_format": {"type": "json_object"}}).encode(), 400,
+     "response_format"),
+    (json.dumps({"messages": _user("hi"), "frequency_penalty": 0.5}).encode(), 400, "frequency_penalty"),
+    (json.dumps({"messages": _user("hi"), "n": 3}).encode(), 400, "n"),
+    (json.dumps({"messages": _user("hi"), "top_k": 5}).encode(), 400, "top_k"),  # not OpenAI's
+    (json.dumps({"messages": [{"role": "user", "content": "hi", "name": "ann"}]}).encode(), 400, "messages[0].name"),
 ])
 def test_a_bad_request_gets_an_openai_error_and_the_server_goes_on(server, body, status, param):
     code, answer = _post(server, body)
     assert code == status
     assert set(answer["error"]) == {"message", "type", "param", "code"} and answer["error"]["param"] == param
-    assert answer["error"]["message"]
+    assert answer["error"]["message"] and answer["error"]["type"] == "invalid_request_error"
     code, answer = _post(server, GOOD)
     assert code == 200 and answer["choices"][0]["message"]["content"]
 
@@ -213,3 +222,41 @@ def test_a_client_gone_mid_answer_does_not_hold_up_the_queue(engine, server, mon
     assert time.monotonic() - start < 10
     cut_length, last_token = lengths[0]  # finished before the next began (whose record may still be on its way)
     assert 4 <= cut_length < LIMIT and last_token not in eos  # stopped by the cancel, not by the model
+
+
+def test_fields_that_ask_for_nothing_are_accepted(engine, server):
+    body = json.dumps({"messages": _user("dose"), "max_tokens": 2, "logprobs": False, "tools": [],
+                       "tool_choice": "none", "response_format": {"type": "text"}, "frequency_penalty": 0.0,
+                       "presence_penalty": 0,
+                       "top_logprobs": None, "user": "ann", "metadata": {"run": "1"}, "store": False,
+                       "seed": 2**32 - 1, "stream_options": None}).encode()
+    code, answer = _post(server, body)
+    assert code == 200 and answer["choices"][0]["message"]["content"]
+
+
+@pytest.mark.parametrize("content_type", ["text/plain", "application/x-www-form-urlencoded"])
+def test_a_body_that_is_not_sent_as_json_is_refused(server, content_type):
+    code, answer = _post(server, GOOD, content_type=content_type)
+    assert code == 415 and answer["error"]["code"] == "unsupported_media_type"
+    assert "application/json" in answer["error"]["message"] and answer["error"]["type"] == "invalid_request_error"
+    code, answer = _post(server, GOOD, content_type="application/json; charset=utf-8")
+    assert code == 200 and answer["choices"][0]["message"]["content"]
+
+
+def test_a_body_sent_without_a_content_type_is_read_as_json(server):
+    import http.client
+
+    connection = http.client.HTTPConnection("127.0.0.1", int(server.rsplit(":", 1)[1]), timeout=30)
+    connection.request("POST", "/v1/chat/completions", GOOD)
+    response = connection.getresponse()
+    assert response.status == 200 and json.loads(response.read())["choices"][0]["message"]["content"]
+    connection.close()
+
+
+def test_a_failure_of_the_server_itself_is_an_openai_shaped_500(engine, server, monkeypatch):
+    def broken(*args, **kwargs):
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(engine, "stream_async", broken)
+    code, answer = _post(server, GOOD)
+    assert code == 500 and answer["error"]["type"] == "server_error" and "RuntimeError" in answer["error"]["message"]
