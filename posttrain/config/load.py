@@ -110,10 +110,10 @@ def load_config(source: str | Path | dict, overrides: list[str] | tuple[str, ...
         if not isinstance(stage, dict):
             lines.append(f"stages.{i}: expected a mapping with name and type")
             continue
-        if kind not in stage_table.STAGES:
+        if not isinstance(kind, str) or kind not in stage_table.STAGES:  # a list or a mapping is no type either
             known = stage_table.STAGES
             lines.append(f"stages.{name}.type: unknown stage type {cut(repr(kind))}; known: {', '.join(known)}"
-                         f"{closest(str(kind), known)}")
+                         f"{closest(kind, known) if isinstance(kind, str) else ''}")
             continue
         config_class = stage_table.config_class(kind)
         try:

@@ -324,3 +324,8 @@ def test_an_override_appends_to_a_list_with_plus_equals():
     assert raw == {"compat": {"ignore": ["a", "b", "c", "d"]}, "other": {"list": ["x"]}}
     with pytest.raises(ConfigError, match=r"override compat\+=: compat is not a list"):
         apply_override(raw, "compat+=x")
+
+
+def test_a_stage_type_that_is_no_name_is_a_config_error():
+    with pytest.raises(ConfigError, match=r"stages.s.type: unknown stage type \['sft'\]; known: sft, .*simpo$"):
+        load_config({"name": "x", "model": "m", "stages": [{"name": "s", "type": ["sft"], "data": "d.jsonl"}]})

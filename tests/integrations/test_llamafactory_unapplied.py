@@ -146,3 +146,12 @@ def test_do_predict_after_training_scores_the_trained_model(tmp_path, tiny_model
     assert stages["sft"]["status"] == "done" and stages["predict"]["status"] == "done"
     figures = json.loads((run_dir / "predict" / "metrics.json").read_text())["figures"]
     assert set(figures["sft"]) == {"bleu", "rouge1", "rouge2", "rougeL"}  # LLaMA-Factory's BLEU-4 and ROUGE-1/2/L
+
+
+@pytest.mark.parametrize("key, value, expected", [
+    ("max_samples", "${oops}", "an integer"), ("template", [[]], "a string"), ("warmup_ratio", "0.1", "a number"),
+    ("loraplus_lr_ratio", float("nan"), "a number"), ("dataset", [1, 2], "a name or a list of names"),
+    ("do_predict", "yes", "true or false"), ("lora_rank", True, "an integer")])
+def test_a_value_of_the_wrong_type_names_its_key(key, value, expected):
+    with pytest.raises(ConfigError, match=rf"^{key}: .*; expected {expected}$"):
+        to_pipeline({**extra("dft/qwen2_full_sft.yaml"), key: value})

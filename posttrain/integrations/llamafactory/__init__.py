@@ -34,6 +34,7 @@ from pathlib import Path
 
 from posttrain import stages
 from posttrain.config.schema import trainer_config_class
+from posttrain.config.yaml_text import cut
 from posttrain.errors import ConfigError
 from posttrain.integrations.llamafactory import methods, predict, preference, unapplied, v1
 from posttrain.models.templates import TEMPLATES
@@ -117,6 +118,12 @@ def to_pipeline(raw: dict, path: Path | None = None) -> dict:
         raise ConfigError(f"{where}{key}: {why}")
 
     given = {k: v for k, v in raw.items() if v is not None and v != ""}  # LLaMA-Factory reads empty as unset
+    for key, value in given.items():
+        if not isinstance(key, str):
+            fail(cut(repr(key), 80), "a recipe key is a name")
+        problem = unapplied.wrong_type(key, value)
+        if problem:
+            fail(key, problem)
     allowed = _compat(given.pop("compat", {}), fail)
     if v1.is_recipe(given):
         return v1.to_pipeline(given, warn, fail, lambda: _report(where, given, ignored, allowed), cuda, allowed)

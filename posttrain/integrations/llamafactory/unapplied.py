@@ -11,6 +11,7 @@ to go on without it. The key lists are LLaMA-Factory's hparams as of its main br
 
 from __future__ import annotations
 
+from posttrain.config.yaml_text import cut
 from posttrain.errors import closest
 
 # key -> LLaMA-Factory's default: any other value changes what is trained
@@ -78,6 +79,41 @@ _GROUPS = {
         "badam_update_ratio", "badam_mask_mode", "badam_verbose"),
 }
 REASONS = {key: reason for reason, keys in _GROUPS.items() for key in keys}
+
+# the values the translation reads itself, typed as LLaMA-Factory types them (the rest go to a config class, which
+# checks its own): a wrong type is an error naming the key, not a TypeError deep inside the translation
+_NUMBER, _NAMES = (int, float), (str, list)
+TYPES = {
+    **dict.fromkeys(("stage", "finetuning_type", "template", "dataset_dir", "quantization_method", "deepspeed",
+                     "flash_attn", "pref_loss", "model", "train_dataset", "output_dir", "batching_strategy",
+                     "model_class"), str),
+    **dict.fromkeys(("dataset", "eval_dataset", "lora_target", "additional_target", "report_to",
+                     "adapter_name_or_path"), _NAMES),
+    **dict.fromkeys(("max_samples", "quantization_bit", "lora_rank", "lora_alpha", "pissa_iter", "cutoff_len",
+                     "per_device_eval_batch_size", "max_new_tokens", "micro_batch_size", "global_batch_size",
+                     "freeze_trainable_layers", "oft_rank", "oft_block_size"), int),
+    **dict.fromkeys(("val_size", "warmup_ratio", "lora_dropout", "loraplus_lr_ratio", "loraplus_lr_embedding",
+                     "pref_beta", "temperature", "top_p", "simpo_gamma", "pref_ftx", "dpo_label_smoothing",
+                     "kto_chosen_weight", "kto_rejected_weight", "ld_alpha", "module_dropout"), _NUMBER),
+    **dict.fromkeys(("do_train", "do_predict", "do_sample", "create_new_adapter", "use_rslora", "use_dora",
+                     "pissa_init", "use_muon", "use_dft_loss", "use_galore", "use_apollo", "packing",
+                     "neat_packing", "train_on_prompt", "disable_gradient_checkpointing"), bool),
+}
+_TYPE_NAMES = {str: "a string", _NAMES: "a name or a list of names", int: "an integer", _NUMBER: "a number",
+               bool: "true or false"}
+
+
+def wrong_type(key: str, value) -> str | None:
+    """What is wrong with `value` for `key`, or None when it has the type the translation reads."""
+    expected = TYPES.get(key)
+    if expected is None or value is None:
+        return None
+    fits = isinstance(value, expected) and (expected is bool or not isinstance(value, bool))
+    if expected is _NAMES and isinstance(value, list):
+        fits = all(isinstance(item, str) for item in value)
+    if expected is _NUMBER and fits:
+        fits = value == value and abs(value) != float("inf")  # NaN and infinity are no setting
+    return None if fits else f"{cut(repr(value), 80)}; expected {_TYPE_NAMES[expected]}"
 _TRAINING_REASON = "changes what is trained, and posttrain has no equivalent"
 
 
