@@ -61,7 +61,8 @@ def overrides(script: Path) -> dict[str, str]:
     start = lines.index("python3 -m verl.trainer.main_ppo \\") + 1
     items = [shlex.split(line.rstrip(" \\"))[0] for line in lines[start:] if line.strip()[:1] not in ("", '"')]
     reward = [shlex.split(line)[0] for line in lines[lines.index("REWARD=(") + 1:lines.index(")")]]
-    return dict(item.split("=", 1) for item in items + reward)
+    modules = next((shlex.split(line[len("MODULES=("):-1]) for line in lines if line.startswith("MODULES=(")), [])
+    return dict(item.split("=", 1) for item in items + reward + modules)
 
 
 # every key the script may write, as checked against VERL 0.9.1's verl/trainer/config/_generated_ppo_trainer.yaml
@@ -258,17 +259,7 @@ def test_lora_search_index_and_settings_without_a_counterpart(tmp_path):
     text = (tmp_path / "verl" / "run_verl.sh").read_text()
     o = overrides(tmp_path / "verl" / "run_verl.sh")
     assert o["actor_rollout_ref.model.lora_rank"] == "16" and o["actor_rollout_ref.model.lora_alpha"] == "32"
-    # VERL types the field Optional[str]: the list goes as the regex peft full-matches, for the same modules
-    pattern = o["actor_rollout_ref.model.target_modules"]
-    assert pattern[0] == pattern[-1] == "'"
-    from peft import LoraConfig
-    from peft.tuners.tuners_utils import check_target_module_exists
-
-    lora = LoraConfig(target_modules=pattern[1:-1])
-    picked = [m for m in ("model.layers.0.self_attn.q_proj", "model.layers.11.self_attn.v_proj", "q_proj",
-                          "model.layers.0.self_attn.k_proj", "model.layers.0.mlp.up_proj", "lm_head", "xq_proj")
-              if check_target_module_exists(lora, m)]
-    assert picked == ["model.layers.0.self_attn.q_proj", "model.layers.11.self_attn.v_proj", "q_proj"]
+    assert o["actor_rollout_ref.model.target_modules"] == "[q_proj,v_proj]"  # VERL 0.9's list
     assert o["trainer.total_epochs"] == "2" and "trainer.total_training_steps" not in o
     assert f"export POSTTRAIN_SEARCH_INDEX={tmp_path / 'index.sqlite'}" in text
     assert o["++ray_kwargs.ray_init.runtime_env.env_vars.POSTTRAIN_SEARCH_INDEX"] == str(tmp_path / "index.sqlite")
@@ -441,3 +432,43 @@ def test_finetuning_verl_cannot_follow_is_refused(tmp_path, finetuning):
 def test_optimizers_posttrain_builds_are_refused(tmp_path, stage):
     with pytest.raises(PosttrainError, match="VERL's actor has its own optimizer"):
         prepare(pipeline(tmp_path, **stage), "rl", tmp_path / "verl", max_prompt_length=64)
+
+
+def _fake_verl(root: Path, annotation: str) -> Path:
+    """A `verl` package whose HFModelConfig types target_modules as `annotation`, as releases differ."""
+    package = root / annotation.replace("[", "_").replace("]", "_") / "verl" / "workers" / "config"
+    package.mkdir(parents=True)
+    for folder in (package, package.parent, package.parent.parent):
+        (folder / "__init__.py").write_text("")
+    (package / "model.py").write_text("from dataclasses import dataclass\nfrom typing import Any, Optional\n"
+                                      f"@dataclass\nclass HFModelConfig:\n    target_modules: {annotation} = 'all-linear'\n")
+    return package.parents[2]
+
+
+@pytest.mark.parametrize("annotation, string", [("Optional[str]", True), ("Optional[Any]", False)])
+def test_a_module_list_is_the_regex_where_verl_types_the_field_as_a_string(tmp_path, annotation, string):
+    """VERL 0.9 takes a list (its SGLang rollout refuses a regex); older releases type the field Optional[str], where
+    run_verl.sh writes the regex peft full-matches, for the same modules."""
+    import subprocess
+
+    from peft import LoraConfig
+    from peft.tuners.tuners_utils import check_target_module_exists
+
+    stage = {"finetuning": "lora", "lora": {"r": 16, "target_modules": "q_proj,v_proj"}}
+    prepare(pipeline(tmp_path, **stage), "rl", tmp_path / "verl", max_prompt_length=64)
+    text = (tmp_path / "verl" / "run_verl.sh").read_text()
+    start = text.index("MODULES=(")
+    block = text[start:text.index("\nfi\n", start) + 4] + 'printf "%s\\n" "${MODULES[@]}"\n'
+    env = {**os.environ, "PYTHONPATH": str(_fake_verl(tmp_path / "fake", annotation))}
+    written = subprocess.run(["bash", "-c", block], capture_output=True, text=True, env=env, check=True).stdout
+    key, value = written.strip().split("=", 1)
+    assert key == "actor_rollout_ref.model.target_modules"
+    if not string:
+        assert value == "[q_proj,v_proj]"
+        return
+    assert value[0] == value[-1] == "'"
+    lora = LoraConfig(target_modules=value[1:-1])
+    picked = [m for m in ("model.layers.0.self_attn.q_proj", "model.layers.11.self_attn.v_proj", "q_proj",
+                          "model.layers.0.self_attn.k_proj", "model.layers.0.mlp.up_proj", "lm_head", "xq_proj")
+              if check_target_module_exists(lora, m)]
+    assert picked == ["model.layers.0.self_attn.q_proj", "model.layers.11.self_attn.v_proj", "q_proj"]

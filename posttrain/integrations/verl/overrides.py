@@ -168,8 +168,9 @@ def hydra_overrides(stage, config, args, out_dir: Path, model_path: str, train_r
         targets = lora.target_modules
         if isinstance(targets, str) and targets not in ("all", "all-linear"):
             targets = [t.strip() for t in targets.split(",") if t.strip()]
-        o["actor_rollout_ref.model.target_modules"] = ("all-linear" if targets in ("all", "all-linear")
-                                                       else module_pattern(targets))
+        # a list, as VERL 0.9 takes it (its SGLang rollout refuses a regex); run_verl.sh turns it into the regex
+        # string for older releases, which type the field Optional[str] (script.py)
+        o["actor_rollout_ref.model.target_modules"] = "all-linear" if targets in ("all", "all-linear") else targets
         if stage.finetuning == "qlora":
             warnings.append("finetuning qlora: VERL has no 4-bit base; it trains LoRA on a bf16 base")
         if "dropout" in stage.lora.model_fields_set:
@@ -187,8 +188,9 @@ def _frequency(strategy, steps, steps_per_epoch: int, total: int, verl_steps) ->
 
 
 def module_pattern(modules: list[str]) -> str:
-    """A LoRA module list as the one string VERL's model config is typed with (`Optional[str]`; a list fails its
-    config conversion): the regex peft full-matches against each module's name, for the same modules."""
+    """A LoRA module list as one string, for VERL releases before 0.9 that type model.target_modules
+    `Optional[str]` (a list fails their config conversion): the regex peft full-matches against each module's
+    name, for the same modules."""
     return "(.*\\.)?(" + "|".join(re.escape(m) for m in modules) + ")"
 
 

@@ -13,7 +13,7 @@ from posttrain.config import PipelineConfig
 from posttrain.data.formats import get_format, writer
 from posttrain.data.io import write_records
 from posttrain.errors import PosttrainError
-from posttrain.integrations.verl.overrides import hydra_value
+from posttrain.integrations.verl.overrides import hydra_value, module_pattern
 from posttrain.rewards import adapters
 from posttrain.rewards.adapters import _SPLIT_SUFFIX, REWARDS_KEY
 from posttrain.rewards.search.index import corpus_index
@@ -23,6 +23,11 @@ _NEW_REWARD_LAYOUT = ('import importlib.util, os, sys; s = importlib.util.find_s
                       '"config", "reward", "reward.yaml")) else 1)')
 
 
+# exit 0 where VERL types model.target_modules as one string (releases before 0.9)
+_STRING_TARGETS = ('import dataclasses, sys; from verl.workers.config.model import HFModelConfig as c; '
+                   't = {f.name: str(f.type) for f in dataclasses.fields(c)}.get("target_modules", ""); '
+                   'sys.exit(0 if t.replace("typing.", "") in ("Optional[str]", "str", "str | None") else 1)')
+TARGETS_KEY = "actor_rollout_ref.model.target_modules"
 VERL_VERSION = "0.9.1"
 SPLITS = ("train", "val", "test")
 OUTPUTS = tuple(f"{split}.parquet" for split in SPLITS) + ("run_verl.sh",)
@@ -58,10 +63,26 @@ def script(stage, config: PipelineConfig, overrides: list[str], out_dir: Path) -
               "REWARD=(", *(f"    {shlex.quote(item)}" for item in reward), ")",
               f"if python3 -c {shlex.quote(_NEW_REWARD_LAYOUT)} 2>/dev/null; then",
               "    REWARD+=(", *(f"        {shlex.quote('reward.' + item)}" for item in reward), "    )", "fi", "",
+              *_modules(overrides),
               "python3 -m verl.trainer.main_ppo \\",
-              *(f"    {shlex.quote(item)} \\" for item in overrides),
+              *(f"    {shlex.quote(item)} \\" for item in overrides if not item.startswith(TARGETS_KEY + "=[")),
+              *(['    "${MODULES[@]}" \\'] if any(i.startswith(TARGETS_KEY + "=[") for i in overrides) else []),
               '    "${REWARD[@]}" \\', '    "$@"', ""]
     return "\n".join(lines)
+
+
+def _modules(overrides: list[str]) -> list[str]:
+    """The MODULES array: a LoRA module list as VERL 0.9 takes it, or, where VERL types the field as one string,
+    the regex of the same modules (overrides.module_pattern)."""
+    listed = [item for item in overrides if item.startswith(TARGETS_KEY + "=[")]
+    if not listed:
+        return []
+    modules = [m for m in listed[0].split("=", 1)[1].strip("[]").split(",") if m]
+    pattern = f"{TARGETS_KEY}={hydra_value(module_pattern(modules))}"
+    return ["# LoRA's modules: a list for VERL 0.9; one regex string (the same modules) for releases that type",
+            "# model.target_modules as a string", f"MODULES=({shlex.quote(listed[0])})",
+            f"if python3 -c {shlex.quote(_STRING_TARGETS)} 2>/dev/null; then",
+            f"    MODULES=({shlex.quote(pattern)})", "fi", ""]
 
 
 def _search_env(stage, out_dir: Path) -> dict[str, str]:
