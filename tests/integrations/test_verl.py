@@ -441,7 +441,8 @@ def _fake_verl(root: Path, annotation: str) -> Path:
     for folder in (package, package.parent, package.parent.parent):
         (folder / "__init__.py").write_text("")
     (package / "model.py").write_text("from dataclasses import dataclass\nfrom typing import Any, Optional\n"
-                                      f"@dataclass\nclass HFModelConfig:\n    target_modules: {annotation} = 'all-linear'\n")
+                                      "@dataclass\nclass HFModelConfig:\n"
+                                      f"    target_modules: {annotation} = 'all-linear'\n")
     return package.parents[2]
 
 
