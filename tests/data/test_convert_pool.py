@@ -59,7 +59,11 @@ def test_every_core_by_default_for_a_large_jsonl_file(tmp_path, small_blocks, mo
     assert convert_pool.workers_for(src, tmp_path / "o.json", None) == 1  # a JSON array out: one process
 
 
-@pytest.mark.parametrize("bad,field", [("{not json", "json"), (json.dumps({"instruction": "q"}), "output")])
+@pytest.mark.parametrize("bad,field", [
+    ("{not json", "json"), (json.dumps({"instruction": "q"}), "output"),
+    ('{"instruction": "q", "output": "a", "output": "b"}', "output"),  # the strict reader's errors, alike too
+    ('{"instruction": ' + "[" * 200 + "]" * 200 + ', "output": "a"}', "json"),
+])
 def test_the_first_bad_line_is_named_as_one_process_names_it(tmp_path, small_blocks, bad, field):
     lines = [json.dumps(_row(i)) for i in range(300)]
     lines[211], lines[260] = bad, "[1, 2]"  # two bad lines, in different blocks: the first one is reported
@@ -134,19 +138,3 @@ def test_a_leading_bom_is_no_data_on_both_paths(tmp_path, small_blocks):
     assert convert(src, tmp_path / "many.jsonl", "alpaca", progress=False, workers=2) == 300
     assert (tmp_path / "many.jsonl").read_bytes() == (tmp_path / "one.jsonl").read_bytes()
 
-
-@pytest.mark.parametrize("bad, field", [
-    ('{"instruction": "q", "output": "a", "output": "b"}', "output"),
-    ('{"instruction": ' + "[" * 200 + "]" * 200 + ', "output": "a"}', "json"),
-])
-def test_a_strict_json_error_is_the_same_on_both_paths(tmp_path, small_blocks, bad, field):
-    lines = [json.dumps(_row(i)) for i in range(300)]
-    lines[211] = bad
-    src = _write(tmp_path / "in.jsonl", lines)
-    out = tmp_path / "out" / "o.jsonl"
-    with pytest.raises(DataError) as one:
-        convert(src, out, "alpaca", progress=False, workers=1)
-    with pytest.raises(DataError) as many:
-        convert(src, out, "alpaca", progress=False, workers=2)
-    assert str(many.value) == str(one.value)
-    assert (many.value.line, many.value.field) == (212, field)
