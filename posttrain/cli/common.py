@@ -22,6 +22,10 @@ def user_errors(command):
             return command(*args, **kwargs)
         except PosttrainError as e:
             raise fail(str(e), e.exit_code) from None
+        except OSError as e:  # a path the system refuses (too long, no permission, a directory): say which
+            name = str(e.filename or "")
+            where = f"{name[:120]}... ({len(name):,} characters): " if len(name) > 120 else f"{name}: " if name else ""
+            raise fail(f"{where}{e.strerror or e}", 2) from None
         except KeyboardInterrupt:
             Console(stderr=True).print("[yellow]interrupted; run the same command again to resume[/yellow]")
             raise typer.Exit(130) from None

@@ -178,3 +178,11 @@ def test_train_again_skips_the_finished_stage(trained):
     assert result.exit_code == 0, result.output
     assert _flat("sft: unchanged since its last run, skipped") in _flat(result.stderr)
     assert (run_dir / "sft" / "model" / "model.safetensors").read_bytes() == weights
+
+
+@pytest.mark.parametrize("command", [["data", "check"], ["validate"], ["status"]])
+def test_a_path_the_system_refuses_is_exit_2_naming_it(tmp_path, command):
+    too_long = str(tmp_path / ("x" * 5000))
+    result = CliRunner().invoke(app, [*command, too_long + ".jsonl" if command[0] == "data" else too_long])
+    assert result.exit_code == 2, result.output
+    assert "File name too long" in result.output and "Traceback" not in result.output

@@ -8,6 +8,7 @@ config or raise ConfigError, nothing else, within seconds each. The seed makes a
 
 from __future__ import annotations
 
+import os
 import random
 import time
 from pathlib import Path
@@ -21,7 +22,9 @@ from posttrain.errors import PosttrainError
 ROOT = Path(__file__).parents[2]
 SOURCES = sorted(ROOT.glob("recipes/**/*.yaml")) + sorted(
     (ROOT / "tests/integrations/llamafactory/examples").rglob("*.yaml"))
-SEED, CASES, CASE_SECONDS = 19, 400, 3.0
+# a longer run: POSTTRAIN_FUZZ_CASES=4000 POSTTRAIN_FUZZ_SEED=4 pytest tests/config/test_fuzz_yaml.py
+SEED, CASES = int(os.environ.get("POSTTRAIN_FUZZ_SEED", 19)), int(os.environ.get("POSTTRAIN_FUZZ_CASES", 400))
+CASE_SECONDS = 3.0
 WRONG = [None, 0, -1, 0.0, 1e308, float("nan"), float("inf"), 10 ** 40, True, "", "x" * 5000, [], {}, [[]],
          {"a": {}}, [None], "\x00", "${oops}", "../../etc/passwd"]
 LAUGHS = ("a: &a [x, x, x, x, x, x, x, x, x]\nb: &b [*a, *a, *a, *a, *a, *a, *a, *a, *a]\n"

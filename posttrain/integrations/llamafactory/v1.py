@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from posttrain.config.yaml_text import read_yaml_file
+from posttrain.config.yaml_text import cut, read_yaml_file
 from posttrain.data.formats.llamafactory_v1 import detect_kind
 from posttrain.data.io import read_rows
 from posttrain.errors import PosttrainError
@@ -132,8 +132,8 @@ def _datasets(value, key: str, fail, refuse) -> list[dict]:
         fail(key, "expected a path: a YAML of datasets or a data file")
     if not value.endswith((".yaml", ".yml")):
         return [{"path": value, **_v1_format(value)}]
-    if not Path(value).is_file():
-        fail(key, f"{value}: no such file (a dataset YAML on the hub is not read; download it first)")
+    if not _is_file(value):
+        fail(key, f"{cut(value, 200)}: no such file (a dataset YAML on the hub is not read; download it first)")
     infos = read_yaml_file(Path(value))
     if not isinstance(infos, dict) or not infos:
         fail(key, f"{value}: expected a mapping of dataset names to {{path, source, converter, split, size}}")
@@ -161,11 +161,18 @@ def _datasets(value, key: str, fail, refuse) -> list[dict]:
 def _v1_format(path: str) -> dict:
     """A file of v1 samples reads as format llamafactory-v1 (or -pair); other files are detected as usual."""
     try:
-        first = next((row for _, row in read_rows(path)), None) if Path(path).exists() else None
+        first = next((row for _, row in read_rows(path)), None) if _is_file(path) else None
     except PosttrainError:
         return {}  # the data check reports the file itself, with its line
     kind = detect_kind(first)
     return {"format": {"sft": "llamafactory-v1", "dpo": "llamafactory-v1-pair"}[kind]} if kind else {}
+
+
+def _is_file(path: str) -> bool:
+    try:
+        return Path(path).is_file()
+    except OSError:  # a name the system refuses (too long): no file of that name
+        return False
 
 
 def _kind(specs: list[dict]) -> str:
