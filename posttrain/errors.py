@@ -46,3 +46,9 @@ def closest(key: str, known, cutoff: float = 0.5) -> str:
     """'; did you mean X?' for the known name closest to `key`, or '' when none is close: every lookup's hint."""
     match = difflib.get_close_matches(key, list(known), n=1, cutoff=cutoff)
     return f"; did you mean {match[0]!r}?" if match else ""
+
+
+def cut(value, limit: int = 200) -> str:
+    """A value's text for an error message, cut to `limit` characters: a value quoted in a message can be any size."""
+    text = value if isinstance(value, str) else repr(value)
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text):,} characters)"

@@ -7,7 +7,7 @@ import functools
 import typer
 from rich.console import Console
 
-from posttrain.errors import PosttrainError
+from posttrain.errors import PosttrainError, cut
 
 
 def fail(message: str, code: int = 2) -> typer.Exit:
@@ -23,8 +23,7 @@ def user_errors(command):
         except PosttrainError as e:
             raise fail(str(e), e.exit_code) from None
         except OSError as e:  # a path the system refuses (too long, no permission, a directory): say which
-            name = str(e.filename or "")
-            where = f"{name[:120]}... ({len(name):,} characters): " if len(name) > 120 else f"{name}: " if name else ""
+            where = f"{cut(str(e.filename), 120)}: " if e.filename else ""
             raise fail(f"{where}{e.strerror or e}", 2) from None
         except KeyboardInterrupt:
             Console(stderr=True).print("[yellow]interrupted; run the same command again to resume[/yellow]")

@@ -18,8 +18,8 @@ from posttrain import stages as stage_table
 from posttrain.config.messages import error_lines
 from posttrain.config.schema import _STAGE_NAME, PipelineConfig, StageConfig
 from posttrain.config.values import unusable_values
-from posttrain.config.yaml_text import cut, parse_yaml, read_yaml_file
-from posttrain.errors import ConfigError, closest
+from posttrain.config.yaml_text import parse_yaml, read_yaml_file
+from posttrain.errors import ConfigError, closest, cut
 from posttrain.integrations import llamafactory
 
 log = logging.getLogger("posttrain")  # as the recipe translation logs

@@ -9,8 +9,7 @@ import typing
 
 from pydantic import BaseModel, ValidationError
 
-from posttrain.config.yaml_text import cut
-from posttrain.errors import closest
+from posttrain.errors import closest, cut
 
 
 def error_lines(error: ValidationError, prefix: str = "", model: type[BaseModel] | None = None,

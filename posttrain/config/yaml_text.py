@@ -17,7 +17,7 @@ from typing import Any
 
 import yaml
 
-from posttrain.errors import ConfigError
+from posttrain.errors import ConfigError, cut
 
 MAX_VALUES = 100_000  # a pipeline holds hundreds of values; this is aliases multiplying
 MAX_DEPTH = 100
@@ -111,8 +111,3 @@ def _check_size(value, prefix: str) -> None:
 
     walk(value, 0)
 
-
-def cut(value, limit: int = 200) -> str:
-    """A value's text for an error message, cut to `limit` characters."""
-    text = value if isinstance(value, str) else repr(value)
-    return text if len(text) <= limit else f"{text[:limit]}... ({len(text):,} characters)"

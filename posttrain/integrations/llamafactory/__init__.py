@@ -34,8 +34,7 @@ from pathlib import Path
 
 from posttrain import stages
 from posttrain.config.schema import trainer_config_class
-from posttrain.config.yaml_text import cut
-from posttrain.errors import ConfigError
+from posttrain.errors import ConfigError, cut
 from posttrain.integrations.llamafactory import methods, predict, preference, unapplied, v1
 from posttrain.models.templates import TEMPLATES
 

@@ -11,8 +11,7 @@ to go on without it. The key lists are LLaMA-Factory's hparams as of its main br
 
 from __future__ import annotations
 
-from posttrain.config.yaml_text import cut
-from posttrain.errors import closest
+from posttrain.errors import closest, cut
 
 # key -> LLaMA-Factory's default: any other value changes what is trained
 CHANGES_TRAINING = {

@@ -18,10 +18,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from posttrain.config.yaml_text import cut, read_yaml_file
+from posttrain.config.yaml_text import read_yaml_file
 from posttrain.data.formats.llamafactory_v1 import detect_kind
 from posttrain.data.io import read_rows
-from posttrain.errors import PosttrainError
+from posttrain.errors import PosttrainError, cut
 
 CONVERTERS = {"alpaca": "alpaca", "sharegpt": "sharegpt", "pair": "preference", None: None}
 TRAINER = {"micro_batch_size": "per_device_train_batch_size", "cutoff_len": "max_length",
