@@ -32,14 +32,18 @@ def apply_override(raw: dict, override: str) -> None:
         raise ConfigError(f"override {override!r}: expected key.path=value")
     path, text = override.split("=", 1)
     value = parse_yaml(text, f"override {path.strip()}") if text.strip() else ""
-    if path.endswith("+"):
-        path = path[:-1]
-        held = _get(raw, path.strip().split("."))
-        if held is not None and not isinstance(held, list):
-            raise ConfigError(f"override {path}+=: {path} is not a list")
-        value = (held or []) + (value if isinstance(value, list) else [value])
+    append = path.endswith("+")
+    path = path.removesuffix("+")
     keys = path.strip().split(".")
     node: Any = raw
+
+    def put(held):
+        if not append:
+            return value
+        if held is not None and not isinstance(held, list):
+            raise ConfigError(f"override {path}+=: {path} is not a list")
+        return (held or []) + (value if isinstance(value, list) else [value])
+
     for depth, key in enumerate(keys):
         last = depth == len(keys) - 1
         if isinstance(node, list):
@@ -50,22 +54,15 @@ def apply_override(raw: dict, override: str) -> None:
                 names = [item.get("name") for item in node if isinstance(item, dict)]
                 raise ConfigError(f"override {path}: no item named {key!r}{closest(key, [n for n in names if n])}")
             if last:
-                node[index] = value
+                node[index] = put(node[index])
             node = node[index]
         elif isinstance(node, dict):
             if last:
-                node[key] = value
+                node[key] = put(node.get(key))
             else:
                 node = node.setdefault(key, {})
         else:
             raise ConfigError(f"override {path}: {'.'.join(keys[:depth])} is not a mapping")
-
-
-def _get(raw, keys: list[str]):
-    node = raw
-    for key in keys:
-        node = node.get(key) if isinstance(node, dict) else None
-    return node
 
 
 def load_raw(source: str | Path | dict) -> tuple[dict, Path | None]:

@@ -322,6 +322,9 @@ def test_an_override_appends_to_a_list_with_plus_equals():
     apply_override(raw, "compat.ignore+=[c, d]")
     apply_override(raw, "other.list+=x")
     assert raw == {"compat": {"ignore": ["a", "b", "c", "d"]}, "other": {"list": ["x"]}}
+    stages = {"stages": [{"name": "s", "trainer": {"report_to": ["none"]}}]}
+    apply_override(stages, "stages.s.trainer.report_to+=wandb")  # through a list item, as = goes
+    assert stages["stages"][0]["trainer"]["report_to"] == ["none", "wandb"]
     with pytest.raises(ConfigError, match=r"override compat\+=: compat is not a list"):
         apply_override(raw, "compat+=x")
 
