@@ -155,3 +155,11 @@ def test_do_predict_after_training_scores_the_trained_model(tmp_path, tiny_model
 def test_a_value_of_the_wrong_type_names_its_key(key, value, expected):
     with pytest.raises(ConfigError, match=rf"^{key}: .*; expected {expected}$"):
         to_pipeline({**extra("dft/qwen2_full_sft.yaml"), key: value})
+
+
+def test_every_recipe_kind_reads_names_and_the_run_folder_alike():
+    predicted = to_pipeline({**extra("nlg_eval/llama3_lora_predict.yaml"), "adapter_name_or_path": ["saves/a"],
+                             "output_dir": "saves/prédiction/"})
+    assert predicted["stages"][0]["models"] == ["saves/a"] and predicted["name"] == "pr_diction"
+    trained = to_pipeline({**extra("dft/qwen2_full_sft.yaml"), "output_dir": "saves/prédiction/"})
+    assert trained["name"] == "pr_diction"

@@ -109,3 +109,13 @@ def test_v1_samples_keep_their_turns_and_refuse_what_would_train_otherwise(lf_di
 def test_compat_ignore_goes_on_without_a_v1_key(tmp_path):
     recipe = Path("examples/v1/train_batching_strategy/train_full_fsdp2_dynamic_batching.yaml")
     assert load_config(recipe, ["compat.ignore+=batching_strategy"]).stages[0].type == "sft"
+
+
+def test_a_v1_run_folder_is_named_as_a_v0_one():
+    import yaml
+
+    from posttrain.integrations.llamafactory import to_pipeline
+
+    recipe = yaml.safe_load(Path("examples/v1/train_lora/train_lora_sft.yaml").read_text())
+    assert to_pipeline({**recipe, "output_dir": "outputs/lora_été"})["name"] == "lora__t_"
+    assert to_pipeline({**recipe, "output_dir": "outputs/.."})["name"] == "sft"  # `..` is no folder name

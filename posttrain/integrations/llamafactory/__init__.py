@@ -28,7 +28,6 @@ from __future__ import annotations
 import dataclasses
 import importlib.util
 import logging
-import re
 import typing
 from pathlib import Path
 
@@ -36,6 +35,7 @@ from posttrain import stages
 from posttrain.config.schema import trainer_config_class
 from posttrain.errors import ConfigError, cut
 from posttrain.integrations.llamafactory import methods, predict, preference, unapplied, v1
+from posttrain.integrations.llamafactory.recipe_values import names, pipeline_name
 from posttrain.models.templates import TEMPLATES
 
 log = logging.getLogger("posttrain")
@@ -143,8 +143,8 @@ def to_pipeline(raw: dict, path: Path | None = None) -> dict:
 
     rules = {
         "do_train": lambda v: v or warn("do_train", "false, but posttrain always trains; ignored"),
-        "lora_target": lambda v: lora.update(target_modules="all-linear" if v == "all" else _names(v)),
-        "additional_target": lambda v: lora.update(modules_to_save=_names(v)),
+        "lora_target": lambda v: lora.update(target_modules="all-linear" if v == "all" else names(v)),
+        "additional_target": lambda v: lora.update(modules_to_save=names(v)),
         "template": lambda v: _template(v, stage, warn),
         "deepspeed": lambda v: _deepspeed(v, stage, warn),
         "ddp_backend": lambda v: warn("ddp_backend", "posttrain picks it when launching with --nproc (nccl on GPUs, "
@@ -213,12 +213,9 @@ def to_pipeline(raw: dict, path: Path | None = None) -> dict:
         stage["trainer"] = trainer
     if lora and finetuning in ("lora", "qlora"):
         stage["lora"] = lora
-    output_dir = top.get("output_dir")
-    pipeline = re.sub(r"[^A-Za-z0-9_.-]", "_", Path(str(output_dir or "")).name)
-    pipeline = pipeline if pipeline.strip(".") else name
     log.info("%sLLaMA-Factory recipe translated (stage type %s)", where, kind)  # where it writes: load_config says
     _report(where, recipe, ignored, allowed)
-    return {"name": pipeline, **top, "stages": [stage, *out.get("after", [])]}
+    return {"name": pipeline_name(top.get("output_dir"), name), **top, "stages": [stage, *out["after"]]}
 
 
 def _compat(value, fail) -> set[str]:
@@ -246,7 +243,7 @@ def _report(where: str, recipe: dict, ignored: dict[str, str], allowed: set[str]
 def _adapter(value, recipe: dict, finetuning: str, stage: dict, lora: dict, fail) -> None:
     """adapter_name_or_path: a LoRA stage goes on training the adapter, as LLaMA-Factory does; with
     create_new_adapter, or for full and freeze tuning, the stage starts from the model with it merged."""
-    adapters = _names(value)
+    adapters = names(value)
     if len(adapters) != 1:
         fail("adapter_name_or_path", f"{len(adapters)} adapters; posttrain starts from one (merge the others into "
                                      "the base first with `posttrain export`)")
@@ -291,15 +288,10 @@ def _finetuning(recipe: dict, allowed: tuple[str, ...], stage_type: str, fail, w
     return "qlora"
 
 
-def _names(value) -> list[str]:
-    items = value if isinstance(value, list) else str(value).split(",")
-    return [str(item).strip() for item in items if str(item).strip()]
-
-
 def _data(recipe: dict, key: str, fail) -> dict:
     if key not in recipe:
         fail(key, "missing; name the datasets registered in the dataset_dir's dataset_info.json")
-    spec = {"dataset": ",".join(_names(recipe[key])), "dataset_dir": str(recipe.get("dataset_dir", "data"))}
+    spec = {"dataset": ",".join(names(recipe[key])), "dataset_dir": str(recipe.get("dataset_dir", "data"))}
     if int(recipe.get("max_samples", -1)) > 0:  # LLaMA-Factory applies it to eval datasets too; -1 means all
         spec["max_samples"] = int(recipe["max_samples"])
     return spec
@@ -363,10 +355,10 @@ def _liger(value, trainer: dict, warn) -> None:
 
 
 def _report_to(value, trainer: dict, warn) -> None:
-    names = _names(value)
+    trackers_named = names(value)
     available = set(trackers()) | {"none", "all"}
-    missing = [n for n in names if n not in available]
+    missing = [n for n in trackers_named if n not in available]
     if missing:
         warn("report_to", f"{', '.join(missing)} not installed; ignored")
-    kept = [n for n in names if n in available]
+    kept = [n for n in trackers_named if n in available]
     trainer["report_to"] = kept[0] if len(kept) == 1 else (kept or "none")

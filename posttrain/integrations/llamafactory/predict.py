@@ -9,9 +9,8 @@ no do_train. Its generation keys become the stage's settings, with LLaMA-Factory
 
 from __future__ import annotations
 
-import re
-
 from posttrain.integrations.llamafactory import unapplied
+from posttrain.integrations.llamafactory.recipe_values import names, pipeline_name
 
 GENERATION = ("do_sample", "temperature", "top_p", "max_new_tokens")  # the eval stage's fields of the same name
 DEFAULTS = {"do_sample": True, "temperature": 0.95, "top_p": 0.7, "max_new_tokens": 1024}  # LLaMA-Factory's
@@ -57,7 +56,7 @@ def after_training(recipe: dict, stage: dict, warn, fail, data, out: dict) -> No
 
 def pipeline(recipe: dict, warn, fail, data, template, report) -> dict:
     """A predict-only recipe: the pipeline of one eval stage, with the base model or the given adapter on it."""
-    adapters = [a.strip() for a in str(recipe.get("adapter_name_or_path", "")).split(",") if a.strip()]
+    adapters = names(recipe.get("adapter_name_or_path", ""))
     if len(adapters) > 1:
         fail("adapter_name_or_path", f"{len(adapters)} adapters; posttrain evaluates one (merge the others into "
                                      "the base first with `posttrain export`)")
@@ -68,5 +67,4 @@ def pipeline(recipe: dict, warn, fail, data, template, report) -> dict:
         warn(key, "a training setting, and this recipe only predicts (do_predict without do_train)")
     report()
     top = {TOP[key]: recipe[key] for key in TOP if key in recipe}
-    name = re.sub(r"[^A-Za-z0-9_.-]", "_", str(recipe.get("output_dir", "")).rstrip("/").rsplit("/", 1)[-1])
-    return {"name": name if name.strip(".") else "predict", **top, "stages": [stage]}
+    return {"name": pipeline_name(recipe.get("output_dir"), "predict"), **top, "stages": [stage]}

@@ -113,6 +113,8 @@ def wrong_type(key: str, value) -> str | None:
     if expected is _NUMBER and fits:
         fits = value == value and abs(value) != float("inf")  # NaN and infinity are no setting
     return None if fits else f"{cut(repr(value), 80)}; expected {_TYPE_NAMES[expected]}"
+
+
 _TRAINING_REASON = "changes what is trained, and posttrain has no equivalent"
 
 
@@ -137,8 +139,12 @@ def summary(where: str, ignored: dict[str, str]) -> str:
 
 
 def refusal(where: str, keys: list[str]) -> str:
-    listed = ", ".join(keys)
-    return (f"{where}{listed}: {'changes' if len(keys) == 1 else 'change'} what is trained, and posttrain has no "
-            f"equivalent, so the run would train another model than the recipe asks for; to train without "
-            f"{'it' if len(keys) == 1 else 'them'}, add `compat: {{ignore: [{listed}]}}` to the recipe or pass "
-            + " ".join(f"--allow-ignored {k}" for k in keys))
+    return (f"{where}{', '.join(keys)}: {'changes' if len(keys) == 1 else 'change'} what is trained, and posttrain "
+            f"has no equivalent, so the run would train another model than the recipe asks for; "
+            f"{how_to_go_on(keys)}")
+
+
+def how_to_go_on(keys: list[str]) -> str:
+    """The two ways to train without keys that change training, for every refusal of one."""
+    return (f"to train without {'it' if len(keys) == 1 else 'them'}, add `compat: {{ignore: [{', '.join(keys)}]}}` "
+            "to the recipe or pass " + " ".join(f"--allow-ignored {k}" for k in keys))

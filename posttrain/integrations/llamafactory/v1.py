@@ -22,6 +22,8 @@ from posttrain.config.yaml_text import read_yaml_file
 from posttrain.data.formats.llamafactory_v1 import detect_kind
 from posttrain.data.io import read_rows
 from posttrain.errors import PosttrainError, cut
+from posttrain.integrations.llamafactory import unapplied
+from posttrain.integrations.llamafactory.recipe_values import pipeline_name
 
 CONVERTERS = {"alpaca": "alpaca", "sharegpt": "sharegpt", "pair": "preference", None: None}
 TRAINER = {"micro_batch_size": "per_device_train_batch_size", "cutoff_len": "max_length",
@@ -63,7 +65,7 @@ def to_pipeline(raw: dict, warn, fail, report, cuda, allowed: set[str]) -> dict:
         if key in allowed:
             warn(key, f"{why} (compat.ignore: trained without it)")
         else:
-            fail(key, f"{why}; to train without it, add `compat: {{ignore: [{key}]}}` or pass --allow-ignored {key}")
+            fail(key, f"{why}; {unapplied.how_to_go_on([key])}")
 
     recipe = dict(raw)
     if "train_dataset" not in recipe:
@@ -112,18 +114,15 @@ def to_pipeline(raw: dict, warn, fail, report, cuda, allowed: set[str]) -> dict:
     for key, value in recipe.items():
         if key in TRAINER:
             trainer[TRAINER[key]] = value
-        elif key in ("trust_remote_code", "seed"):
+        elif key == "trust_remote_code":  # read into top above; seed goes to both
             continue
         elif key in REPORTED:
             if value is not None:
                 warn(key, REPORTED[key])
-        elif key == "compat":
-            continue
         else:
             warn(key, "not a key of LLaMA-Factory v1's recipes")
     report()
-    name = str(top["output_dir"]).rstrip("/").rsplit("/", 1)[-1] or kind
-    return {"name": "".join(c if c.isalnum() or c in "_.-" else "_" for c in name), **top, "stages": [stage]}
+    return {"name": pipeline_name(top["output_dir"], kind), **top, "stages": [stage]}
 
 
 def _datasets(value, key: str, fail, refuse) -> list[dict]:
