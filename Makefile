@@ -100,7 +100,7 @@ agent-judge: $(STAMP) $(AGENT_JUDGE_MODEL)/config.json
 # Each bench exits 1 when it misses its target; all of them run, and make fails at the end if any missed.
 bench: $(STAMP)
 	@status=0; for script in sft_throughput rewards_throughput grpo_step_time dpo_step_time convert_throughput \
-		serve_throughput; do echo "$(BIN)/python bench/$$script.py"; $(BIN)/python bench/$$script.py || status=1; \
+		serve_throughput hostile_input; do echo "$(BIN)/python bench/$$script.py"; $(BIN)/python bench/$$script.py || status=1; \
 		done; exit $$status
 
 # On a CUDA machine (install with TORCH_CONSTRAINTS= and the [gpu] extra): SFT tokens/s, MFU and peak memory of a
