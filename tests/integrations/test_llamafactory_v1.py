@@ -47,13 +47,16 @@ def test_every_v1_example_is_recognised(path, caplog):
     assert "unknown key" not in caplog.text and "not a key of" not in caplog.text
 
 
-def test_the_methods_map_to_posttrains():
+def test_the_methods_map_to_posttrains(caplog):
+    caplog.set_level(logging.WARNING, logger="posttrain")
     lora = load_config("examples/v1/train_lora/train_lora_sft.yaml").stages[0]
     assert (lora.finetuning, lora.lora.r, lora.lora.alpha, lora.lora.dropout, lora.lora.target_modules) == (
         "lora", 16, 32, 0.05, "all-linear")
     assert [(d.path, d.format) for d in lora.data] == [("data/identity.json", "alpaca"),
                                                         ("data/alpaca_en_demo.json", "alpaca")]
     assert lora.data[1].max_samples == 500 and lora.trainer["max_length"] == 2048
+    assert "alpaca_en_demo.size: read as max_samples 500, the first rows; where the dataset has fewer, " \
+           "LLaMA-Factory repeats its rows up to size" in caplog.text
     assert load_config("examples/v1/train_qlora/quantization.yaml").stages[0].finetuning == "qlora"
     freeze = load_config("examples/v1/train_freeze/train_freeze_sft.yaml").stages[0]
     assert (freeze.finetuning, freeze.freeze.trainable_layers, freeze.freeze.extra_modules) == ("freeze", 2, [])
@@ -119,3 +122,10 @@ def test_a_v1_run_folder_is_named_as_a_v0_one():
     recipe = yaml.safe_load(Path("examples/v1/train_lora/train_lora_sft.yaml").read_text())
     assert to_pipeline({**recipe, "output_dir": "outputs/lora_été"})["name"] == "lora__t_"
     assert to_pipeline({**recipe, "output_dir": "outputs/.."})["name"] == "sft"  # `..` is no folder name
+
+
+def test_a_dataset_from_another_hub_is_refused(tmp_path):
+    Path("ms.yaml").write_text("demo:\n  path: some/dataset\n  source: ms_hub\n")
+    with pytest.raises(ConfigError, match=r"train_dataset ms.yaml: demo.source: 'ms_hub': posttrain reads local "
+                                          r"files and the Hugging Face hub"):
+        load_config("examples/v1/train_lora/train_lora_sft.yaml", ["train_dataset=ms.yaml"])

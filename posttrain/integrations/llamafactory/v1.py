@@ -71,9 +71,9 @@ def to_pipeline(raw: dict, warn, fail, report, cuda, allowed: set[str]) -> dict:
     if "train_dataset" not in recipe:
         fail("train_dataset", "missing. A v1 recipe without one merges an adapter (`llamafactory-cli merge`): "
                               "`posttrain export` does that")
-    data = _datasets(recipe.pop("train_dataset"), "train_dataset", fail, refuse)
-    evaluation = (_datasets(recipe.pop("eval_dataset"), "eval_dataset", fail, refuse) if "eval_dataset" in recipe
-                  else None)
+    data = _datasets(recipe.pop("train_dataset"), "train_dataset", warn, fail, refuse)
+    evaluation = (_datasets(recipe.pop("eval_dataset"), "eval_dataset", warn, fail, refuse)
+                  if "eval_dataset" in recipe else None)
     kind = recipe.pop("stage", None) or _kind(data)
     if kind == "dpo":
         loss = recipe.pop("pref_loss", "sigmoid")
@@ -125,7 +125,7 @@ def to_pipeline(raw: dict, warn, fail, report, cuda, allowed: set[str]) -> dict:
     return {"name": pipeline_name(top["output_dir"], kind), **top, "stages": [stage]}
 
 
-def _datasets(value, key: str, fail, refuse) -> list[dict]:
+def _datasets(value, key: str, warn, fail, refuse) -> list[dict]:
     """The DataSpecs of a v1 train_dataset: a YAML of datasets, or one file."""
     if not isinstance(value, str):
         fail(key, "expected a path: a YAML of datasets or a data file")
@@ -148,11 +148,18 @@ def _datasets(value, key: str, fail, refuse) -> list[dict]:
             refuse("weight", f"{where}.weight resamples the dataset by weight, which posttrain does not")
         if info.get("converter") not in CONVERTERS:
             fail(f"{where}.converter", f"{info['converter']!r}: posttrain reads alpaca, sharegpt and pair")
+        if info.get("source", "local") not in ("local", "hf_hub"):
+            fail(f"{where}.source", f"{info['source']!r}: posttrain reads local files and the Hugging Face hub")
+        if info.get("streaming"):
+            warn(f"{where}.streaming", "posttrain reads every file as a stream of rows anyway; its rows are "
+                                       "shuffled as a whole dataset's, not within a buffer")
         spec = {"path": str(info["path"]), "split": str(info.get("split", "train"))}
         form = CONVERTERS[info.get("converter")]
         spec.update({"format": form} if form else _v1_format(spec["path"]))
         if info.get("size"):
-            spec["max_samples"] = int(info["size"])  # LLaMA-Factory samples `size` rows; the first `size` here
+            spec["max_samples"] = int(info["size"])
+            warn(f"{where}.size", f"read as max_samples {spec['max_samples']}, the first rows; where the dataset has "
+                                  "fewer, LLaMA-Factory repeats its rows up to size, and posttrain does not")
         specs.append(spec)
     return specs
 
