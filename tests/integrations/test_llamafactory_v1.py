@@ -129,3 +129,8 @@ def test_a_dataset_from_another_hub_is_refused(tmp_path):
     with pytest.raises(ConfigError, match=r"train_dataset ms.yaml: demo.source: 'ms_hub': posttrain reads local "
                                           r"files and the Hugging Face hub"):
         load_config("examples/v1/train_lora/train_lora_sft.yaml", ["train_dataset=ms.yaml"])
+
+
+def test_a_quant_config_key_posttrain_does_not_read_is_refused():
+    with pytest.raises(ConfigError, match=r"quant_config.quantization_type: not a key posttrain reads"):
+        load_config("examples/v1/train_qlora/quantization.yaml", ["quant_config.quantization_type=fp4"])

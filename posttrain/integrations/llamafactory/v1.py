@@ -222,6 +222,9 @@ def _method(peft, quant, stage: dict, warn, fail) -> None:
         elif peft[key] not in (None, False):
             fail(f"peft_config.{key}", "not a key of LLaMA-Factory v1's lora or freeze plugin")
     if quant is not None:
+        if isinstance(quant, dict) and set(quant) - {"name", "quantization_bit"}:
+            fail(f"quant_config.{sorted(set(quant) - {'name', 'quantization_bit'})[0]}", "not a key posttrain reads "
+                 "(it quantizes with bitsandbytes' 4-bit NF4, double quantization on); expected name, quantization_bit")
         if stage["finetuning"] != "lora" or not isinstance(quant, dict) or quant.get("quantization_bit", 4) != 4 \
                 or quant.get("name", "auto") not in ("auto", "bnb"):
             fail("quant_config", "posttrain quantizes a LoRA stage's base to 4 bits with bitsandbytes "
