@@ -59,8 +59,9 @@ TIME_LIMIT = 1.0
 HANG_LIMIT = 10.0  # a probe still running then is stopped and failed, so `rewards test` itself never hangs
 
 
-class ProbeTimeout(Exception):
-    pass
+class ProbeTimeout(BaseException):
+    """A BaseException, as a Ctrl-C is: a reward's own `except Exception` (VERL's math reward has one) must not
+    swallow it and leave the probe running."""
 
 
 @contextlib.contextmanager
@@ -134,7 +135,7 @@ def _probe(function, trl, source, completion, truth, name, info=None) -> Check:
         again = score_value(function(completion, truth, info))
         via_trl = trl([completion], ground_truth=[truth], extra_info=[info])[0]
         via_verl = score_value(compute_score(source, completion, truth, info)) if source else value
-    except Exception as e:  # the point of a probe: any exception is a failure to report
+    except (Exception, ProbeTimeout) as e:  # the point of a probe: any exception is a failure to report
         return Check(name, False, f"raised {type(e).__name__}: {str(e)[:200]}")
     problems = []
     if not math.isfinite(value):

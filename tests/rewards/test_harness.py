@@ -28,6 +28,11 @@ def quadratic(solution_str, ground_truth, extra_info=None):  # answer_tags as it
     return float(len(re.findall(r"<answer>(.*?)</answer>", solution_str, re.DOTALL)) == 1)
 def overflows(solution_str, ground_truth, extra_info=None):  # float(10**400) raises
     return float(ground_truth["target"]) if isinstance(ground_truth, dict) and "target" in ground_truth else 0.0
+def swallows(solution_str, ground_truth, extra_info=None):  # a blanket except, as VERL's math reward has
+    try:
+        return quadratic(solution_str, ground_truth)
+    except Exception:
+        return 0.0
 def wrong_info(solution_str, ground_truth, extra_info=None):
     return float((extra_info or {}).get("rtol", 0))
 '''
@@ -52,11 +57,13 @@ def test_probes_stop_a_reward_that_hangs_and_catch_huge_targets_and_wrong_extra_
     path = tmp_path / "bad.py"
     path.write_text(BAD)
     failed = {name: {c.name: c.detail for c in run_probes(f"{path}:{name}") if not c.ok}
-              for name in ("quadratic", "overflows", "wrong_info")}
+              for name in ("quadratic", "swallows", "overflows", "wrong_info")}
     assert failed["quadratic"]["100,000 unclosed tags / target 200"].startswith("raised ProbeTimeout: still running")
     assert failed["quadratic"]["100,000 unclosed tags / pmids"] == ("not run: the reward hung on "
                                                                    "100,000 unclosed tags / target 200")
     assert "10,000 unclosed tags / target 200" in failed["quadratic"]  # 12 s once, so slow or stopped
+    assert failed["swallows"]["100,000 unclosed tags / pmids"] == ("not run: the reward hung on "
+                                                                  "100,000 unclosed tags / target 200")
     assert "raised OverflowError" in failed["overflows"]["well formed / target 10**400"]
     assert "raised AttributeError" in failed["wrong_info"]["well formed / none / extra_info text"]
 
